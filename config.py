@@ -1,0 +1,106 @@
+"""Runtime configuration: every knob is an ``MDCO_`` environment variable.
+
+Defaults run the embedded stack on 127.0.0.1 with data under ``var/``; production points the same
+names at real Temporal, Postgres, DocuSign and SMTP.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TASK_QUEUE = "mdco-onboarding"
+
+
+class Settings(BaseSettings):
+    """All settings, read from ``MDCO_*`` variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="MDCO_", extra="ignore")
+
+    var_dir: Path = Path("var")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    task_queue: str = TASK_QUEUE
+
+    database_url: str = ""  # empty -> sqlite under var_dir
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str = ""  # links in e-mails; empty -> http://api_host:api_port
+
+    esign_host: str = "127.0.0.1"
+    esign_port: int = 8085
+    docusign_account_id: str = "00000000-0000-4000-8000-00000000acc1"
+    docusign_integration_key: str = "mdco-local-integration-key"
+    docusign_user_id: str = "00000000-0000-4000-8000-0000000000u1"
+    docusign_private_key_path: str = ""  # empty -> var/esign/jwt_private.pem (generated)
+    docusign_base_path: str = ""  # empty -> https://esign_host:esign_port/restapi
+    docusign_oauth_host: str = ""  # empty -> esign_host:esign_port
+    docusign_ca_cert: str = ""  # empty -> var/esign/ca.pem (local e-sign server's CA)
+    docusign_hmac_keys: str = "mdco-local-connect-key"
+    docusign_connect_url: str = ""  # empty -> api base + /webhooks/docusign
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    mail_from: str = "onboarding@medicaldirector.example"
+    ops_email: str = "ops@medicaldirector.example"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_dir / 'mdco.db').resolve()}"
+
+    @property
+    def api_base_url(self) -> str:
+        return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def esign_dir(self) -> Path:
+        return self.var_dir / "esign"
+
+    @property
+    def resolved_docusign_base_path(self) -> str:
+        return self.docusign_base_path or f"https://{self.esign_host}:{self.esign_port}/restapi"
+
+    @property
+    def resolved_docusign_oauth_host(self) -> str:
+        return self.docusign_oauth_host or f"{self.esign_host}:{self.esign_port}"
+
+    @property
+    def resolved_docusign_ca_cert(self) -> str:
+        return self.docusign_ca_cert or str(self.esign_dir / "ca.pem")
+
+    @property
+    def resolved_docusign_private_key_path(self) -> str:
+        return self.docusign_private_key_path or str(self.esign_dir / "jwt_private.pem")
+
+    @property
+    def resolved_connect_url(self) -> str:
+        return self.docusign_connect_url or f"{self.api_base_url}/webhooks/docusign"
+
+    @property
+    def hmac_keys(self) -> list[str]:
+        return [k.strip() for k in self.docusign_hmac_keys.split(",") if k.strip()]
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.var_dir / "mail"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.var_dir / "documents"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var_dir / "run"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (tests build their own ``Settings`` instead)."""
+    return Settings()

@@ -1,0 +1,167 @@
+"""Requests the workflows send to activities and answers humans send to workflows.
+
+Messages carry ids, not contact details: activities look up e-mail addresses in the store, so the
+workflow history holds as little PII as the intake itself requires.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, Field
+
+from domain.codes import Stage
+from domain.intake import Intake
+from domain.onboarding import AgreementSpec, OversightPlan, PharmacyAssignment
+
+
+class StartRecord(BaseModel):
+    workflow_id: str
+    intake: Intake
+    started_at: datetime
+
+
+class AssessRequest(BaseModel):
+    workflow_id: str
+    intake: Intake
+    as_of: date
+
+
+class MatchRequest(BaseModel):
+    workflow_id: str
+    intake: Intake
+    plan: OversightPlan
+    exclude_npis: list[str] = Field(default_factory=list)
+    top: int = 10
+
+
+class OfferRequest(BaseModel):
+    workflow_id: str
+    clinic_key: str
+    npi: str
+    sent_at: datetime
+    expires_at: datetime
+
+
+class OfferStatusUpdate(BaseModel):
+    workflow_id: str
+    npi: str
+    status: str
+    at: datetime
+    reason: str = ""
+
+
+class Notice(BaseModel):
+    """An e-mail to one party; ``key`` makes it idempotent across activity retries."""
+
+    workflow_id: str
+    key: str
+    to_role: str  # ops | physician | clinic | pharmacy
+    to_id: str = ""  # npi, pharmacy_id or clinic_key; empty for ops
+    subject: str
+    body: str
+
+
+class StageRecord(BaseModel):
+    workflow_id: str
+    clinic_key: str
+    stage: Stage
+    sla_status: str
+    at: datetime
+    physician_npi: str | None = None
+    note: str = ""
+
+
+class DecisionRecord(BaseModel):
+    """A human decision, kept in the append-only audit log: who, what, when, why."""
+
+    workflow_id: str
+    actor: str
+    action: str
+    at: datetime
+    reason: str = ""
+    detail: dict = Field(default_factory=dict)
+
+
+class ProtocolRequest(BaseModel):
+    workflow_id: str
+    intake: Intake
+    plan: OversightPlan
+    npi: str
+
+
+class PharmacyRequest(BaseModel):
+    workflow_id: str
+    intake: Intake
+    plan: OversightPlan
+
+
+class PharmacySelection(BaseModel):
+    assignments: list[PharmacyAssignment] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)
+
+
+class PacketRequest(BaseModel):
+    workflow_id: str
+    clinic_key: str
+    npi: str
+    assignment: PharmacyAssignment
+
+
+class AgreementRequest(BaseModel):
+    workflow_id: str
+    intake: Intake
+    plan: OversightPlan
+    npi: str
+    spec: AgreementSpec
+
+
+class EnvelopeRecord(BaseModel):
+    workflow_id: str
+    envelope_id: str
+    agreement_kind: str
+    status: str
+    at: datetime
+
+
+class LaunchRequest(BaseModel):
+    workflow_id: str
+    clinic_key: str
+    npi: str
+    pharmacy_ids: list[str]
+    at: datetime
+
+
+class CancelRecord(BaseModel):
+    workflow_id: str
+    clinic_key: str
+    reason: str
+    at: datetime
+
+
+class ChartReviewRequest(BaseModel):
+    clinic_key: str
+    physician_npi: str
+    cycle: int
+    sample_percent: int
+    due_at: datetime
+
+
+# ---------------------------------------------------------------- answers from humans
+class PhysicianAnswer(BaseModel):
+    npi: str
+
+
+class PlanDecision(BaseModel):
+    approve: bool = True
+    reason: str = Field(min_length=1)
+    actor: str = "ops"
+
+
+class CancelRequest(BaseModel):
+    reason: str = Field(min_length=1)
+    actor: str = "ops"
+
+
+class PharmacyConfirmation(BaseModel):
+    pharmacy_id: str

@@ -1,0 +1,224 @@
+"""Values that cross the workflow boundary: input, timing, plan, status and activity payloads.
+
+They are plain pydantic models so the Temporal pydantic data converter carries them, and the
+status JSON of CONTRACT.md is ``OnboardingStatus.model_dump(mode="json")``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from domain.codes import PharmacyKind, Service, SlaStatus, Stage
+from domain.intake import Intake
+
+
+class Timing(BaseModel):
+    """Every timer the onboarding uses. Real durations in production and time-skipping tests,
+    seconds in the demo, so that the same workflow code runs at any speed."""
+
+    sla_at_risk: timedelta = timedelta(hours=12)
+    sla_breach: timedelta = timedelta(hours=24)
+    offer_ttl: timedelta = timedelta(hours=4)
+    roster_retry: timedelta = timedelta(hours=1)
+    plan_review_reminder: timedelta = timedelta(hours=8)
+    reminder_every: timedelta = timedelta(hours=24)
+    escalate_after_reminders: int = 3
+    agreement_expiry: timedelta = timedelta(days=14)
+    chart_review_every: timedelta = timedelta(days=30)
+    chart_review_deadline: timedelta = timedelta(days=14)
+
+    @classmethod
+    def demo(cls) -> "Timing":
+        """The demo's compressed clock: hours become seconds."""
+        return cls(
+            sla_at_risk=timedelta(seconds=120), sla_breach=timedelta(seconds=240),
+            offer_ttl=timedelta(seconds=60), roster_retry=timedelta(seconds=10),
+            plan_review_reminder=timedelta(seconds=30), reminder_every=timedelta(seconds=30),
+            agreement_expiry=timedelta(seconds=600), chart_review_every=timedelta(seconds=60),
+            chart_review_deadline=timedelta(seconds=30),
+        )
+
+
+class OnboardingInput(BaseModel):
+    intake: Intake
+    timing: Timing = Field(default_factory=Timing)
+    offer_fanout: int = Field(default=3, ge=1, le=10)
+    as_of: date | None = None  # the assessment date; None -> the workflow's start date
+
+
+# ---------------------------------------------------------------- stage 1: the oversight plan
+class Finding(BaseModel):
+    rule_id: str
+    severity: Literal["blocking", "warning", "info"]
+    message: str
+    source: str = ""
+
+
+class StatePlan(BaseModel):
+    state: str
+    np_practice: str = "unknown"
+    pa_supervision: str = "unknown"
+    supervision_ratio_cap: int | None = None
+    gfe_mode: str = "unknown"
+    dea_required: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+
+class ChartReview(BaseModel):
+    percent: int = 10
+    cadence_days: int = 30
+    basis: str = "policy"  # "law" where a state sets it, "policy" for the company default
+
+
+class QuoteLine(BaseModel):
+    factor: str
+    amount_usd: int
+    explanation: str
+
+
+class Quote(BaseModel):
+    monthly_usd: int
+    lines: list[QuoteLine] = Field(default_factory=list)
+
+
+class OversightPlan(BaseModel):
+    as_of: date
+    states: dict[str, StatePlan]
+    dea_required_states: list[str] = Field(default_factory=list)
+    oversight_mode: str = "remote"
+    oversight_reason: str = ""
+    chart_review: ChartReview = Field(default_factory=ChartReview)
+    pharmacy_model: dict[str, str] = Field(default_factory=dict)  # service -> "503A" | "503B" | "none"
+    findings: list[Finding] = Field(default_factory=list)
+    quote: Quote
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "blocking"]
+
+
+# ---------------------------------------------------------------- stage 2: matching
+class Candidate(BaseModel):
+    npi: str
+    display_name: str
+    score: float
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Exclusion(BaseModel):
+    npi: str
+    display_name: str
+    reasons: list[str]
+
+
+class MatchResult(BaseModel):
+    candidates: list[Candidate] = Field(default_factory=list)
+    excluded: list[Exclusion] = Field(default_factory=list)
+
+
+class OfferView(BaseModel):
+    npi: str
+    status: Literal["open", "accepted", "declined", "expired", "withdrawn", "lost"] = "open"
+    sent_at: datetime
+    expires_at: datetime
+    answered_at: datetime | None = None
+    reason: str = ""
+
+
+class ReservationResult(BaseModel):
+    ok: bool
+    reason: str = ""
+
+
+class OfferAnswer(BaseModel):
+    accepted: bool
+    npi: str
+    status: str
+    message: str
+
+
+# ---------------------------------------------------------------- stages 3-5
+class ProtocolView(BaseModel):
+    service: Service
+    template_version: str
+    sha256: str
+    status: Literal["pending_approval", "approved"] = "pending_approval"
+
+
+class PharmacyAssignment(BaseModel):
+    pharmacy_id: str
+    name: str = ""
+    kind: PharmacyKind
+    services: list[Service]
+    status: Literal["packet_sent", "confirmed"] = "packet_sent"
+
+
+class AgreementSpec(BaseModel):
+    agreement_kind: str  # e.g. medical_director, collaborative_practice_TX
+    template_version: str
+    title: str
+
+
+class EnvelopeView(BaseModel):
+    envelope_id: str
+    agreement_kind: str
+    template_version: str = ""
+    status: str = "sent"  # sent | delivered | completed | declined | voided
+    status_at: datetime | None = None
+
+
+class EnvelopeEvent(BaseModel):
+    """A DocuSign Connect event, reduced to what the workflow needs (no signer PII)."""
+
+    envelope_id: str
+    status: str
+    generated_at: datetime
+
+
+# ---------------------------------------------------------------- status (query / CLI / API)
+class TimelineEntry(BaseModel):
+    at: datetime
+    stage: str
+    event: str
+
+
+class OnboardingStatus(BaseModel):
+    workflow_id: str
+    clinic_key: str
+    stage: Stage
+    sla_status: SlaStatus
+    sla_deadline: datetime | None = None
+    started_at: datetime | None = None
+    matched_at: datetime | None = None
+    waiting_on: str = ""
+    waiting_reason: str = ""
+    physician_npi: str | None = None
+    offers: list[OfferView] = Field(default_factory=list)
+    protocols: list[ProtocolView] = Field(default_factory=list)
+    pharmacies: list[PharmacyAssignment] = Field(default_factory=list)
+    envelopes: list[EnvelopeView] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    quote_monthly_usd: int | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    cancel_reason: str = ""
+    oversight_workflow_id: str = ""
+
+
+class OversightInput(BaseModel):
+    clinic_key: str
+    physician_npi: str
+    states: list[str]
+    chart_review: ChartReview = Field(default_factory=ChartReview)
+    timing: Timing = Field(default_factory=Timing)
+    cycles_done: int = 0
+
+
+class OversightStatus(BaseModel):
+    clinic_key: str
+    physician_npi: str
+    cycles_done: int
+    next_chart_review_at: datetime | None = None
+    open_reviews: list[str] = Field(default_factory=list)
