@@ -1,0 +1,159 @@
+"""Protocols and agreements rendered from versioned Jinja2 templates in ``domain/templates``.
+
+Templates are named ``<name>.v<N>.<ext>.j2``; the highest N is used and its version string
+(``<name>.v<N>``) is recorded with the document, so an approval always points at the exact text.
+Rendering is strict (a missing value is an error, never a blank), and HTML is autoescaped.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from pydantic import BaseModel
+
+from domain.codes import MidlevelRole, Service
+from domain.intake import Intake, Midlevel
+from domain.onboarding import AgreementSpec, OversightPlan
+from domain.records import PhysicianRecord
+from domain.rules import service_catalog
+
+_VERSIONED = re.compile(r"^(?P<dir>[a-z_]+)/(?P<name>[a-z0-9_]+)\.v(?P<n>[0-9]+)\.(?P<ext>md|html)\.j2$")
+_SUPERVISED_ROLES = (MidlevelRole.NP, MidlevelRole.PA)
+
+
+class SignerSpec(BaseModel):
+    """A signer of an agreement, with the anchor strings the e-sign tabs attach to."""
+
+    name: str
+    email: str
+    routing_order: int
+    role: str  # clinic | medical_director
+    anchor: str  # signature tab anchor, e.g. /sn1/
+    date_anchor: str = ""  # date-signed tab anchor, e.g. /ds1/
+
+
+class TemplateNotFound(LookupError):
+    """No template for that document name."""
+
+
+@lru_cache(maxsize=1)
+def _env() -> Environment:
+    return Environment(
+        loader=PackageLoader("domain", "templates"),
+        undefined=StrictUndefined,
+        autoescape=lambda name: name is not None and ".html" in name,
+        trim_blocks=False,
+        keep_trailing_newline=True,
+    )
+
+
+@lru_cache(maxsize=64)
+def latest_template(directory: str, name: str) -> tuple[str, str]:
+    """``(template path, version string)`` of the highest version of ``directory/name``."""
+    best: tuple[int, str] | None = None
+    for path in _env().list_templates():
+        m = _VERSIONED.match(path)
+        if m and m["dir"] == directory and m["name"] == name:
+            if best is None or int(m["n"]) > best[0]:
+                best = (int(m["n"]), path)
+    if best is None:
+        raise TemplateNotFound(f"no template {directory}/{name}.v<N>.*.j2")
+    return best[1], f"{name}.v{best[0]}"
+
+
+def _common(intake: Intake, plan: OversightPlan, physician: PhysicianRecord) -> dict[str, Any]:
+    return {
+        "clinic_name": intake.clinic_name,
+        "clinic_key": intake.clinic_key,
+        "care_model": intake.care_model.value,
+        "states": list(intake.states),
+        "services": [s.value for s in intake.services],
+        "state_plans": [plan.states[s] for s in intake.states if s in plan.states],
+        "dea_states": plan.dea_required_states,
+        "chart_review": plan.chart_review,
+        "oversight_mode": plan.oversight_mode,
+        "quote": plan.quote,
+        "physician_name": physician.display_name,
+        "physician_npi": physician.npi,
+        "requested_start": intake.requested_start.isoformat(),
+        "effective": intake.requested_start.isoformat(),
+    }
+
+
+def render_protocol(service: Service | str, intake: Intake, plan: OversightPlan,
+                    physician: PhysicianRecord) -> tuple[str, str]:
+    """``(template_version, markdown body)`` of the standing-order protocol for one service."""
+    service = Service(service)
+    path, version = latest_template("protocols", service.value)
+    info = service_catalog().services[service]
+    body = _env().get_template(path).render(
+        **_common(intake, plan, physician), template_version=version, service=info,
+        pharmacy_model=plan.pharmacy_model.get(service.value, info.pharmacy_model))
+    return version, body
+
+
+def _supervised(intake: Intake, state: str) -> list[Midlevel]:
+    return [m for m in intake.midlevels if m.state == state and m.role in _SUPERVISED_ROLES]
+
+
+def agreements_for(intake: Intake, plan: OversightPlan) -> list[AgreementSpec]:
+    """The agreements this clinic needs: the medical-director agreement always, a collaborative
+    practice agreement per state with NP/PA midlevels, and a Texas prescriptive-authority agreement."""
+    _, md_version = latest_template("agreements", "medical_director")
+    specs = [AgreementSpec(agreement_kind="medical_director", template_version=md_version,
+                           title=f"Medical Director Agreement — {intake.clinic_name}")]
+    _, cp_version = latest_template("agreements", "collaborative_practice")
+    for st in intake.states:
+        if _supervised(intake, st):
+            specs.append(AgreementSpec(agreement_kind=f"collaborative_practice_{st}", template_version=cp_version,
+                                       title=f"Collaborative Practice Agreement ({st}) — {intake.clinic_name}"))
+    if "TX" in intake.states and _supervised(intake, "TX"):
+        specs.append(AgreementSpec(agreement_kind="prescriptive_authority_TX", template_version=cp_version,
+                                   title=f"Prescriptive Authority Agreement (TX) — {intake.clinic_name}"))
+    return specs
+
+
+def signers_for(intake: Intake, physician: PhysicianRecord) -> list[SignerSpec]:
+    """Clinic contact signs first, then the medical director. Midlevels have no e-mail in the
+    intake, so v1 names them in the document instead of routing it to them."""
+    return [
+        SignerSpec(name=intake.contact.name, email=str(intake.contact.email), routing_order=1, role="clinic",
+                   anchor="/sn1/", date_anchor="/ds1/"),
+        SignerSpec(name=physician.display_name, email=str(physician.email), routing_order=2, role="medical_director",
+                   anchor="/sn2/", date_anchor="/ds2/"),
+    ]
+
+
+_ROLE_TITLES = {"clinic": "For the Clinic", "medical_director": "Medical Director"}
+
+
+def render_agreement(spec: AgreementSpec, intake: Intake, plan: OversightPlan,
+                     physician: PhysicianRecord) -> tuple[str, list[SignerSpec]]:
+    """``(html, signers)`` for one agreement; the HTML carries /snN/ and /dsN/ anchors per signer."""
+    kind = spec.agreement_kind
+    signers = signers_for(intake, physician)
+    context = _common(intake, plan, physician)
+    context["signers"] = [{**s.model_dump(), "role_title": _ROLE_TITLES[s.role]} for s in signers]
+    context["title"] = spec.title
+    if kind == "medical_director":
+        name, extra = "medical_director", {"midlevels": list(intake.midlevels)}
+    else:
+        m = re.fullmatch(r"(collaborative_practice|prescriptive_authority)_([A-Z]{2})", kind)
+        if not m or m[2] not in intake.states:
+            raise ValueError(f"agreement_kind {kind!r} is not an agreement for this clinic's states")
+        state = m[2]
+        midlevels = _supervised(intake, state)
+        if not midlevels:
+            raise ValueError(f"agreement_kind {kind!r}: no NP/PA midlevels in {state}")
+        name = "collaborative_practice"
+        extra = {"state": state, "state_plan": plan.states[state], "midlevels": midlevels,
+                 "prescriptive_authority": m[1] == "prescriptive_authority",
+                 "controlled": [s.value for s in intake.controlled_services]}
+    path, version = latest_template("agreements", name)
+    if version != spec.template_version:
+        raise ValueError(f"agreement {kind}: spec asks for {spec.template_version}, the template is {version}")
+    html = _env().get_template(path).render(**context, **extra, template_version=version)
+    return html, signers

@@ -1,0 +1,96 @@
+"""Protocols and agreements: versioned, strict templates with the plan's state overlays and signer anchors."""
+
+from datetime import date
+
+import pytest
+from jinja2 import UndefinedError
+
+from domain import documents
+from domain.assessment import assess
+from domain.codes import Service
+from domain.documents import agreements_for, latest_template, render_agreement, render_protocol
+from domain.intake import Intake
+from domain.onboarding import AgreementSpec
+from domain.records import PhysicianRecord
+
+AS_OF = date(2026, 11, 1)
+INTAKE = Intake.model_validate({
+    "clinic_key": "glow-austin", "clinic_name": "Glow <Aesthetics> & Co", "contact": {
+        "name": "Dana Reyes", "email": "dana@clinic.example", "phone": "+15125550100"},
+    "states": ["TX", "OK", "CO"], "care_model": "hybrid",
+    "services": [s.value for s in Service], "monthly_patients": 350,
+    "locations": [{"state": "TX", "city": "Austin", "zip": "78701"}],
+    "midlevels": [{"name": "Sam Lee", "role": "NP", "state": "TX", "license_number": "AP123456"},
+                  {"name": "Pat Doe", "role": "PA", "state": "OK", "license_number": "PA77"},
+                  {"name": "Rae Ng", "role": "RN", "state": "CO", "license_number": "RN1"}],
+    "requested_start": "2026-12-15",
+})
+PLAN = assess(INTAKE, AS_OF)
+DOC = PhysicianRecord.model_validate({
+    "npi": "1234567893", "first_name": "Ana", "last_name": "Cruz", "degree": "MD", "email": "ana@md.example",
+    "phone": "+15125550111", "home_state": "TX", "licenses": [{"state": "TX", "number": "Q1", "expires": "2028-01-01"}],
+    "max_clinics": 5, "active_clinics": 1, "malpractice_expires": "2028-01-01"})
+
+
+@pytest.mark.parametrize("service", list(Service))
+def test_every_service_has_a_protocol_with_overlays(service):
+    version, body = render_protocol(service, INTAKE, PLAN, DOC)
+    assert version == f"{service.value}.v1"
+    for needle in ("Indications", "Contraindications", "Good-faith examination", "per prescriber",
+                   "Adverse events", "10% of charts every 30 days", "### TX", "### OK", "### CO",
+                   "ratio cap: 7 per physician", "Dr. Ana Cruz, MD"):
+        assert needle in body, needle
+    if service in (Service.testosterone_hrt, Service.ketamine):
+        assert "DEA schedule III" in body
+
+
+def test_protocol_body_is_deterministic_and_has_the_dated_texas_iv_note():
+    assert render_protocol("iv_nutrients", INTAKE, PLAN, DOC) == render_protocol("iv_nutrients", INTAKE, PLAN, DOC)
+    assert "H.B. 3749" in render_protocol("iv_nutrients", INTAKE, PLAN, DOC)[1]
+
+
+def test_agreements_needed():
+    kinds = [s.agreement_kind for s in agreements_for(INTAKE, PLAN)]
+    assert kinds == ["medical_director", "collaborative_practice_TX", "collaborative_practice_OK",
+                     "prescriptive_authority_TX"]  # no CO agreement: only an RN there
+    solo = INTAKE.model_copy(update={"midlevels": []})
+    assert [s.agreement_kind for s in agreements_for(solo, PLAN)] == ["medical_director"]
+
+
+def test_agreements_render_with_anchors_signers_and_escaping():
+    specs = {s.agreement_kind: s for s in agreements_for(INTAKE, PLAN)}
+    html, signers = render_agreement(specs["medical_director"], INTAKE, PLAN, DOC)
+    assert [(s.routing_order, s.role, s.anchor, s.date_anchor, s.email) for s in signers] == [
+        (1, "clinic", "/sn1/", "/ds1/", "dana@clinic.example"), (2, "medical_director", "/sn2/", "/ds2/", "ana@md.example")]
+    for anchor in ("/sn1/", "/sn2/", "/ds1/", "/ds2/"):
+        assert anchor in html
+    assert "Glow &lt;Aesthetics&gt; &amp; Co" in html and "<Aesthetics>" not in html
+    assert f"USD {PLAN.quote.monthly_usd}" in html
+    tx, _ = render_agreement(specs["collaborative_practice_TX"], INTAKE, PLAN, DOC)
+    assert "Sam Lee" in tx and "Pat Doe" not in tx and "Collaboration" in tx
+    ok, _ = render_agreement(specs["collaborative_practice_OK"], INTAKE, PLAN, DOC)
+    assert "Pat Doe" in ok and "Sam Lee" not in ok
+    pa, _ = render_agreement(specs["prescriptive_authority_TX"], INTAKE, PLAN, DOC)
+    assert "Prescriptive authority" in pa and "testosterone_hrt, ketamine" in pa
+
+
+def test_bad_agreement_specs_are_rejected():
+    with pytest.raises(ValueError, match="not an agreement for this clinic"):
+        render_agreement(AgreementSpec(agreement_kind="collaborative_practice_NY", template_version="collaborative_practice.v1",
+                                       title="x"), INTAKE, PLAN, DOC)
+    with pytest.raises(ValueError, match="no NP/PA midlevels in CO"):
+        render_agreement(AgreementSpec(agreement_kind="collaborative_practice_CO", template_version="collaborative_practice.v1",
+                                       title="x"), INTAKE, PLAN, DOC)
+    with pytest.raises(ValueError, match="template is medical_director.v1"):
+        render_agreement(AgreementSpec(agreement_kind="medical_director", template_version="medical_director.v0",
+                                       title="x"), INTAKE, PLAN, DOC)
+
+
+def test_templates_are_strict_and_versioned():
+    assert latest_template("agreements", "medical_director") == ("agreements/medical_director.v1.html.j2",
+                                                                 "medical_director.v1")
+    with pytest.raises(documents.TemplateNotFound):
+        latest_template("protocols", "botox")
+    template = documents._env().get_template("agreements/medical_director.v1.html.j2")
+    with pytest.raises(UndefinedError):
+        template.render(title="only a title")
