@@ -1,0 +1,243 @@
+"""The database schema, one SQLModel table per business record.
+
+Unique keys are what make the Temporal activities idempotent: a retried activity hits the same
+(workflow_id, ...) key and updates the row it already wrote instead of adding a second one.
+Lists and maps are JSON columns (portable between SQLite and Postgres); datetimes are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy import UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class UtcDateTime(TypeDecorator):
+    """Aware UTC datetimes on both backends (SQLite has no time zones; naive input is taken as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _npi_fk(*, cascade: bool = False, **kw: Any) -> Any:
+    """A physician reference; only a physician's own credentials go when the physician goes."""
+    fk = ForeignKey("physicians.npi", ondelete="CASCADE") if cascade else ForeignKey("physicians.npi")
+    return Field(sa_column_args=[fk], **kw)
+
+
+# ---------------------------------------------------------------- clinics
+class Clinic(SQLModel, table=True):
+    __tablename__ = "clinics"
+
+    key: str = Field(primary_key=True, max_length=64)
+    name: str
+    contact_name: str
+    contact_email: str
+    contact_phone: str
+    states: list[str] = Field(default_factory=list, sa_type=JSON)
+    care_model: str
+    services: list[str] = Field(default_factory=list, sa_type=JSON)
+    monthly_patients: int = 0
+    intake: dict = Field(default_factory=dict, sa_type=JSON)  # the full intake, for later stages
+    status: str = Field(default="pending", index=True)  # pending | active | cancelled
+    activated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    physician_npi: str | None = Field(default=None, index=True)
+
+
+# ---------------------------------------------------------------- physicians
+class Physician(SQLModel, table=True):
+    __tablename__ = "physicians"
+
+    npi: str = Field(primary_key=True, max_length=10)
+    first_name: str
+    last_name: str
+    degree: str
+    email: str
+    phone: str
+    home_state: str
+    max_clinics: int
+    active_clinics: int = 0
+    malpractice_expires: date
+    board_certifications: list[str] = Field(default_factory=list, sa_type=JSON)
+    telehealth: bool = False
+    supervised_midlevels: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+    excluded: bool = False
+    exclusion_review: bool = False
+    updated_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
+
+
+class License(SQLModel, table=True):
+    """A state medical licence; matching filters on ``state``."""
+
+    __tablename__ = "licenses"
+    __table_args__ = (UniqueConstraint("npi", "state", name="uq_licenses_npi_state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    npi: str = _npi_fk(cascade=True, index=True)
+    state: str = Field(index=True, max_length=2)
+    number: str
+    expires: date
+
+
+class DeaRegistration(SQLModel, table=True):
+    __tablename__ = "dea_registrations"
+    __table_args__ = (UniqueConstraint("npi", "state", name="uq_dea_npi_state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    npi: str = _npi_fk(cascade=True, index=True)
+    state: str = Field(index=True, max_length=2)
+    number: str
+    expires: date
+
+
+class PhysicianTherapy(SQLModel, table=True):
+    __tablename__ = "physician_therapies"
+    __table_args__ = (UniqueConstraint("npi", "service", name="uq_therapies_npi_service"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    npi: str = _npi_fk(cascade=True, index=True)
+    service: str = Field(index=True)
+
+
+# ---------------------------------------------------------------- pharmacies
+class Pharmacy(SQLModel, table=True):
+    __tablename__ = "pharmacies"
+
+    pharmacy_id: str = Field(primary_key=True)
+    name: str
+    kind: str  # 503A | 503B
+    licensed_states: list[str] = Field(default_factory=list, sa_type=JSON)
+    capabilities: list[str] = Field(default_factory=list, sa_type=JSON)
+    services: list[str] = Field(default_factory=list, sa_type=JSON)
+    email: str
+    updated_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
+
+
+# ---------------------------------------------------------------- onboarding progress
+class Onboarding(SQLModel, table=True):
+    __tablename__ = "onboardings"
+
+    workflow_id: str = Field(primary_key=True)
+    clinic_key: str = Field(index=True)
+    stage: str = Field(default="needs_assessment", index=True)
+    sla_status: str = Field(default="on_track")
+    physician_npi: str | None = None
+    started_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    matched_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    launched_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    cancelled_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    cancel_reason: str = ""
+    plan: dict | None = Field(default=None, sa_type=JSON)  # OversightPlan.model_dump(mode="json")
+
+
+class CapacityReservation(SQLModel, table=True):
+    """One clinic slot a workflow holds on a physician; ``released_at`` set once it is given back."""
+
+    __tablename__ = "capacity_reservations"
+
+    workflow_id: str = Field(primary_key=True)
+    npi: str = _npi_fk(index=True)
+    reserved_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
+    released_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Offer(SQLModel, table=True):
+    __tablename__ = "offers"
+
+    workflow_id: str = Field(primary_key=True)
+    npi: str = _npi_fk(primary_key=True, index=True)
+    status: str = "open"  # open | accepted | declined | expired | withdrawn | lost
+    sent_at: datetime = Field(sa_type=UtcDateTime)
+    expires_at: datetime = Field(sa_type=UtcDateTime)
+    answered_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    reason: str = ""
+
+
+class Protocol(SQLModel, table=True):
+    __tablename__ = "protocols"
+
+    workflow_id: str = Field(primary_key=True)
+    service: str = Field(primary_key=True)
+    template_version: str
+    body: str
+    sha256: str = Field(max_length=64)
+    approved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    approved_by: str | None = None  # the approving physician's NPI
+
+
+class PharmacyAssignment(SQLModel, table=True):
+    __tablename__ = "pharmacy_assignments"
+
+    workflow_id: str = Field(primary_key=True)
+    pharmacy_id: str = Field(primary_key=True, sa_column_args=[ForeignKey("pharmacies.pharmacy_id")])
+    services: list[str] = Field(default_factory=list, sa_type=JSON)
+    status: str = "packet_sent"  # packet_sent | confirmed
+    packet_sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    confirmed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class Agreement(SQLModel, table=True):
+    """One agreement per (workflow, kind); ``envelope_id`` is the current DocuSign envelope."""
+
+    __tablename__ = "agreements"
+
+    workflow_id: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    template_version: str
+    envelope_id: str | None = Field(default=None, unique=True)  # NULLs do not collide
+    status: str = "created"  # created | sent | delivered | completed | declined | voided
+    status_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    document_path: str | None = None
+    sha256: str | None = None
+    sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+# ---------------------------------------------------------------- audit and notifications
+class AuditEntry(SQLModel, table=True):
+    """Append-only trail of who did what and why; ``idem_key`` de-duplicates retried activities."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_workflow_at", "workflow_id", "at"),)
+
+    id: int | None = Field(
+        default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    )
+    at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
+    workflow_id: str
+    actor: str
+    action: str
+    detail: dict = Field(default_factory=dict, sa_type=JSON)
+    reason: str = ""
+    idem_key: str | None = Field(default=None, sa_type=String, unique=True)
+
+
+class Notification(SQLModel, table=True):
+    """An e-mail already sent, by business key, so a retried activity does not send it twice."""
+
+    __tablename__ = "notifications"
+
+    key: str = Field(primary_key=True)
+    to_role: str
+    subject: str
+    sent_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
