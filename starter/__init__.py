@@ -1,0 +1,1 @@
+"""The ``mdco`` CLI: sales trigger, status, imports, and the embedded stack (up/down/demo)."""

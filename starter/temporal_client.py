@@ -1,0 +1,32 @@
+"""Connecting to Temporal with the project's data converter, and registering search attributes."""
+
+from __future__ import annotations
+
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from config import Settings
+from workflows import search_attributes as sa
+
+
+async def connect(settings: Settings) -> Client:
+    """A client whose converter round-trips the pydantic models of ``domain``."""
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                data_converter=pydantic_data_converter)
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register the custom search attributes that are missing (servers started without the flags)."""
+    try:
+        existing = (await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace))).custom_attributes
+    except RPCError as err:  # the time-skipping test server cannot list, only add
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        existing = {}
+    missing = {k.name: k.indexed_value_type for k in sa.ALL if k.name not in existing}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing))

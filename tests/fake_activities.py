@@ -1,0 +1,172 @@
+"""Fake activities registered under the real names, for workflow tests on the time-skipping server.
+
+They keep an in-memory world (roster capacity, sent offers, e-mails) so tests can assert what the
+workflow asked for without a database, SMTP or e-sign server.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import date
+
+from temporalio import activity
+
+from domain.codes import PharmacyKind, Service
+from domain.messages import (
+    AgreementRequest, AssessRequest, CancelRecord, ChartReviewRequest, DecisionRecord, EnvelopeRecord,
+    LaunchRequest, MatchRequest, Notice, OfferRequest, OfferStatusUpdate, PacketRequest, PharmacyRequest,
+    PharmacySelection, ProtocolRequest, StageRecord, StartRecord,
+)
+from domain.onboarding import (
+    AgreementSpec, Candidate, EnvelopeView, Exclusion, Finding, MatchResult, OversightPlan, PharmacyAssignment,
+    ProtocolView, Quote, ReservationResult, StatePlan,
+)
+
+
+@dataclass
+class FakeWorld:
+    roster: list[str] = field(default_factory=lambda: ["1000000001", "1000000002", "1000000003", "1000000004"])
+    capacity: dict[str, int] = field(default_factory=dict)  # npi -> free slots (default 1)
+    blocking_findings: bool = False
+    calls: list[tuple[str, object]] = field(default_factory=list)
+    notices: list[Notice] = field(default_factory=list)
+    reservations: dict[str, str] = field(default_factory=dict)
+    envelopes: dict[str, str] = field(default_factory=dict)  # external id -> envelope id
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def called(self, name: str) -> list[object]:
+        return [arg for n, arg in self.calls if n == name]
+
+    def activities(self) -> list:
+        world = self
+
+        def record(name: str, arg: object) -> None:
+            with world.lock:
+                world.calls.append((name, arg))
+
+        @activity.defn(name="record_start")
+        def record_start(req: StartRecord) -> None:
+            record("record_start", req)
+
+        @activity.defn(name="assess_needs")
+        def assess_needs(req: AssessRequest) -> OversightPlan:
+            record("assess_needs", req)
+            findings = [Finding(rule_id="test.blocking", severity="blocking", message="needs review")] \
+                if world.blocking_findings else []
+            return OversightPlan(as_of=req.as_of, states={s: StatePlan(state=s) for s in req.intake.states},
+                                 findings=findings, quote=Quote(monthly_usd=1500))
+
+        @activity.defn(name="find_candidates")
+        def find_candidates(req: MatchRequest) -> MatchResult:
+            record("find_candidates", req)
+            left = [n for n in world.roster if n not in req.exclude_npis]
+            return MatchResult(
+                candidates=[Candidate(npi=n, display_name=f"Dr {n}", score=100 - i) for i, n in enumerate(left)][:req.top],
+                excluded=[Exclusion(npi="1999999999", display_name="Dr X", reasons=["no licence in TX"])])
+
+        @activity.defn(name="send_offer")
+        def send_offer(req: OfferRequest) -> None:
+            record("send_offer", req)
+
+        @activity.defn(name="record_offer")
+        def record_offer(req: OfferStatusUpdate) -> None:
+            record("record_offer", req)
+
+        @activity.defn(name="reserve_physician")
+        def reserve_physician(workflow_id: str, npi: str) -> ReservationResult:
+            record("reserve_physician", (workflow_id, npi))
+            with world.lock:
+                if world.reservations.get(workflow_id) == npi:
+                    return ReservationResult(ok=True)
+                free = world.capacity.get(npi, 1)
+                if free <= 0:
+                    return ReservationResult(ok=False, reason="at capacity")
+                world.capacity[npi] = free - 1
+                world.reservations[workflow_id] = npi
+            return ReservationResult(ok=True)
+
+        @activity.defn(name="notify")
+        def notify(notice: Notice) -> None:
+            record("notify", notice)
+            with world.lock:
+                world.notices.append(notice)
+
+        @activity.defn(name="record_stage")
+        def record_stage(req: StageRecord) -> None:
+            record("record_stage", req)
+
+        @activity.defn(name="record_decision")
+        def record_decision(req: DecisionRecord) -> None:
+            record("record_decision", req)
+
+        @activity.defn(name="prepare_protocols")
+        def prepare_protocols(req: ProtocolRequest) -> list[ProtocolView]:
+            record("prepare_protocols", req)
+            return [ProtocolView(service=s, template_version="v1", sha256="0" * 64) for s in req.intake.services]
+
+        @activity.defn(name="select_pharmacies")
+        def select_pharmacies(req: PharmacyRequest) -> PharmacySelection:
+            record("select_pharmacies", req)
+            services = [s for s in req.intake.services if s in (Service.glp1_weight_loss, Service.testosterone_hrt)]
+            if not services:
+                return PharmacySelection()
+            return PharmacySelection(assignments=[PharmacyAssignment(
+                pharmacy_id="austin-rx", kind=PharmacyKind.compounding_503a, services=services)])
+
+        @activity.defn(name="send_prescriber_packet")
+        def send_prescriber_packet(req: PacketRequest) -> None:
+            record("send_prescriber_packet", req)
+
+        @activity.defn(name="prepare_agreements")
+        def prepare_agreements(req: ProtocolRequest) -> list[AgreementSpec]:
+            record("prepare_agreements", req)
+            specs = [AgreementSpec(agreement_kind="medical_director", template_version="v1", title="MDA")]
+            for state in sorted({m.state for m in req.intake.midlevels if m.role in ("NP", "PA")}):
+                specs.append(AgreementSpec(agreement_kind=f"collaborative_practice_{state}",
+                                           template_version="v1", title=f"CPA {state}"))
+            return specs
+
+        @activity.defn(name="send_agreement")
+        def send_agreement(req: AgreementRequest) -> EnvelopeView:
+            record("send_agreement", req)
+            external = f"{req.workflow_id}:{req.spec.agreement_kind}:{req.spec.template_version}"
+            with world.lock:
+                env_id = world.envelopes.setdefault(external, f"env-{len(world.envelopes) + 1}")
+            return EnvelopeView(envelope_id=env_id, agreement_kind=req.spec.agreement_kind,
+                                template_version=req.spec.template_version)
+
+        @activity.defn(name="record_envelope")
+        def record_envelope(req: EnvelopeRecord) -> None:
+            record("record_envelope", req)
+
+        @activity.defn(name="launch_clinic")
+        def launch_clinic(req: LaunchRequest) -> None:
+            record("launch_clinic", req)
+
+        @activity.defn(name="record_cancellation")
+        def record_cancellation(req: CancelRecord) -> None:
+            record("record_cancellation", req)
+
+        @activity.defn(name="open_chart_review")
+        def open_chart_review(req: ChartReviewRequest) -> None:
+            record("open_chart_review", req)
+
+        return [record_start, assess_needs, find_candidates, send_offer, record_offer, reserve_physician, notify,
+                record_stage, record_decision, prepare_protocols, select_pharmacies, send_prescriber_packet,
+                prepare_agreements, send_agreement, record_envelope, launch_clinic, record_cancellation,
+                open_chart_review]
+
+
+def sample_intake(clinic_key: str, **overrides) -> dict:
+    data = {
+        "clinic_key": clinic_key, "clinic_name": "Glow Aesthetics Austin LLC",
+        "contact": {"name": "Dana Reyes", "email": "dana@glow.example", "phone": "+15125550100"},
+        "states": ["TX", "OK"], "care_model": "hybrid",
+        "services": ["neurotoxins", "dermal_fillers", "glp1_weight_loss", "testosterone_hrt"],
+        "monthly_patients": 350, "locations": [{"state": "TX", "city": "Austin", "zip": "78701"}],
+        "midlevels": [{"name": "Sam Lee", "role": "NP", "state": "TX", "license_number": "AP123456"}],
+        "requested_start": date(2026, 12, 15).isoformat(),
+    }
+    data.update(overrides)
+    return data

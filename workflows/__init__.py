@@ -1,0 +1,1 @@
+"""Temporal workflow definitions: orchestration, timers, messages, search attributes. No I/O."""

@@ -1,0 +1,579 @@
+"""``OnboardingWorkflow``: the six stages from intake to launch, with the placement SLA on timers.
+
+Orchestration only: every side effect is an activity called by name, every duration comes from
+``Timing``, and humans answer through updates (validated) and signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any, Awaitable, Callable
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from domain.codes import SlaStatus, Stage, oversight_id_for
+    from domain.messages import (
+        AgreementRequest, AssessRequest, CancelRecord, CancelRequest, DecisionRecord, EnvelopeRecord,
+        LaunchRequest, MatchRequest, Notice, OfferRequest, OfferStatusUpdate, PacketRequest,
+        PharmacyConfirmation, PharmacyRequest, PharmacySelection, PhysicianAnswer, PlanDecision,
+        ProtocolRequest, StageRecord, StartRecord,
+    )
+    from domain.onboarding import (
+        AgreementSpec, EnvelopeEvent, EnvelopeView, MatchResult, OfferAnswer, OfferView,
+        OnboardingInput, OnboardingStatus, OversightInput, OversightPlan, PharmacyAssignment,
+        ProtocolView, ReservationResult, TimelineEntry,
+    )
+    from workflows import search_attributes as sa
+    from workflows.oversight import OversightWorkflow
+
+ACTIVITY_TIMEOUT = timedelta(seconds=60)
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1), non_retryable_error_types=["InvalidInput"],
+)
+TERMINAL_ENVELOPE = {"completed", "declined", "voided"}
+ENVELOPE_ORDER = {"created": 0, "sent": 1, "delivered": 2, "completed": 3, "declined": 3, "voided": 4}
+
+
+class OnboardingCancelled(Exception):
+    """Raised inside the stage task when ops cancel; unwinds to the cleanup path."""
+
+
+@workflow.defn
+class OnboardingWorkflow:
+    @workflow.init
+    def __init__(self, inp: OnboardingInput) -> None:
+        self._inp = inp
+        self._intake = inp.intake
+        self._timing = inp.timing
+        self._wf_id = workflow.info().workflow_id
+        self._stage = Stage.needs_assessment
+        self._sla = SlaStatus.on_track
+        self._started_at: datetime = workflow.now()
+        self._matched_at: datetime | None = None
+        self._waiting_on = ""
+        self._waiting_reason = ""
+        self._plan: OversightPlan | None = None
+        self._plan_decision: PlanDecision | None = None
+        self._offers: dict[str, OfferView] = {}
+        self._offers_version = 0
+        self._physician: str | None = None
+        self._protocols: list[ProtocolView] = []
+        self._protocols_approved = False
+        self._pharmacies: dict[str, PharmacyAssignment] = {}
+        self._envelopes: dict[str, EnvelopeView] = {}
+        self._envelope_events: list[EnvelopeEvent] = []
+        self._timeline: list[TimelineEntry] = []
+        self._roster_version = 0
+        self._cancel: CancelRequest | None = None
+        self._oversight_id = ""
+        self._lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ run
+    @workflow.run
+    async def run(self, inp: OnboardingInput) -> OnboardingStatus:
+        self._sla_deadline = self._started_at + self._timing.sla_breach
+        self._upsert_search_attributes()
+        await self._act("record_start", StartRecord(
+            workflow_id=self._wf_id, intake=self._intake, started_at=self._started_at))
+        self._note("onboarding started")
+        sla_clock = asyncio.create_task(self._sla_clock())
+        stages = asyncio.create_task(self._stages())
+        try:
+            await workflow.wait_condition(stages.done)
+        except asyncio.CancelledError:  # cancelled from the Temporal UI/CLI: same cleanup as ops cancel
+            self._cancel = self._cancel or CancelRequest(reason="cancelled from Temporal", actor="temporal")
+            await workflow.wait_condition(stages.done)
+        error = stages.exception()
+        if error is not None and not isinstance(error, OnboardingCancelled):
+            raise error
+        if self._cancel is not None and self._stage != Stage.launched:
+            await self._cleanup_after_cancel()
+        sla_clock.cancel()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._status()
+
+    async def _stages(self) -> None:
+        await self._assess()
+        await self._match()
+        await self._setup_protocols()
+        await self._coordinate_pharmacies()
+        await self._sign_agreements()
+        await self._launch()
+
+    # ------------------------------------------------------------------ stage 1
+    async def _assess(self) -> None:
+        await self._enter(Stage.needs_assessment)
+        as_of = self._inp.as_of or self._started_at.date()
+        self._plan = await self._act(
+            "assess_needs", AssessRequest(workflow_id=self._wf_id, intake=self._intake, as_of=as_of),
+            result_type=OversightPlan)
+        blocking = self._plan.blocking
+        self._note(f"oversight plan ready: {len(self._plan.findings)} findings, {len(blocking)} blocking, "
+                   f"quote ${self._plan.quote.monthly_usd}/month")
+        if not blocking:
+            return
+        self._wait_for("ops", "assessment has blocking findings: " + "; ".join(f.rule_id for f in blocking))
+        await self._act("notify", Notice(
+            workflow_id=self._wf_id, key="plan-review", to_role="ops",
+            subject=f"Review needed: {self._wf_id} assessment has blocking findings",
+            body="\n".join(f"- [{f.rule_id}] {f.message}" for f in blocking)))
+        await self._wait_with_reminders(
+            lambda: self._plan_decision is not None, every=self._timing.plan_review_reminder,
+            reminder=lambda n: Notice(workflow_id=self._wf_id, key=f"plan-review-reminder-{n}", to_role="ops",
+                                      subject=f"Reminder {n}: {self._wf_id} awaits plan review",
+                                      body="Approve with `mdco plan approve` or cancel."))
+
+    @workflow.update
+    async def review_plan(self, decision: PlanDecision) -> str:
+        """Ops accept an assessment that has blocking findings (or reject it, which cancels)."""
+        await self._act("record_decision", DecisionRecord(
+            workflow_id=self._wf_id, actor=decision.actor, at=workflow.now(), reason=decision.reason,
+            action="plan_approved" if decision.approve else "plan_rejected"))
+        if decision.approve:
+            self._plan_decision = decision
+            self._note(f"plan approved by {decision.actor}: {decision.reason}")
+            return "approved"
+        self._cancel = CancelRequest(reason=f"plan rejected: {decision.reason}", actor=decision.actor)
+        return "rejected"
+
+    @review_plan.validator
+    def _validate_review_plan(self, decision: PlanDecision) -> None:
+        if self._stage != Stage.needs_assessment or self._plan is None or not self._plan.blocking:
+            raise ValueError("no assessment is waiting for review")
+        if self._plan_decision is not None:
+            raise ValueError("the assessment was already reviewed")
+
+    # ------------------------------------------------------------------ stage 2
+    async def _match(self) -> None:
+        await self._enter(Stage.matching)
+        assert self._plan is not None
+        while self._physician is None:
+            open_offers = [o for o in self._offers.values() if o.status == "open"]
+            wanted = self._inp.offer_fanout - len(open_offers)
+            if wanted > 0:
+                result = await self._act("find_candidates", MatchRequest(
+                    workflow_id=self._wf_id, intake=self._intake, plan=self._plan,
+                    exclude_npis=sorted(self._offers), top=wanted), result_type=MatchResult)
+                for cand in result.candidates[:wanted]:
+                    await self._send_offer(cand.npi)
+                open_offers = [o for o in self._offers.values() if o.status == "open"]
+                if not open_offers:
+                    await self._wait_for_roster(result)
+                    continue
+            self._wait_for("physician", f"{len(open_offers)} offer(s) open")
+            seen = self._offers_version
+            next_expiry = min(o.expires_at for o in open_offers)
+            try:
+                await self._wait(
+                    lambda: self._physician is not None or self._offers_version != seen,
+                    timeout=max(next_expiry - workflow.now(), timedelta(seconds=1)))
+            except asyncio.TimeoutError:
+                pass
+            await self._expire_due_offers()
+        for offer in self._offers.values():
+            if offer.status == "open":
+                await self._close_offer(offer.npi, "withdrawn", "another physician accepted")
+                await self._act("notify", Notice(
+                    workflow_id=self._wf_id, key=f"offer-withdrawn-{offer.npi}", to_role="physician",
+                    to_id=offer.npi, subject=f"Offer withdrawn: {self._intake.clinic_name}",
+                    body="Another physician accepted this placement first. Thank you for your time."))
+
+    async def _send_offer(self, npi: str) -> None:
+        now = workflow.now()
+        offer = OfferView(npi=npi, sent_at=now, expires_at=now + self._timing.offer_ttl)
+        await self._act("send_offer", OfferRequest(
+            workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=npi,
+            sent_at=offer.sent_at, expires_at=offer.expires_at))
+        self._offers[npi] = offer
+        self._note(f"offer sent to NPI {npi}")
+
+    async def _wait_for_roster(self, result: MatchResult) -> None:
+        reason = "no eligible physician left"
+        if result.excluded:
+            common = sorted({r for e in result.excluded for r in e.reasons})[:3]
+            reason += f" ({len(result.excluded)} excluded; e.g. {'; '.join(common)})"
+        self._wait_for("roster", reason)
+        self._note(reason)
+        await self._act("notify", Notice(
+            workflow_id=self._wf_id, key=f"roster-empty-{self._roster_version}", to_role="ops",
+            subject=f"No eligible physician for {self._wf_id}", body=reason))
+        seen = self._roster_version
+        try:
+            await self._wait(lambda: self._roster_version != seen, timeout=self._timing.roster_retry)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _expire_due_offers(self) -> None:
+        now = workflow.now()
+        for offer in list(self._offers.values()):
+            if offer.status == "open" and offer.expires_at <= now:
+                await self._close_offer(offer.npi, "expired", "no answer before expiry")
+
+    async def _close_offer(self, npi: str, status: str, reason: str) -> None:
+        offer = self._offers[npi]
+        offer.status = status  # type: ignore[assignment]
+        offer.answered_at = workflow.now()
+        offer.reason = reason
+        self._offers_version += 1
+        self._note(f"offer to NPI {npi} {status}")
+        await self._act("record_offer", OfferStatusUpdate(
+            workflow_id=self._wf_id, npi=npi, status=status, at=offer.answered_at, reason=reason))
+
+    @workflow.update
+    async def accept_offer(self, answer: PhysicianAnswer) -> OfferAnswer:
+        """The offered physician accepts; capacity is reserved atomically before the match counts."""
+        async with self._lock:
+            if self._physician is not None:
+                return OfferAnswer(accepted=False, npi=answer.npi, status="lost",
+                                   message="another physician accepted this placement first")
+            reservation = await self._act("reserve_physician", args=[self._wf_id, answer.npi],
+                                          result_type=ReservationResult)
+            if not reservation.ok:
+                await self._close_offer(answer.npi, "lost", reservation.reason)
+                return OfferAnswer(accepted=False, npi=answer.npi, status="lost", message=reservation.reason)
+            self._physician = answer.npi
+            self._matched_at = workflow.now()
+            await self._close_offer(answer.npi, "accepted", "accepted by the physician")
+            if self._sla in (SlaStatus.on_track, SlaStatus.at_risk, SlaStatus.breached):
+                self._set_sla(SlaStatus.met)
+            return OfferAnswer(accepted=True, npi=answer.npi, status="accepted",
+                               message=f"you are the medical director for {self._intake.clinic_name}")
+
+    @accept_offer.validator
+    def _validate_accept(self, answer: PhysicianAnswer) -> None:
+        self._require_open_offer(answer.npi)
+
+    @workflow.update
+    async def decline_offer(self, answer: PhysicianAnswer) -> OfferAnswer:
+        async with self._lock:
+            await self._close_offer(answer.npi, "declined", "declined by the physician")
+        return OfferAnswer(accepted=False, npi=answer.npi, status="declined", message="decline recorded")
+
+    @decline_offer.validator
+    def _validate_decline(self, answer: PhysicianAnswer) -> None:
+        self._require_open_offer(answer.npi)
+
+    def _require_open_offer(self, npi: str) -> None:
+        if self._stage != Stage.matching or self._physician is not None:
+            raise ValueError(f"offers are closed: the onboarding is in stage {self._stage.value}")
+        offer = self._offers.get(npi)
+        if offer is None:
+            raise ValueError(f"no offer was made to NPI {npi}")
+        if offer.status != "open":
+            raise ValueError(f"the offer to NPI {npi} is {offer.status}")
+        if workflow.now() >= offer.expires_at:
+            raise ValueError(f"the offer to NPI {npi} expired at {offer.expires_at.isoformat()}")
+
+    @workflow.signal
+    def roster_updated(self) -> None:
+        """A roster import happened: onboardings waiting on the roster try again."""
+        self._roster_version += 1
+
+    # ------------------------------------------------------------------ SLA clock
+    async def _sla_clock(self) -> None:
+        for status, after in ((SlaStatus.at_risk, self._timing.sla_at_risk),
+                              (SlaStatus.breached, self._timing.sla_breach)):
+            remaining = self._started_at + after - workflow.now()
+            if remaining > timedelta(0):
+                try:
+                    await workflow.wait_condition(lambda: self._physician is not None, timeout=remaining)
+                except asyncio.TimeoutError:
+                    pass
+            if self._physician is not None or self._stage in (Stage.cancelled,):
+                return
+            self._set_sla(status)
+            self._note(f"placement SLA {status.value}")
+            await self._act("notify", Notice(
+                workflow_id=self._wf_id, key=f"sla-{status.value}", to_role="ops",
+                subject=f"SLA {status.value.replace('_', ' ')}: {self._wf_id} has no medical director yet",
+                body=(f"Started {self._started_at.isoformat()}; deadline {self._sla_deadline.isoformat()}. "
+                      f"Waiting on {self._waiting_on or 'nothing'}: {self._waiting_reason}")))
+
+    def _set_sla(self, status: SlaStatus) -> None:
+        self._sla = status
+        self._upsert_search_attributes()
+
+    # ------------------------------------------------------------------ stage 3
+    async def _setup_protocols(self) -> None:
+        await self._enter(Stage.protocol_setup)
+        assert self._plan is not None and self._physician is not None
+        self._protocols = await self._act("prepare_protocols", ProtocolRequest(
+            workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician),
+            result_type=list[ProtocolView])
+        self._wait_for("physician", f"approval of {len(self._protocols)} protocol(s)")
+        await self._wait_with_reminders(
+            lambda: self._protocols_approved, every=self._timing.reminder_every,
+            reminder=lambda n: Notice(workflow_id=self._wf_id, key=f"protocol-reminder-{n}", to_role="physician",
+                                      to_id=self._physician or "", subject=f"Reminder {n}: protocols await your approval",
+                                      body=f"Protocols for {self._intake.clinic_name} await your approval."),
+            escalation_subject="protocol approval overdue")
+
+    @workflow.update
+    async def approve_protocols(self, answer: PhysicianAnswer) -> str:
+        await self._act("record_decision", DecisionRecord(
+            workflow_id=self._wf_id, actor=f"physician:{answer.npi}", action="protocols_approved",
+            at=workflow.now(), detail={"services": [p.service.value for p in self._protocols]}))
+        for p in self._protocols:
+            p.status = "approved"
+        self._protocols_approved = True
+        self._note(f"protocols approved by NPI {answer.npi}")
+        return "approved"
+
+    @approve_protocols.validator
+    def _validate_approve_protocols(self, answer: PhysicianAnswer) -> None:
+        if self._stage != Stage.protocol_setup or not self._protocols:
+            raise ValueError(f"no protocols await approval (stage {self._stage.value})")
+        if self._protocols_approved:
+            raise ValueError("the protocols are already approved")
+        if answer.npi != self._physician:
+            raise ValueError(f"only the matched medical director (NPI {self._physician}) may approve the protocols")
+
+    # ------------------------------------------------------------------ stage 4
+    async def _coordinate_pharmacies(self) -> None:
+        await self._enter(Stage.pharmacy_coordination)
+        assert self._plan is not None and self._physician is not None
+        while True:
+            selection = await self._act("select_pharmacies", PharmacyRequest(
+                workflow_id=self._wf_id, intake=self._intake, plan=self._plan), result_type=PharmacySelection)
+            if not selection.problems:
+                break
+            self._wait_for("ops", "; ".join(selection.problems))
+            await self._act("notify", Notice(
+                workflow_id=self._wf_id, key=f"pharmacy-gap-{self._roster_version}", to_role="ops",
+                subject=f"No pharmacy for part of {self._wf_id}", body="\n".join(selection.problems)))
+            seen = self._roster_version
+            try:
+                await self._wait(lambda: self._roster_version != seen, timeout=self._timing.roster_retry)
+            except asyncio.TimeoutError:
+                pass
+        if not selection.assignments:
+            self._note("no compounded service: no pharmacy needed")
+            return
+        for assignment in selection.assignments:
+            await self._act("send_prescriber_packet", PacketRequest(
+                workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=self._physician,
+                assignment=assignment))
+            self._pharmacies[assignment.pharmacy_id] = assignment
+            self._note(f"prescriber packet sent to pharmacy {assignment.pharmacy_id}")
+        self._wait_for("pharmacy", "prescriber account confirmation")
+        await self._wait_with_reminders(
+            lambda: all(p.status == "confirmed" for p in self._pharmacies.values()),
+            every=self._timing.reminder_every,
+            reminder=lambda n: Notice(workflow_id=self._wf_id, key=f"pharmacy-reminder-{n}", to_role="pharmacies",
+                                      to_id=",".join(p.pharmacy_id for p in self._pharmacies.values()
+                                                     if p.status != "confirmed"),
+                                      subject=f"Reminder {n}: please confirm the prescriber account",
+                                      body=f"Prescriber account for {self._intake.clinic_name} awaits confirmation."),
+            escalation_subject="pharmacy confirmation overdue")
+
+    @workflow.signal
+    async def confirm_pharmacy(self, confirmation: PharmacyConfirmation) -> None:
+        assignment = self._pharmacies.get(confirmation.pharmacy_id)
+        if assignment is None or assignment.status == "confirmed":
+            return  # unknown or repeated confirmations change nothing
+        assignment.status = "confirmed"
+        self._note(f"pharmacy {confirmation.pharmacy_id} confirmed the prescriber account")
+        await self._act("record_decision", DecisionRecord(
+            workflow_id=self._wf_id, actor=f"pharmacy:{confirmation.pharmacy_id}", action="pharmacy_confirmed",
+            at=workflow.now()))
+
+    # ------------------------------------------------------------------ stage 5
+    async def _sign_agreements(self) -> None:
+        await self._enter(Stage.agreements)
+        assert self._plan is not None and self._physician is not None
+        specs = await self._act("prepare_agreements", ProtocolRequest(
+            workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician),
+            result_type=list[AgreementSpec])
+        for spec in specs:
+            envelope = await self._act("send_agreement", AgreementRequest(
+                workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician, spec=spec),
+                result_type=EnvelopeView)
+            self._envelopes.setdefault(envelope.envelope_id, envelope)
+            self._note(f"envelope {envelope.envelope_id} sent for {spec.agreement_kind}")
+        self._wait_for("signers", f"{len(self._envelopes)} envelope(s) out for signature")
+        await self._wait_with_reminders(
+            self._agreements_settled, every=self._timing.reminder_every,
+            wake=lambda: bool(self._envelope_events) or self._agreements_settled(),
+            reminder=lambda n: Notice(workflow_id=self._wf_id, key=f"agreement-reminder-{n}", to_role="clinic",
+                                      to_id=self._intake.clinic_key, subject=f"Reminder {n}: agreements await signature",
+                                      body="Your agreements are waiting for your signature in DocuSign."),
+            escalation_subject="agreements unsigned", drain=self._drain_envelope_events)
+        await self._drain_envelope_events()
+        declined = [e for e in self._envelopes.values() if e.status in ("declined", "voided")]
+        if declined:
+            self._wait_for("ops", "agreement declined: " + ", ".join(e.agreement_kind for e in declined))
+            await self._act("notify", Notice(
+                workflow_id=self._wf_id, key="agreement-declined", to_role="ops",
+                subject=f"Agreement declined for {self._wf_id}",
+                body="Declined: " + ", ".join(e.agreement_kind for e in declined)))
+            await self._wait(lambda: False)  # until ops cancel (resend arrives with the DocuSign issue)
+
+    def _agreements_settled(self) -> bool:
+        return bool(self._envelopes) and all(e.status in TERMINAL_ENVELOPE for e in self._envelopes.values())
+
+    async def _drain_envelope_events(self) -> None:
+        while self._envelope_events:
+            event = self._envelope_events.pop(0)
+            envelope = self._envelopes.get(event.envelope_id)
+            if envelope is None:
+                continue
+            newer = envelope.status_at is None or event.generated_at > envelope.status_at
+            forward = ENVELOPE_ORDER.get(event.status, 0) >= ENVELOPE_ORDER.get(envelope.status, 0)
+            if not (newer and forward) or envelope.status in TERMINAL_ENVELOPE:
+                continue  # an older or duplicate event never moves an envelope back
+            envelope.status = event.status
+            envelope.status_at = event.generated_at
+            self._note(f"envelope {envelope.envelope_id} ({envelope.agreement_kind}) {event.status}")
+            await self._act("record_envelope", EnvelopeRecord(
+                workflow_id=self._wf_id, envelope_id=envelope.envelope_id, agreement_kind=envelope.agreement_kind,
+                status=event.status, at=event.generated_at))
+
+    @workflow.signal
+    def envelope_event(self, event: EnvelopeEvent) -> None:
+        """A DocuSign Connect event (HMAC-verified by the API) for one of this onboarding's envelopes."""
+        self._envelope_events.append(event)
+
+    # ------------------------------------------------------------------ stage 6
+    async def _launch(self) -> None:
+        assert self._plan is not None and self._physician is not None
+        self._wait_for("", "")
+        await self._act("launch_clinic", LaunchRequest(
+            workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=self._physician,
+            pharmacy_ids=sorted(self._pharmacies), at=workflow.now()))
+        oversight_id = oversight_id_for(self._intake.clinic_key)
+        try:
+            await workflow.start_child_workflow(
+                OversightWorkflow.run,
+                OversightInput(clinic_key=self._intake.clinic_key, physician_npi=self._physician,
+                               states=list(self._intake.states), chart_review=self._plan.chart_review,
+                               timing=self._timing),
+                id=oversight_id, parent_close_policy=workflow.ParentClosePolicy.ABANDON)
+        except WorkflowAlreadyStartedError:
+            pass  # oversight from an earlier engagement is still running: keep it
+        self._oversight_id = oversight_id
+        await self._enter(Stage.launched)
+        self._note(f"clinic launched; oversight continues in {oversight_id}")
+
+    # ------------------------------------------------------------------ cancel
+    @workflow.update
+    async def cancel(self, request: CancelRequest) -> str:
+        """Ops cancel the onboarding with a reason; capacity, offers and envelopes are released."""
+        self._cancel = request
+        return "cancelling"
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        if self._stage in (Stage.launched, Stage.cancelled) or self._cancel is not None:
+            raise ValueError(f"cannot cancel an onboarding that is {self._stage.value}")
+
+    async def _cleanup_after_cancel(self) -> None:
+        assert self._cancel is not None
+        for offer in self._offers.values():
+            if offer.status == "open":
+                await self._close_offer(offer.npi, "withdrawn", "onboarding cancelled")
+        await self._act("record_cancellation", CancelRecord(
+            workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, reason=self._cancel.reason,
+            at=workflow.now()))
+        self._note(f"cancelled by {self._cancel.actor}: {self._cancel.reason}")
+        self._wait_for("", "")
+        await self._enter(Stage.cancelled)
+
+    # ------------------------------------------------------------------ status
+    @workflow.query
+    def status(self) -> OnboardingStatus:
+        return self._status()
+
+    def _status(self) -> OnboardingStatus:
+        return OnboardingStatus(
+            workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, stage=self._stage,
+            sla_status=self._sla, sla_deadline=self._started_at + self._timing.sla_breach,
+            started_at=self._started_at, matched_at=self._matched_at, waiting_on=self._waiting_on,
+            waiting_reason=self._waiting_reason, physician_npi=self._physician,
+            offers=list(self._offers.values()), protocols=self._protocols,
+            pharmacies=list(self._pharmacies.values()), envelopes=list(self._envelopes.values()),
+            findings=self._plan.findings if self._plan else [],
+            quote_monthly_usd=self._plan.quote.monthly_usd if self._plan else None,
+            timeline=self._timeline, cancel_reason=self._cancel.reason if self._cancel else "",
+            oversight_workflow_id=self._oversight_id)
+
+    # ------------------------------------------------------------------ helpers
+    async def _act(self, name: str, arg: Any = None, *, args: list[Any] | None = None,
+                   result_type: Any = None, timeout: timedelta = ACTIVITY_TIMEOUT) -> Any:
+        call_args = args if args is not None else ([] if arg is None else [arg])
+        return await workflow.execute_activity(
+            name, args=call_args, result_type=result_type, start_to_close_timeout=timeout, retry_policy=RETRY)
+
+    async def _enter(self, stage: Stage) -> None:
+        self._stage = stage
+        self._note(f"stage {stage.value}")
+        self._upsert_search_attributes()
+        await self._act("record_stage", StageRecord(
+            workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, stage=stage, sla_status=self._sla.value,
+            at=workflow.now(), physician_npi=self._physician,
+            note=self._cancel.reason if self._cancel and stage == Stage.cancelled else ""))
+
+    async def _wait(self, condition: Callable[[], bool], timeout: timedelta | None = None) -> None:
+        """``wait_condition`` that also wakes on ops cancel and unwinds the stages when it does.
+
+        Cancellation is cooperative: a cancelled activity future may still resolve, so the stages
+        check the flag at every wait instead of relying on ``Task.cancel``."""
+        await workflow.wait_condition(lambda: condition() or self._cancel is not None, timeout=timeout)
+        if self._cancel is not None:
+            raise OnboardingCancelled(self._cancel.reason)
+
+    def _wait_for(self, who: str, reason: str) -> None:
+        self._waiting_on, self._waiting_reason = who, reason
+        self._upsert_search_attributes()
+
+    async def _wait_with_reminders(self, done: Callable[[], bool], *, every: timedelta,
+                                   reminder: Callable[[int], Notice], escalation_subject: str = "",
+                                   wake: Callable[[], bool] | None = None,
+                                   drain: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Wait for ``done``; remind the party every ``every``; tell ops once reminders run out.
+
+        ``wake``/``drain`` let a stage process incoming events (e.g. envelope updates) while it waits."""
+        sent = 0
+        while True:
+            if drain is not None:
+                await drain()
+            if done():
+                return
+            try:
+                await self._wait(wake or done, timeout=every)
+                continue
+            except asyncio.TimeoutError:
+                pass
+            sent += 1
+            await self._act("notify", reminder(sent))
+            if escalation_subject and sent == self._timing.escalate_after_reminders:
+                await self._act("notify", Notice(
+                    workflow_id=self._wf_id, key=f"escalation-{self._stage.value}", to_role="ops",
+                    subject=f"Escalation: {self._wf_id} {escalation_subject}",
+                    body=f"{sent} reminders sent; waiting on {self._waiting_on}: {self._waiting_reason}"))
+                self._note(f"escalated to ops: {escalation_subject}")
+
+    def _note(self, event: str) -> None:
+        self._timeline.append(TimelineEntry(at=workflow.now(), stage=self._stage.value, event=event))
+        self._refresh_details()
+
+    def _upsert_search_attributes(self) -> None:
+        workflow.upsert_search_attributes([
+            sa.STAGE.value_set(self._stage.value),
+            sa.SLA_STATUS.value_set(self._sla.value),
+            sa.SLA_DEADLINE.value_set(self._started_at + self._timing.sla_breach),
+            sa.STATES.value_set(list(self._intake.states)),
+            sa.WAITING_ON.value_set(self._waiting_on or "nothing"),
+        ])
+        self._refresh_details()
+
+    def _refresh_details(self) -> None:
+        """What the Temporal UI shows for this run: stage, SLA and what it waits on."""
+        details = f"**{self._stage.value}** · SLA {self._sla.value}"
+        if self._waiting_on:
+            details += f" · waiting on {self._waiting_on}: {self._waiting_reason}"
+        workflow.set_current_details(details)
