@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
+    temporal_ui: bool = True  # embedded stack only: MDCO_TEMPORAL_UI=0 starts the dev server headless
     task_queue: str = TASK_QUEUE
 
     database_url: str = ""  # empty -> sqlite under var_dir
@@ -48,6 +49,9 @@ class Settings(BaseSettings):
     smtp_port: int = 8025
     mail_from: str = "onboarding@medicaldirector.example"
     ops_email: str = "ops@medicaldirector.example"
+
+    timing_profile: str = "production"  # "demo" compresses every timer (hours become seconds)
+    offer_fanout: int = 3
 
     @property
     def resolved_database_url(self) -> str:

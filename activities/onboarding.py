@@ -1,0 +1,335 @@
+"""Activities of the onboarding stages. Each is idempotent: the store's unique keys, the e-mail
+notification log and DocuSign's ``external_id`` lookup make a retried call change nothing more.
+
+Logs carry workflow ids, NPIs and pharmacy ids only — never names, e-mails or phones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy.engine import Engine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from config import Settings
+from domain import assessment, documents, matching, pharmacy
+from domain.codes import Stage
+from domain.messages import (
+    AgreementRequest, AssessRequest, CancelRecord, DecisionRecord, EnvelopeRecord, LaunchRequest,
+    MatchRequest, Notice, OfferRequest, OfferStatusUpdate, PacketRequest, PharmacyRequest, PharmacySelection,
+    ProtocolRequest, StageRecord, StartRecord,
+)
+from domain.onboarding import AgreementSpec, EnvelopeView, MatchResult, OversightPlan, ProtocolView, ReservationResult
+from esign.adapter import Document, ESignAdapter, ESignPermanentError, ESignRetryableError, Signer
+from activities.mailer import Mailer
+from store import repo
+
+log = activity.logger
+
+
+def _invalid(message: str) -> ApplicationError:
+    """A business failure that retrying cannot fix."""
+    return ApplicationError(message, type="InvalidInput", non_retryable=True)
+
+
+def _esign_failure(exc: Exception, operation: str) -> ApplicationError:
+    if isinstance(exc, ESignRetryableError):
+        delay = getattr(exc, "retry_after", None)
+        return ApplicationError(f"{operation}: {exc}", type="ESignRetryable",
+                                next_retry_delay=timedelta(seconds=delay) if delay else None)
+    return ApplicationError(f"{operation}: {exc}", type="ESignPermanent", non_retryable=True)
+
+
+class OnboardingActivities:
+    """Bound to one settings/engine pair, so tests can run several isolated sets side by side."""
+
+    def __init__(self, settings: Settings, engine: Engine, *,
+                 esign_factory: Callable[[], ESignAdapter] | None = None, mailer: Mailer | None = None):
+        self.settings = settings
+        self.engine = engine
+        self.mailer = mailer or Mailer(settings)
+        self._esign_factory = esign_factory or (lambda: ESignAdapter(settings))
+        self._esign: ESignAdapter | None = None
+
+    @property
+    def esign(self) -> ESignAdapter:
+        if self._esign is None:  # one adapter per worker: its JWT token is cached and renewed
+            self._esign = self._esign_factory()
+        return self._esign
+
+    def all(self) -> list:
+        return [self.record_start, self.assess_needs, self.record_decision, self.find_candidates, self.send_offer,
+                self.record_offer, self.reserve_physician, self.notify, self.record_stage, self.prepare_protocols,
+                self.select_pharmacies, self.send_prescriber_packet, self.prepare_agreements, self.send_agreement,
+                self.record_envelope, self.launch_clinic, self.record_cancellation]
+
+    # ------------------------------------------------------------------ start and stage records
+    @activity.defn(name="record_start")
+    def record_start(self, req: StartRecord) -> None:
+        repo.upsert_clinic(self.engine, req.intake)
+        repo.record_onboarding(self.engine, req.workflow_id, req.intake.clinic_key,
+                               stage=Stage.needs_assessment.value, sla_status="on_track", started_at=req.started_at)
+        repo.audit(self.engine, req.workflow_id, "sales", "onboarding_started", at=req.started_at,
+                   detail={"states": req.intake.states, "services": [s.value for s in req.intake.services]},
+                   idem_key=f"{req.workflow_id}:start")
+        log.info("onboarding %s recorded", req.workflow_id)
+
+    @activity.defn(name="record_stage")
+    def record_stage(self, req: StageRecord) -> None:
+        fields: dict = {"stage": req.stage.value, "sla_status": req.sla_status}
+        if req.physician_npi:
+            fields["physician_npi"] = req.physician_npi
+        if req.stage == Stage.cancelled:
+            fields.update(cancelled_at=req.at, cancel_reason=req.note)
+        if req.stage == Stage.protocol_setup:
+            fields["matched_at"] = req.at
+        repo.record_onboarding(self.engine, req.workflow_id, req.clinic_key, **fields)
+        repo.audit(self.engine, req.workflow_id, "workflow", f"stage_{req.stage.value}", at=req.at,
+                   idem_key=f"{req.workflow_id}:stage:{req.stage.value}")
+
+    @activity.defn(name="record_decision")
+    def record_decision(self, req: DecisionRecord) -> None:
+        repo.audit(self.engine, req.workflow_id, req.actor, req.action, detail=req.detail, reason=req.reason,
+                   at=req.at, idem_key=f"{req.workflow_id}:{req.action}:{req.actor}")
+        if req.action == "protocols_approved":
+            repo.approve_protocols(self.engine, req.workflow_id, req.actor.removeprefix("physician:"), req.at)
+        if req.action == "pharmacy_confirmed":
+            pharmacy_id = req.actor.removeprefix("pharmacy:")
+            for a in repo.list_pharmacy_assignments(self.engine, req.workflow_id):
+                if a.pharmacy_id == pharmacy_id:
+                    repo.upsert_pharmacy_assignment(self.engine, req.workflow_id, pharmacy_id,
+                                                    [s.value for s in a.services], "confirmed", req.at)
+
+    # ------------------------------------------------------------------ stage 1
+    @activity.defn(name="assess_needs")
+    def assess_needs(self, req: AssessRequest) -> OversightPlan:
+        plan = assessment.assess(req.intake, req.as_of)
+        repo.save_plan(self.engine, req.workflow_id, plan)
+        repo.audit(self.engine, req.workflow_id, "rules-engine", "plan_assessed", at=None,
+                   detail={"findings": [f.rule_id for f in plan.findings], "monthly_usd": plan.quote.monthly_usd},
+                   idem_key=f"{req.workflow_id}:assessed:{req.as_of.isoformat()}")
+        return plan
+
+    # ------------------------------------------------------------------ stage 2
+    @activity.defn(name="find_candidates")
+    def find_candidates(self, req: MatchRequest) -> MatchResult:
+        physicians = repo.list_physicians(self.engine, licensed_in=list(req.intake.states))
+        history = repo.offer_history(self.engine, [p.npi for p in physicians])
+        result = matching.rank(physicians, req.intake, req.plan, exclude_npis=set(req.exclude_npis),
+                               top=req.top, history=history, explain=True)
+        result.excluded = result.excluded[:25]  # enough to explain a wait; keeps the history small
+        log.info("%s: %d candidates, %d excluded", req.workflow_id, len(result.candidates), len(result.excluded))
+        return result
+
+    @activity.defn(name="send_offer")
+    def send_offer(self, req: OfferRequest) -> None:
+        repo.upsert_offer(self.engine, req.workflow_id, req.npi, "open", req.sent_at, req.expires_at)
+        clinic = repo.get_clinic(self.engine, req.clinic_key) or {}
+        base = f"{self.settings.api_base_url}/onboardings/{req.workflow_id}/offers/{req.npi}"
+        self._mail(Notice(
+            workflow_id=req.workflow_id, key=f"offer-{req.npi}", to_role="physician", to_id=req.npi,
+            subject=f"Medical director offer: {clinic.get('name', req.clinic_key)} ({', '.join(clinic.get('states', []))})",
+            body=(f"You are invited to become the supervising physician of {clinic.get('name', req.clinic_key)}.\n"
+                  f"States: {', '.join(clinic.get('states', []))}; services: {', '.join(clinic.get('services', []))}.\n"
+                  f"The offer expires at {req.expires_at.isoformat()}.\n\n"
+                  f"Accept:  POST {base}/accept   (or: mdco offer accept {req.workflow_id} --npi {req.npi})\n"
+                  f"Decline: POST {base}/decline  (or: mdco offer decline {req.workflow_id} --npi {req.npi})\n")))
+
+    @activity.defn(name="record_offer")
+    def record_offer(self, req: OfferStatusUpdate) -> None:
+        existing = {o.npi: o for o in repo.list_offers(self.engine, req.workflow_id)}
+        offer = existing.get(req.npi)
+        if offer is None:
+            raise _invalid(f"no offer to NPI {req.npi} in {req.workflow_id}")
+        repo.upsert_offer(self.engine, req.workflow_id, req.npi, req.status, offer.sent_at, offer.expires_at,
+                          answered_at=req.at, reason=req.reason)
+        repo.audit(self.engine, req.workflow_id, f"physician:{req.npi}" if req.status in ("accepted", "declined")
+                   else "workflow", f"offer_{req.status}", detail={"npi": req.npi}, reason=req.reason, at=req.at,
+                   idem_key=f"{req.workflow_id}:offer:{req.npi}:{req.status}")
+
+    @activity.defn(name="reserve_physician")
+    def reserve_physician(self, workflow_id: str, npi: str) -> ReservationResult:
+        result = repo.reserve_physician(self.engine, workflow_id, npi)
+        log.info("%s: reservation of NPI %s ok=%s", workflow_id, npi, result.ok)
+        return result
+
+    # ------------------------------------------------------------------ stage 3
+    @activity.defn(name="prepare_protocols")
+    def prepare_protocols(self, req: ProtocolRequest) -> list[ProtocolView]:
+        physician = self._physician(req.npi)
+        views = []
+        for service in req.intake.services:
+            version, body = documents.render_protocol(service, req.intake, req.plan, physician)
+            sha = hashlib.sha256(body.encode()).hexdigest()
+            repo.save_protocol(self.engine, req.workflow_id, service.value, version, body, sha)
+            views.append(ProtocolView(service=service, template_version=version, sha256=sha))
+        self._mail(Notice(
+            workflow_id=req.workflow_id, key="protocols-ready", to_role="physician", to_id=req.npi,
+            subject=f"Protocols ready for your approval: {req.intake.clinic_name}",
+            body=("Protocols: " + ", ".join(f"{v.service.value} ({v.template_version})" for v in views) +
+                  f"\n\nApprove: POST {self.settings.api_base_url}/onboardings/{req.workflow_id}/protocols/approve "
+                  f'with {{"npi": "{req.npi}"}}  (or: mdco protocols approve {req.workflow_id} --npi {req.npi})\n')))
+        return views
+
+    # ------------------------------------------------------------------ stage 4
+    @activity.defn(name="select_pharmacies")
+    def select_pharmacies(self, req: PharmacyRequest) -> PharmacySelection:
+        assignments, problems = pharmacy.select_pharmacies(req.intake, req.plan, repo.list_pharmacies(self.engine))
+        return PharmacySelection(assignments=assignments, problems=problems)
+
+    @activity.defn(name="send_prescriber_packet")
+    def send_prescriber_packet(self, req: PacketRequest) -> None:
+        a = req.assignment
+        repo.upsert_pharmacy_assignment(self.engine, req.workflow_id, a.pharmacy_id, [s.value for s in a.services],
+                                        "packet_sent", activity.info().started_time)
+        physician = self._physician(req.npi)
+        clinic = repo.get_clinic(self.engine, req.clinic_key) or {}
+        self._mail(Notice(
+            workflow_id=req.workflow_id, key=f"packet-{a.pharmacy_id}", to_role="pharmacy", to_id=a.pharmacy_id,
+            subject=f"Prescriber packet: {clinic.get('name', req.clinic_key)} ({a.kind.value})",
+            body=(f"Please open a prescriber account for {physician.display_name} (NPI {physician.npi}) "
+                  f"supervising {clinic.get('name', req.clinic_key)}.\n"
+                  f"Licences: {', '.join(f'{l.state} {l.number}' for l in physician.licenses)}\n"
+                  f"DEA: {', '.join(f'{d.state} {d.number}' for d in physician.dea) or 'none'}\n"
+                  f"Services: {', '.join(s.value for s in a.services)}\n\n"
+                  f"Confirm: POST {self.settings.api_base_url}/onboardings/{req.workflow_id}/pharmacies/"
+                  f"{a.pharmacy_id}/confirm  (or: mdco pharmacy confirm {req.workflow_id} --pharmacy {a.pharmacy_id})\n")))
+
+    # ------------------------------------------------------------------ stage 5
+    @activity.defn(name="prepare_agreements")
+    def prepare_agreements(self, req: ProtocolRequest) -> list[AgreementSpec]:
+        specs = documents.agreements_for(req.intake, req.plan)
+        for spec in specs:
+            repo.upsert_agreement(self.engine, req.workflow_id, spec.agreement_kind, spec.template_version)
+        return specs
+
+    @activity.defn(name="send_agreement")
+    def send_agreement(self, req: AgreementRequest) -> EnvelopeView:
+        physician = self._physician(req.npi)
+        html, signer_specs = documents.render_agreement(req.spec, req.intake, req.plan, physician)
+        external_id = f"{req.workflow_id}:{req.spec.agreement_kind}:{req.spec.template_version}"
+        signers = [Signer(name=s.name, email=s.email, routing_order=s.routing_order,
+                          recipient_id=str(s.routing_order), anchor=s.anchor) for s in signer_specs]
+        try:
+            envelope_id = self.esign.send_envelope(
+                external_id, req.spec.title[:100],
+                [Document(name=req.spec.title[:100], file_extension="html", content=html.encode(), document_id="1")],
+                signers, self.settings.resolved_connect_url)
+        except (ESignRetryableError, ESignPermanentError) as exc:
+            raise _esign_failure(exc, "send_agreement") from exc
+        repo.upsert_agreement(self.engine, req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
+                              envelope_id=envelope_id, status="sent", status_at=activity.info().started_time)
+        repo.audit(self.engine, req.workflow_id, "workflow", "envelope_sent",
+                   detail={"kind": req.spec.agreement_kind, "envelope_id": envelope_id},
+                   idem_key=f"{req.workflow_id}:envelope:{external_id}")
+        log.info("%s: envelope %s for %s", req.workflow_id, envelope_id, req.spec.agreement_kind)
+        return EnvelopeView(envelope_id=envelope_id, agreement_kind=req.spec.agreement_kind,
+                            template_version=req.spec.template_version, status="sent")
+
+    @activity.defn(name="record_envelope")
+    def record_envelope(self, req: EnvelopeRecord) -> None:
+        agreement = repo.get_agreement(self.engine, req.workflow_id, req.agreement_kind)
+        if agreement is None:
+            raise _invalid(f"no agreement {req.agreement_kind} in {req.workflow_id}")
+        fields: dict = {"envelope_id": req.envelope_id, "status": req.status, "status_at": req.at}
+        if req.status == "completed":
+            try:
+                pdf = self.esign.download_combined(req.envelope_id)
+            except (ESignRetryableError, ESignPermanentError) as exc:
+                raise _esign_failure(exc, "download_combined") from exc
+            path, sha = write_document(self.settings.documents_dir / req.workflow_id,
+                                       f"{req.agreement_kind}-{req.envelope_id}.pdf", pdf)
+            fields.update(document_path=str(path.resolve()), sha256=sha)
+        repo.upsert_agreement(self.engine, req.workflow_id, req.agreement_kind, agreement["template_version"], **fields)
+        repo.audit(self.engine, req.workflow_id, "docusign", f"envelope_{req.status}", at=req.at,
+                   detail={"kind": req.agreement_kind, "envelope_id": req.envelope_id},
+                   idem_key=f"{req.workflow_id}:envelope:{req.envelope_id}:{req.status}")
+
+    # ------------------------------------------------------------------ stage 6
+    @activity.defn(name="launch_clinic")
+    def launch_clinic(self, req: LaunchRequest) -> None:
+        repo.activate_clinic(self.engine, req.clinic_key, req.npi, req.at)
+        repo.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.launched.value,
+                               launched_at=req.at, physician_npi=req.npi)
+        repo.audit(self.engine, req.workflow_id, "workflow", "clinic_launched", at=req.at,
+                   detail={"npi": req.npi, "pharmacies": req.pharmacy_ids}, idem_key=f"{req.workflow_id}:launched")
+        physician = self._physician(req.npi)
+        clinic = repo.get_clinic(self.engine, req.clinic_key) or {}
+        name = clinic.get("name", req.clinic_key)
+        self._mail(Notice(workflow_id=req.workflow_id, key="launch-clinic", to_role="clinic", to_id=req.clinic_key,
+                          subject=f"You are live: {name}",
+                          body=f"{physician.display_name} (NPI {req.npi}) is now your medical director. "
+                               "Protocols are approved and agreements signed."))
+        self._mail(Notice(workflow_id=req.workflow_id, key="launch-physician", to_role="physician", to_id=req.npi,
+                          subject=f"Oversight starts: {name}",
+                          body="The clinic is live. Monthly chart reviews will be sent to you."))
+        for pharmacy_id in req.pharmacy_ids:
+            self._mail(Notice(workflow_id=req.workflow_id, key=f"launch-{pharmacy_id}", to_role="pharmacy",
+                              to_id=pharmacy_id, subject=f"Clinic live: {name}",
+                              body=f"Prescriptions from {physician.display_name} for {name} may start."))
+
+    @activity.defn(name="record_cancellation")
+    def record_cancellation(self, req: CancelRecord) -> None:
+        released = repo.release_physician(self.engine, req.workflow_id)
+        for agreement in repo.list_agreements(self.engine, req.workflow_id):
+            if agreement.get("envelope_id") and agreement.get("status") not in ("completed", "voided", "declined"):
+                try:
+                    self.esign.void(agreement["envelope_id"], f"Onboarding cancelled: {req.reason}"[:200])
+                except (ESignRetryableError, ESignPermanentError) as exc:
+                    raise _esign_failure(exc, "void") from exc
+                repo.upsert_agreement(self.engine, req.workflow_id, agreement["kind"], agreement["template_version"],
+                                      status="voided", status_at=req.at)
+        repo.set_clinic_status(self.engine, req.clinic_key, "cancelled")
+        repo.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.cancelled.value,
+                               cancelled_at=req.at, cancel_reason=req.reason)
+        repo.audit(self.engine, req.workflow_id, "ops", "onboarding_cancelled", reason=req.reason, at=req.at,
+                   detail={"capacity_released": released}, idem_key=f"{req.workflow_id}:cancelled")
+
+    # ------------------------------------------------------------------ e-mail
+    @activity.defn(name="notify")
+    def notify(self, notice: Notice) -> None:
+        self._mail(notice)
+
+    def _mail(self, notice: Notice) -> None:
+        key = f"{notice.workflow_id}:{notice.key}"
+        if repo.notification_sent(self.engine, key):
+            return
+        to = self._addresses(notice)
+        if not to:
+            raise _invalid(f"notice {notice.key}: no address for {notice.to_role} {notice.to_id}")
+        self.mailer.send(to, notice.subject, notice.body, message_id_key=key)
+        repo.mark_notification_sent(self.engine, key, notice.to_role, notice.subject)
+        log.info("%s: mailed %s (%s)", notice.workflow_id, notice.to_role, notice.key)
+
+    def _addresses(self, notice: Notice) -> list[str]:
+        if notice.to_role == "ops":
+            return [self.settings.ops_email]
+        if notice.to_role == "physician":
+            return [str(self._physician(notice.to_id).email)]
+        if notice.to_role == "clinic":
+            clinic = repo.get_clinic(self.engine, notice.to_id)
+            return [clinic["contact_email"]] if clinic else []
+        if notice.to_role in ("pharmacy", "pharmacies"):
+            wanted = set(notice.to_id.split(","))
+            return [str(p.email) for p in repo.list_pharmacies(self.engine) if p.pharmacy_id in wanted]
+        raise _invalid(f"unknown recipient role {notice.to_role!r}")
+
+    def _physician(self, npi: str):
+        physician = repo.get_physician(self.engine, npi)
+        if physician is None:
+            raise _invalid(f"NPI {npi} is not on the roster")
+        return physician
+
+
+def write_document(folder: Path, name: str, content: bytes) -> tuple[Path, str]:
+    """Atomically write a document and return its path and SHA-256."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_bytes(content)
+    tmp.replace(path)
+    return path, hashlib.sha256(content).hexdigest()
