@@ -1,0 +1,399 @@
+"""``mdco``: what sales, ops and the simulated humans of the demo type (CONTRACT.md).
+
+Exit codes: 0 done, 1 refused or failed, 2 invalid input (every problem listed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Onboard clinics onto a supervising medical director, durably (Temporal).")
+roster_app = typer.Typer(no_args_is_help=True, help="Physician roster.")
+pharmacies_app = typer.Typer(no_args_is_help=True, help="Compounding pharmacies.")
+plan_app = typer.Typer(no_args_is_help=True, help="Ops decisions on the oversight plan.")
+offer_app = typer.Typer(no_args_is_help=True, help="A physician's answer to an offer.")
+protocols_app = typer.Typer(no_args_is_help=True, help="Protocol approval by the matched physician.")
+pharmacy_app = typer.Typer(no_args_is_help=True, help="A pharmacy's answer.")
+sandbox_app = typer.Typer(no_args_is_help=True, help="Local e-sign server only.")
+for sub, name in ((roster_app, "roster"), (pharmacies_app, "pharmacies"), (plan_app, "plan"), (offer_app, "offer"),
+                  (protocols_app, "protocols"), (pharmacy_app, "pharmacy"), (sandbox_app, "sandbox")):
+    app.add_typer(sub, name=name)
+
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _run(coro: Any) -> Any:
+    """Run one service call; map the service's typed errors to exit codes and clear messages."""
+    from api import service
+
+    try:
+        return asyncio.run(coro)
+    except service.NotFound as exc:
+        _fail(str(exc))
+    except service.Rejected as exc:
+        _fail(f"rejected: {exc}")
+    except service.Invalid as exc:
+        _fail(str(exc), 2)
+    except RuntimeError as exc:
+        if "connect" in str(exc).lower():
+            _fail(f"cannot reach Temporal at {get_settings().temporal_address} (is `mdco up` running?)")
+        raise
+
+
+async def _client():
+    from starter.temporal_client import connect
+
+    return await connect(get_settings())
+
+
+def _engine():
+    from store.db import engine_from_settings
+
+    return engine_from_settings(get_settings())
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _read_intake(path: Path):
+    from domain.intake import parse_intake
+
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        _fail(f"{path}: no such file", 2)
+    except json.JSONDecodeError as exc:
+        _fail(f"{path}: not valid JSON ({exc})", 2)
+    intake, problems = parse_intake(raw)
+    if problems:
+        err.print(f"[red]{path}: {len(problems)} problem(s), nothing started[/red]")
+        for p in problems:
+            err.print(f"  {p.field}: {p.reason}", highlight=False)
+        raise typer.Exit(2)
+    return intake
+
+
+# ---------------------------------------------------------------------------- imports
+def _import(path: Path, kind: str) -> None:
+    from domain import roster
+    from store import repo
+
+    try:
+        fmt = roster.detect_format(path)
+        text = path.read_text()
+    except (roster.RosterFormatError, FileNotFoundError) as exc:
+        _fail(f"{path}: {exc}", 2)
+    parse = roster.parse_physicians if kind == "physicians" else roster.parse_pharmacies
+    records, errors = parse(text, fmt)
+    if errors:
+        err.print(f"[red]{path}: {len(errors)} bad row(s); nothing imported[/red]")
+        for e in errors:
+            err.print(f"  line {e.line}: {e.reason}", highlight=False)
+        raise typer.Exit(2)
+    upsert = repo.upsert_physicians if kind == "physicians" else repo.upsert_pharmacies
+    try:
+        summary = upsert(_engine(), records)
+    except ValueError as exc:
+        _fail(f"{path}: {exc}", 2)
+    out.print(f"{kind}: {summary.created} created, {summary.updated} updated")
+    _run(_signal_waiting_onboardings())
+
+
+async def _signal_waiting_onboardings() -> None:
+    """Onboardings waiting on the roster (or on pharmacies) try again after an import."""
+    from workflows.onboarding import OnboardingWorkflow
+
+    try:
+        client = await _client()
+        query = "WorkflowType = 'OnboardingWorkflow' AND ExecutionStatus = 'Running' AND WaitingOn IN ('roster', 'ops')"
+        async for wf in client.list_workflows(query):
+            await client.get_workflow_handle(wf.id).signal(OnboardingWorkflow.roster_updated)
+            out.print(f"signalled {wf.id}")
+    except RuntimeError:
+        pass  # no Temporal running: an import alone is fine
+
+
+@roster_app.command("import")
+def roster_import(file: Path) -> None:
+    """Import physicians (CSV or JSON); all-or-nothing, re-import updates by NPI."""
+    _import(file, "physicians")
+
+
+@pharmacies_app.command("import")
+def pharmacies_import(file: Path) -> None:
+    """Import pharmacies (CSV or JSON); all-or-nothing, re-import updates by pharmacy_id."""
+    _import(file, "pharmacies")
+
+
+# ---------------------------------------------------------------------------- assessment and matching
+@app.command()
+def assess(file: Path, as_of: Optional[str] = typer.Option(None, "--as-of", help="YYYY-MM-DD (default today)"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """The oversight plan and monthly quote for an intake, starting nothing."""
+    from domain.assessment import assess as run_assessment
+
+    intake = _read_intake(file)
+    try:
+        day = date.fromisoformat(as_of) if as_of else date.today()
+    except ValueError:
+        _fail(f"--as-of: {as_of!r} is not a date YYYY-MM-DD", 2)
+    plan = run_assessment(intake, day)
+    if as_json:
+        _print_json(plan.model_dump(mode="json"))
+        return
+    out.print(f"[bold]{intake.clinic_name}[/bold] — plan as of {plan.as_of}; oversight {plan.oversight_mode}")
+    table = Table("state", "NP practice", "PA", "ratio cap", "GFE", "DEA")
+    for st in plan.states.values():
+        table.add_row(st.state, st.np_practice, st.pa_supervision, str(st.supervision_ratio_cap or "-"), st.gfe_mode,
+                      "yes" if st.dea_required else "no")
+    out.print(table)
+    out.print(f"chart review: {plan.chart_review.percent}% every {plan.chart_review.cadence_days} days "
+              f"({plan.chart_review.basis})")
+    for f in plan.findings:
+        out.print(f"[{'red' if f.severity == 'blocking' else 'yellow'}]{f.severity}[/] {f.rule_id}: {f.message}")
+    out.print(f"[bold]quote: ${plan.quote.monthly_usd}/month[/bold]")
+    for line in plan.quote.lines:
+        out.print(f"  {line.factor}: ${line.amount_usd} — {line.explanation}")
+
+
+@app.command()
+def match(id: str, explain: bool = typer.Option(False, "--explain", help="also show why others are excluded"),
+          top: int = typer.Option(10, "--top")) -> None:
+    """Ranked candidates for an onboarding, with scores (and exclusion reasons)."""
+    from domain.codes import normalize_workflow_id
+    from domain.intake import Intake
+    from domain.matching import rank
+    from store import repo
+
+    wf = normalize_workflow_id(id)
+    engine = _engine()
+    onboarding = repo.get_onboarding(engine, wf)
+    plan = repo.get_plan(engine, wf)
+    clinic = repo.get_clinic(engine, onboarding["clinic_key"]) if onboarding else None
+    if not onboarding or not plan or not clinic:
+        _fail(f"{wf}: no assessed onboarding with that id")
+    intake = Intake.model_validate(clinic["intake"])
+    physicians = repo.list_physicians(engine) if explain else repo.list_physicians(engine, list(intake.states))
+    result = rank(physicians, intake, plan, top=top, history=repo.offer_history(engine), explain=explain)
+    table = Table("#", "NPI", "physician", "score", "why")
+    for i, c in enumerate(result.candidates, 1):
+        table.add_row(str(i), c.npi, c.display_name, f"{c.score:.1f}", "; ".join(c.reasons))
+    out.print(table)
+    if explain:
+        for e in result.excluded:
+            out.print(f"[dim]{e.npi} {e.display_name}: {'; '.join(e.reasons)}[/dim]", highlight=False)
+
+
+# ---------------------------------------------------------------------------- onboarding lifecycle
+@app.command()
+def onboard(file: Path, wait: bool = typer.Option(False, "--wait", help="wait until launched or cancelled"),
+            as_json: bool = typer.Option(False, "--json")) -> None:
+    """Validate an intake and start its onboarding (or find the running one)."""
+    from api import service
+
+    intake = _read_intake(file)
+
+    async def go():
+        client = await _client()
+        result = await service.start_onboarding(client, get_settings(), intake)
+        final = None
+        if wait:
+            final = await client.get_workflow_handle(result.workflow_id).result()
+        return result, final
+
+    result, final = _run(go())
+    if as_json:
+        _print_json({"workflow_id": result.workflow_id, "status": result.status})
+    else:
+        out.print(f"{result.workflow_id}: {result.status}")
+    if final is not None and not as_json:
+        out.print(f"finished: {final.stage.value}")
+
+
+@app.command()
+def status(id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The onboarding's status (the workflow's query)."""
+    from api import service
+
+    async def go():
+        return await service.get_status(await _client(), id)
+
+    st = _run(go())
+    if as_json:
+        _print_json(st.model_dump(mode="json"))
+        return
+    out.print(f"[bold]{st.workflow_id}[/bold] stage={st.stage.value} sla={st.sla_status.value} "
+              f"waiting_on={st.waiting_on or '-'} {st.waiting_reason}", highlight=False)
+    out.print(f"physician: {st.physician_npi or '-'}; quote ${st.quote_monthly_usd}/month")
+    for o in st.offers:
+        out.print(f"  offer {o.npi}: {o.status}")
+    for p in st.pharmacies:
+        out.print(f"  pharmacy {p.pharmacy_id} ({p.kind.value}): {p.status}")
+    for e in st.envelopes:
+        out.print(f"  envelope {e.envelope_id} {e.agreement_kind}: {e.status}")
+    for t in st.timeline[-10:]:
+        out.print(f"  [dim]{t.at:%Y-%m-%d %H:%M:%S} {t.stage}: {t.event}[/dim]", highlight=False)
+
+
+@app.command("list")
+def list_cmd(stage: Optional[str] = typer.Option(None, "--stage"), sla: Optional[str] = typer.Option(None, "--sla")) -> None:
+    """Onboardings from Temporal visibility, filtered by stage and SLA status."""
+    from api import service
+
+    async def go():
+        return await service.list_onboardings(await _client(), stage=stage, sla=sla)
+
+    rows = _run(go())
+    table = Table("workflow id", "status", "stage", "SLA", "waiting on", "states")
+    for r in rows:
+        table.add_row(*(str(r.get(k, "")) for k in ("workflow_id", "status", "stage", "sla_status", "waiting_on")),
+                      ",".join(r.get("states") or []))
+    out.print(table)
+
+
+@plan_app.command("approve")
+def plan_approve(id: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Ops accept an assessment that has blocking findings."""
+    from api import service
+
+    async def go():
+        return await service.review_plan(await _client(), id, reason)
+
+    out.print(_run(go()))
+
+
+def _answer(id: str, npi: str, accept: bool) -> None:
+    from api import service
+
+    async def go():
+        return await service.answer_offer(await _client(), id, npi, accept)
+
+    answer = _run(go())
+    out.print(f"{answer.status}: {answer.message}")
+    if accept and not answer.accepted:
+        raise typer.Exit(1)
+
+
+@offer_app.command("accept")
+def offer_accept(id: str, npi: str = typer.Option(..., "--npi")) -> None:
+    """The offered physician accepts."""
+    _answer(id, npi, True)
+
+
+@offer_app.command("decline")
+def offer_decline(id: str, npi: str = typer.Option(..., "--npi")) -> None:
+    """The offered physician declines."""
+    _answer(id, npi, False)
+
+
+@protocols_app.command("approve")
+def protocols_approve(id: str, npi: str = typer.Option(..., "--npi")) -> None:
+    """The matched physician approves the protocols."""
+    from api import service
+
+    async def go():
+        return await service.approve_protocols(await _client(), id, npi)
+
+    out.print(_run(go()))
+
+
+@pharmacy_app.command("confirm")
+def pharmacy_confirm(id: str, pharmacy: str = typer.Option(..., "--pharmacy")) -> None:
+    """A pharmacy confirms the prescriber account."""
+    from api import service
+
+    async def go():
+        return await service.confirm_pharmacy(await _client(), id, pharmacy)
+
+    out.print(_run(go()))
+
+
+@sandbox_app.command("sign")
+def sandbox_sign(id: str) -> None:
+    """Local e-sign server only: every signer of the onboarding's open envelopes signs."""
+    from domain.codes import normalize_workflow_id
+    from esign.sandbox import sign_all
+
+    signed = sign_all(get_settings(), normalize_workflow_id(id))
+    out.print(f"signed {len(signed)} envelope(s): {', '.join(signed) or '-'}")
+
+
+@app.command()
+def cancel(id: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Ops cancel an onboarding (capacity, offers and envelopes are released)."""
+    from api import service
+
+    async def go():
+        return await service.cancel(await _client(), id, reason)
+
+    out.print(_run(go()))
+
+
+# ---------------------------------------------------------------------------- embedded stack
+@app.command()
+def up(detach: bool = typer.Option(False, "--detach", help="return once every service is healthy")) -> None:
+    """Start the embedded stack: Temporal dev server + UI, worker, API, local e-sign server, SMTP sink."""
+    from starter.stack import Stack, StackError
+
+    stack = Stack(get_settings())
+    try:
+        stack.start(detach=detach)
+    except StackError as exc:
+        _fail(str(exc))
+    for name, url in stack.urls().items():
+        out.print(f"{name}: {url}")
+    if detach:
+        out.print("stack running; stop it with `mdco down`")
+        return
+    out.print("stack running; Ctrl-C stops it")
+    try:
+        stack.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+
+
+@app.command()
+def down() -> None:
+    """Stop what `mdco up --detach` started."""
+    from starter.stack import down as stack_down
+
+    stopped = stack_down(get_settings())
+    out.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command()
+def demo(keep: bool = typer.Option(False, "--keep", help="leave the stack up afterwards"),
+         timeout: float = typer.Option(90.0, "--timeout", help="seconds the onboardings may take")) -> None:
+    """Start the stack, run three sample onboardings to launch with simulated humans, stop."""
+    from starter.demo import run_demo
+
+    raise typer.Exit(run_demo(get_settings(), keep=keep, timeout=timeout, console=out))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

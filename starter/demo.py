@@ -1,0 +1,184 @@
+"""``mdco demo``: three sample onboardings played to launch by simulated humans.
+
+The humans use the same public paths as real users: the HTTP API for physicians and pharmacies,
+and the local e-sign server's signing (whose Connect webhook reaches the API, HMAC-signed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from config import Settings
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
+STAGES = ["needs_assessment", "matching", "protocol_setup", "pharmacy_coordination", "agreements", "launched"]
+VISIBILITY_QUERIES = [
+    "WorkflowType = 'OnboardingWorkflow' AND OnboardingStage = 'matching'",
+    "SlaStatus IN ('at_risk', 'breached')",
+    "WaitingOn = 'physician'",
+    "OnboardingStates IN ('TX')",
+    "OnboardingStage = 'launched' AND SlaStatus = 'met'",
+]
+
+
+@dataclass
+class Clinic:
+    """One sample onboarding and what the simulated humans already did for it."""
+
+    intake: dict
+    decline_first: bool = False
+    status: dict = field(default_factory=dict)
+    declined: set[str] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+
+    @property
+    def workflow_id(self) -> str:
+        return f"onboarding-{self.intake['clinic_key']}"
+
+
+def seed(settings: Settings, console: Console) -> None:
+    """Load the shipped roster and pharmacies (re-import resets the demo's capacity counters)."""
+    from domain.roster import parse_pharmacies, parse_physicians
+    from store import repo
+    from store.db import engine_from_settings
+
+    engine = engine_from_settings(settings)
+    physicians, errors = parse_physicians((DEMO_DIR / "physicians.csv").read_text(), "csv")
+    pharmacies, errors2 = parse_pharmacies((DEMO_DIR / "pharmacies.csv").read_text(), "csv")
+    if errors or errors2:
+        raise RuntimeError(f"shipped demo data is invalid: {(errors + errors2)[:3]}")
+    a = repo.upsert_physicians(engine, physicians)
+    b = repo.upsert_pharmacies(engine, pharmacies)
+    console.print(f"seeded {a.created + a.updated} physicians, {b.created + b.updated} pharmacies")
+
+
+def sample_clinics(run_id: str) -> list[Clinic]:
+    clinics = []
+    for i, path in enumerate(sorted((DEMO_DIR / "intakes").glob("*.json"))):
+        intake = json.loads(path.read_text())
+        intake["clinic_key"] = f"{intake['clinic_key']}-{run_id}"  # each demo run onboards fresh clinics
+        clinics.append(Clinic(intake=intake, decline_first=(i == 1)))
+    return clinics
+
+
+async def play(settings: Settings, clinics: list[Clinic], timeout: float, console: Console) -> bool:
+    """Start the onboardings and answer for every human until all launched (or time runs out)."""
+    from esign.sandbox import sign_all
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=settings.api_base_url, timeout=15.0) as api:
+        for c in clinics:
+            r = await api.post("/onboardings", json=c.intake)
+            if r.status_code not in (200, 202):
+                raise RuntimeError(f"starting {c.workflow_id} failed: {r.status_code} {r.text}")
+        with Live(render(clinics), console=console, refresh_per_second=4) as live:
+            while time.monotonic() < deadline:
+                for c in clinics:
+                    r = await api.get(f"/onboardings/{c.workflow_id}")
+                    if r.status_code == 200:
+                        c.status = r.json()
+                        await act(api, settings, c, sign_all)
+                live.update(render(clinics))
+                if all(c.status.get("stage") == "launched" for c in clinics):
+                    return True
+                await asyncio.sleep(0.4)
+    return False
+
+
+async def act(api: httpx.AsyncClient, settings: Settings, c: Clinic, sign_all) -> None:
+    """What each simulated human does when the onboarding waits on them."""
+    st, wf = c.status, c.workflow_id
+    if st["stage"] == "matching" and not st.get("physician_npi"):
+        open_offers = [o["npi"] for o in st["offers"] if o["status"] == "open"]
+        if open_offers:
+            npi = open_offers[0]
+            verb = "decline" if c.decline_first and not c.declined else "accept"
+            if verb == "decline":
+                c.declined.add(npi)
+            await api.post(f"/onboardings/{wf}/offers/{npi}/{verb}")
+    elif st["stage"] == "protocol_setup" and st["protocols"] and "protocols" not in c.done:
+        r = await api.post(f"/onboardings/{wf}/protocols/approve", json={"npi": st["physician_npi"]})
+        if r.status_code == 200:
+            c.done.add("protocols")
+    elif st["stage"] == "pharmacy_coordination":
+        for p in st["pharmacies"]:
+            if p["status"] != "confirmed" and p["pharmacy_id"] not in c.done:
+                r = await api.post(f"/onboardings/{wf}/pharmacies/{p['pharmacy_id']}/confirm")
+                if r.status_code == 200:
+                    c.done.add(p["pharmacy_id"])
+    elif st["stage"] == "agreements" and st["waiting_on"] == "signers" and "signed" not in c.done:
+        signed = await asyncio.to_thread(sign_all, settings, wf)
+        if signed:
+            c.done.add("signed")
+
+
+def render(clinics: list[Clinic]) -> Table:
+    table = Table(title="mdco demo — onboardings", expand=False)
+    table.add_column("onboarding")
+    for stage in STAGES:
+        table.add_column(stage.replace("_", " "), justify="center")
+    table.add_column("SLA")
+    table.add_column("waiting on")
+    table.add_column("physician")
+    for c in clinics:
+        st = c.status or {}
+        current = st.get("stage", "")
+        idx = STAGES.index(current) if current in STAGES else -1
+        marks = ["[green]✔[/]" if i < idx or current == "launched" else ("[yellow]…[/]" if i == idx else "")
+                 for i in range(len(STAGES))]
+        table.add_row(c.workflow_id, *marks, st.get("sla_status", ""), st.get("waiting_on", ""),
+                      st.get("physician_npi") or "")
+    return table
+
+
+def run_demo(settings: Settings, *, keep: bool, timeout: float, console: Console) -> int:
+    """The whole demo; returns the exit code (0 when all three onboardings launched)."""
+    from starter.stack import Stack, StackError
+
+    os.environ["MDCO_TIMING_PROFILE"] = "demo"  # children inherit it: timers in seconds
+    settings = Settings()
+    started = time.monotonic()
+    stack = Stack(settings)
+    try:
+        stack.start(detach=keep)
+    except StackError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    ok = False
+    try:
+        seed(settings, console)
+        run_id = datetime.now(timezone.utc).strftime("%m%d%H%M%S")
+        clinics = sample_clinics(run_id)
+        ok = asyncio.run(play(settings, clinics, timeout, console))
+        summary(settings, clinics, stack, console, ok, time.monotonic() - started)
+    finally:
+        if keep:
+            console.print("stack left running (--keep); stop it with `mdco down`")
+        else:
+            stack.stop()
+    return 0 if ok else 1
+
+
+def summary(settings: Settings, clinics: list[Clinic], stack, console: Console, ok: bool, took: float) -> None:
+    mails = list(settings.mail_dir.glob("*.eml")) if settings.mail_dir.exists() else []
+    docs = list(settings.documents_dir.rglob("*.pdf")) if settings.documents_dir.exists() else []
+    verdict = "[green]all 3 onboardings launched[/]" if ok else "[red]not every onboarding launched in time[/]"
+    console.print(f"{verdict} in {took:.1f} s; {len(mails)} e-mails in {settings.mail_dir}/, "
+                  f"{len(docs)} signed PDFs in {settings.documents_dir}/")
+    urls = stack.urls()
+    ui = urls.get("temporal_ui", f"http://127.0.0.1:{settings.temporal_ui_port}")
+    console.print(f"Temporal UI: {ui}/namespaces/{settings.temporal_namespace}/workflows")
+    console.print("Visibility queries ops type in the UI (or `temporal workflow list --query ...`):")
+    for q in VISIBILITY_QUERIES:
+        console.print(f"  {q}", highlight=False, markup=False)
