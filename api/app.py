@@ -1,0 +1,291 @@
+"""The HTTP API: sales start onboardings, humans answer, DocuSign Connect reports envelope events.
+
+Every route is a thin call into ``api.service``; errors map to statuses in one place
+(404 unknown id, 409 refused answer, 422 bad input listing every problem, 401 bad webhook HMAC).
+Run with ``uvicorn api.app:app``; tests build their own app with ``create_app(client=..., settings=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from fastapi import Depends, FastAPI, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api import service
+from config import Settings, get_settings
+from domain.codes import normalize_workflow_id
+from domain.intake import Intake, Problem, parse_intake
+from domain.onboarding import OfferAnswer, OnboardingStatus
+from esign.connect import verify_signature
+
+log = logging.getLogger("mdco.api")
+
+NPI_PATTERN = r"^[0-9]{10}$"
+ID_PATTERN = r"^[a-z0-9-]{3,80}$"  # onboarding-<clinic_key> or the bare clinic key
+PHARMACY_PATTERN = r"^[A-Za-z0-9_.-]{1,80}$"
+API_ACTOR = "ops:api"
+
+TAGS = [
+    {"name": "onboardings", "description": "Start an onboarding from a sales intake, read its status, list them."},
+    {"name": "answers", "description": "Physicians and pharmacies answer what the onboarding waits on."},
+    {"name": "ops", "description": "Ops decisions: accept a flagged assessment, cancel."},
+    {"name": "webhooks", "description": "DocuSign Connect deliveries (HMAC-signed)."},
+    {"name": "health", "description": "Liveness."},
+]
+
+
+class TemporalUnavailable(Exception):
+    """Temporal cannot be reached; the caller may retry (HTTP 503)."""
+
+
+class ClientProvider:
+    """One Temporal client per process, connected on first use (the app imports without a server)."""
+
+    def __init__(self, settings: Settings, client: Client | None = None):
+        self._settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    from starter.temporal_client import connect
+
+                    try:
+                        self._client = await connect(self._settings)
+                    except Exception as exc:  # connection refused, DNS, TLS ...
+                        log.error("cannot connect to Temporal at %s: %s", self._settings.temporal_address,
+                                  type(exc).__name__)
+                        raise TemporalUnavailable(f"Temporal at {self._settings.temporal_address} is unreachable") \
+                            from None
+        return self._client
+
+
+# ---------------------------------------------------------------- request / response bodies
+class NpiBody(BaseModel):
+    npi: str = Field(pattern=NPI_PATTERN, description="the physician's 10-digit NPI")
+
+
+class ReasonBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000, description="why; kept in the audit log")
+
+
+class StartResponse(BaseModel):
+    workflow_id: str
+    status: str = Field(description="started | already_running | already_completed")
+
+
+class ActionResponse(BaseModel):
+    workflow_id: str
+    result: str
+
+
+class ConnectResponse(BaseModel):
+    status: str = Field(description="signalled | ignored")
+    envelope_id: str
+    workflow_id: str = ""
+    reason: str = ""
+
+
+INTAKE_EXAMPLE = {
+    "clinic_key": "glow-austin", "clinic_name": "Glow Aesthetics Austin LLC",
+    "contact": {"name": "Dana Reyes", "email": "dana@glow.example", "phone": "+15125550100"},
+    "states": ["TX", "OK"], "care_model": "hybrid",
+    "services": ["neurotoxins", "dermal_fillers", "glp1_weight_loss", "testosterone_hrt"],
+    "monthly_patients": 350, "locations": [{"state": "TX", "city": "Austin", "zip": "78701"}],
+    "midlevels": [{"name": "Sam Lee", "role": "NP", "state": "TX", "license_number": "AP123456"}],
+    "requested_start": "2026-12-15",
+}
+
+
+def _problems_response(problems: list[Problem]) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": [p.model_dump() for p in problems]})
+
+
+def _request_problems(exc: RequestValidationError) -> list[Problem]:
+    """FastAPI's validation errors in the project's ``field`` + ``reason`` form (``body.`` dropped)."""
+    out = []
+    for e in exc.errors():
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "path", "query")]
+        out.append(Problem(field=".".join(loc) or "(body)", reason=str(e.get("msg", "invalid"))))
+    return out
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(service.NotFound)
+    async def _not_found(_r: Request, exc: service.NotFound):
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+    @app.exception_handler(service.Rejected)
+    async def _rejected(_r: Request, exc: service.Rejected):
+        return JSONResponse(status_code=409, content={"detail": str(exc)})
+
+    @app.exception_handler(service.Unauthorized)
+    async def _unauthorized(_r: Request, exc: service.Unauthorized):
+        return JSONResponse(status_code=401, content={"detail": str(exc)})
+
+    @app.exception_handler(service.Invalid)
+    async def _invalid(_r: Request, exc: service.Invalid):
+        return _problems_response(exc.problems)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_r: Request, exc: RequestValidationError):
+        return _problems_response(_request_problems(exc))
+
+    @app.exception_handler(TemporalUnavailable)
+    async def _unavailable(_r: Request, exc: TemporalUnavailable):
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+    @app.exception_handler(RPCError)
+    async def _rpc(_r: Request, exc: RPCError):
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return JSONResponse(status_code=503, content={"detail": "Temporal is unavailable; retry later"})
+        log.error("Temporal call failed: %s %s", exc.status.name if exc.status else "?", type(exc).__name__)
+        return JSONResponse(status_code=502, content={"detail": "Temporal call failed"})
+
+
+def _intake_openapi(app: FastAPI) -> None:
+    """Document the intake body with the real ``Intake`` schema (the route validates it itself,
+    so that a 422 lists every problem in one answer)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes, tags=app.openapi_tags)
+        intake = Intake.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(intake.pop("$defs", {}))
+        components["Intake"] = intake
+        post = schema["paths"]["/onboardings"]["post"]
+        post["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Intake"}, "example": INTAKE_EXAMPLE}}}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------- the app
+def _id_path() -> Any:
+    return Path(pattern=ID_PATTERN, description="onboarding-<clinic_key> or the bare clinic_key")
+
+
+def create_app(client: Client | None = None, settings: Settings | None = None) -> FastAPI:
+    """The API; ``client`` is injected by tests, otherwise connected lazily from ``settings``."""
+    settings = settings or get_settings()
+    app = FastAPI(title="mdco-onboarding", version="0.1.0", openapi_tags=TAGS,
+                  description="Onboard clinics onto a supervising medical director, durably, on Temporal.")
+    app.state.settings = settings
+    app.state.clients = ClientProvider(settings, client)
+    _install_error_handlers(app)
+
+    async def temporal(request: Request) -> Client:
+        return await request.app.state.clients.get()
+
+    @app.get("/healthz", tags=["health"], summary="Liveness (does not call Temporal)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/onboardings", tags=["onboardings"], status_code=202, response_model=StartResponse,
+              summary="Start a clinic's onboarding from a sales intake",
+              responses={200: {"model": StartResponse, "description": "already running or completed"},
+                         422: {"description": "every problem with the intake, as field + reason"}})
+    async def start(request: Request, client: Client = Depends(temporal)) -> JSONResponse:
+        try:
+            data = await request.json()
+        except ValueError:
+            return _problems_response([Problem(field="(body)", reason="must be a JSON object (intake)")])
+        intake, problems = parse_intake(data)
+        if intake is None:
+            return _problems_response(problems)
+        result = await service.start_onboarding(client, settings, intake)
+        code = 202 if result.status == "started" else 200
+        return JSONResponse(status_code=code, content={"workflow_id": result.workflow_id, "status": result.status})
+
+    @app.get("/onboardings", tags=["onboardings"], summary="List onboardings (Temporal visibility)")
+    async def list_(stage: str | None = None, sla: str | None = None,
+                    client: Client = Depends(temporal)) -> list[dict]:
+        return await service.list_onboardings(client, stage=stage, sla=sla)
+
+    @app.get("/onboardings/{workflow_id}", tags=["onboardings"], response_model=OnboardingStatus,
+             summary="An onboarding's live status", responses={404: {"description": "unknown id"}})
+    async def status(workflow_id: str = _id_path(), client: Client = Depends(temporal)) -> OnboardingStatus:
+        return await service.get_status(client, workflow_id)
+
+    async def _offer(workflow_id: str, npi: str, accept: bool, client: Client) -> OfferAnswer:
+        return await service.answer_offer(client, workflow_id, npi, accept)
+
+    @app.post("/onboardings/{workflow_id}/offers/{npi}/accept", tags=["answers"], response_model=OfferAnswer,
+              summary="The offered physician accepts (first accept wins)",
+              responses={404: {"description": "unknown id"}, 409: {"description": "no open offer to this NPI"}})
+    async def accept_offer(workflow_id: str = _id_path(), npi: str = Path(pattern=NPI_PATTERN),
+                           client: Client = Depends(temporal)) -> OfferAnswer:
+        return await _offer(workflow_id, npi, True, client)
+
+    @app.post("/onboardings/{workflow_id}/offers/{npi}/decline", tags=["answers"], response_model=OfferAnswer,
+              summary="The offered physician declines",
+              responses={404: {"description": "unknown id"}, 409: {"description": "no open offer to this NPI"}})
+    async def decline_offer(workflow_id: str = _id_path(), npi: str = Path(pattern=NPI_PATTERN),
+                            client: Client = Depends(temporal)) -> OfferAnswer:
+        return await _offer(workflow_id, npi, False, client)
+
+    @app.post("/onboardings/{workflow_id}/protocols/approve", tags=["answers"], response_model=ActionResponse,
+              summary="The matched medical director approves the protocols",
+              responses={404: {"description": "unknown id"}, 409: {"description": "nothing to approve / wrong NPI"}})
+    async def approve_protocols(body: NpiBody, workflow_id: str = _id_path(),
+                                client: Client = Depends(temporal)) -> ActionResponse:
+        result = await service.approve_protocols(client, workflow_id, body.npi)
+        return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
+
+    @app.post("/onboardings/{workflow_id}/pharmacies/{pharmacy_id}/confirm", tags=["answers"],
+              response_model=ActionResponse, summary="A pharmacy confirms the prescriber account",
+              responses={404: {"description": "unknown id"}, 409: {"description": "pharmacy not awaited"}})
+    async def confirm_pharmacy(workflow_id: str = _id_path(), pharmacy_id: str = Path(pattern=PHARMACY_PATTERN),
+                               client: Client = Depends(temporal)) -> ActionResponse:
+        result = await service.confirm_pharmacy(client, workflow_id, pharmacy_id)
+        return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
+
+    @app.post("/onboardings/{workflow_id}/plan/approve", tags=["ops"], response_model=ActionResponse,
+              summary="Ops accept an assessment that has blocking findings",
+              responses={404: {"description": "unknown id"}, 409: {"description": "no assessment awaits review"}})
+    async def approve_plan(body: ReasonBody, workflow_id: str = _id_path(),
+                           client: Client = Depends(temporal)) -> ActionResponse:
+        result = await service.review_plan(client, workflow_id, body.reason, actor=API_ACTOR)
+        return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
+
+    @app.post("/onboardings/{workflow_id}/cancel", tags=["ops"], response_model=ActionResponse,
+              summary="Ops cancel the onboarding (capacity, offers and envelopes are released)",
+              responses={404: {"description": "unknown id"}, 409: {"description": "already launched/cancelled"}})
+    async def cancel(body: ReasonBody, workflow_id: str = _id_path(),
+                     client: Client = Depends(temporal)) -> ActionResponse:
+        result = await service.cancel(client, workflow_id, body.reason, actor=API_ACTOR)
+        return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
+
+    @app.post("/webhooks/docusign", tags=["webhooks"], response_model=ConnectResponse,
+              summary="DocuSign Connect (JSON SIM); requires a valid X-DocuSign-Signature-N HMAC",
+              responses={401: {"description": "no valid HMAC signature; nothing happens"}})
+    async def docusign_connect(request: Request) -> ConnectResponse:
+        body = await request.body()
+        # checked before Temporal is touched, so a forged delivery costs nothing
+        if not verify_signature(body, request.headers, settings.hmac_keys):
+            raise service.Unauthorized("no X-DocuSign-Signature-N header matches the body")
+        client = await request.app.state.clients.get()
+        outcome = await service.handle_connect(client, settings, body, request.headers)
+        return ConnectResponse(status=outcome.status, envelope_id=outcome.envelope_id,
+                               workflow_id=outcome.workflow_id, reason=outcome.reason)
+
+    _intake_openapi(app)
+    return app
+
+
+app = create_app()

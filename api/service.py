@@ -1,0 +1,296 @@
+"""Operations on onboardings shared by the HTTP API and the ``mdco`` CLI.
+
+Each function takes a Temporal ``Client`` and speaks in business terms: a start is idempotent per
+clinic, a human answer is an update whose validator may refuse it (``Rejected``), an unknown id is
+``NotFound``. Nothing here logs names, e-mails or phones.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from temporalio.client import (
+    Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from config import Settings
+from domain.codes import SlaStatus, Stage, normalize_workflow_id, workflow_id_for
+from domain.intake import Intake, Problem, problems_from
+from domain.messages import CancelRequest, PharmacyConfirmation, PhysicianAnswer, PlanDecision
+from domain.onboarding import EnvelopeEvent, OfferAnswer, OnboardingInput, OnboardingStatus, Timing
+from esign.connect import parse_connect_event, verify_signature
+from workflows import search_attributes as sa
+from workflows.onboarding import OnboardingWorkflow
+
+log = logging.getLogger("mdco.api")
+
+WORKFLOW_TYPE = "OnboardingWorkflow"
+
+
+# ---------------------------------------------------------------- errors callers map to exit codes / HTTP
+class ServiceError(Exception):
+    """Base of the errors below; ``str(err)`` is safe to show to the caller."""
+
+
+class NotFound(ServiceError):
+    """No onboarding with that id (HTTP 404)."""
+
+
+class Rejected(ServiceError):
+    """The onboarding refused the answer, e.g. an offer that was never made (HTTP 409)."""
+
+
+class Unauthorized(ServiceError):
+    """A webhook whose HMAC signature matches none of the configured keys (HTTP 401)."""
+
+
+class Invalid(ServiceError):
+    """Bad input, with every problem listed by field (HTTP 422 / exit code 2)."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+# ---------------------------------------------------------------- results
+@dataclass(frozen=True)
+class StartResult:
+    workflow_id: str
+    status: Literal["started", "already_running", "already_completed"]
+
+
+@dataclass(frozen=True)
+class ConnectOutcome:
+    """What the webhook did with a Connect delivery; ``ignored`` deliveries are still acknowledged."""
+
+    status: Literal["signalled", "ignored"]
+    envelope_id: str
+    workflow_id: str = ""
+    reason: str = ""
+
+
+# ---------------------------------------------------------------- start
+def _initial_search_attributes(intake: Intake, timing: Timing, now: datetime) -> TypedSearchAttributes:
+    """What ops filter on from the first second; the workflow keeps them current afterwards."""
+    return TypedSearchAttributes([
+        SearchAttributePair(sa.STAGE, Stage.needs_assessment.value),
+        SearchAttributePair(sa.SLA_STATUS, SlaStatus.on_track.value),
+        SearchAttributePair(sa.SLA_DEADLINE, now + timing.sla_breach),
+        SearchAttributePair(sa.STATES, list(intake.states)),
+        SearchAttributePair(sa.WAITING_ON, "nothing"),
+    ])
+
+
+async def start_onboarding(client: Client, settings: Settings, intake: Intake, *, timing: Timing | None = None,
+                           offer_fanout: int | None = None) -> StartResult:
+    """Start the clinic's onboarding, or report the one that exists (a repeated click starts nothing).
+
+    Only a failed/terminated earlier run may be replaced; a completed or cancelled one is reported."""
+    wf_id = workflow_id_for(intake.clinic_key)
+    timing = timing or (Timing.demo() if settings.timing_profile == "demo" else Timing())
+    offer_fanout = offer_fanout or settings.offer_fanout
+    try:
+        await client.start_workflow(
+            OnboardingWorkflow.run, OnboardingInput(intake=intake, timing=timing, offer_fanout=offer_fanout),
+            id=wf_id, task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            search_attributes=_initial_search_attributes(intake, timing, datetime.now(timezone.utc)),
+            static_summary=f"Onboarding {intake.clinic_key} ({', '.join(intake.states)})")
+    except WorkflowAlreadyStartedError:
+        desc = await client.get_workflow_handle(wf_id).describe()
+        status = "already_running" if desc.status == WorkflowExecutionStatus.RUNNING else "already_completed"
+        log.info("onboarding %s not started: %s", wf_id, status)
+        return StartResult(wf_id, status)
+    log.info("onboarding %s started", wf_id)
+    return StartResult(wf_id, "started")
+
+
+# ---------------------------------------------------------------- status
+def _handle(client: Client, id_or_key: str) -> WorkflowHandle:
+    return client.get_workflow_handle(normalize_workflow_id(id_or_key))
+
+
+def _is_not_found(err: RPCError) -> bool:
+    return err.status == RPCStatusCode.NOT_FOUND
+
+
+async def get_status(client: Client, id_or_key: str) -> OnboardingStatus:
+    """The onboarding's live status (the workflow's ``status`` query)."""
+    handle = _handle(client, id_or_key)
+    try:
+        return await handle.query(OnboardingWorkflow.status, result_type=OnboardingStatus)
+    except RPCError as err:
+        if _is_not_found(err):
+            raise NotFound(f"no onboarding with id {handle.id}") from None
+        raise
+    except WorkflowQueryFailedError as err:
+        raise Rejected(f"status of {handle.id} unavailable: {err}") from None
+
+
+# ---------------------------------------------------------------- human answers (updates / signals)
+async def _update(client: Client, id_or_key: str, update: Any, arg: BaseModel, result_type: type) -> Any:
+    """Run an update; a validator's refusal becomes ``Rejected`` with its message."""
+    handle = _handle(client, id_or_key)
+    try:
+        return await handle.execute_update(update, arg, result_type=result_type)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise Rejected(getattr(cause, "message", None) or str(cause)) from None
+    except RPCError as err:
+        if _is_not_found(err):
+            await _raise_missing_or_closed(handle)
+        raise
+
+
+async def _raise_missing_or_closed(handle: WorkflowHandle) -> None:
+    """An update/signal found no running workflow: say whether it never existed or is over."""
+    try:
+        desc = await handle.describe()
+    except RPCError as err:
+        if _is_not_found(err):
+            raise NotFound(f"no onboarding with id {handle.id}") from None
+        raise
+    raise Rejected(f"onboarding {handle.id} is {desc.status.name.lower() if desc.status else 'closed'}")
+
+
+def _message(model: type[BaseModel], **fields: Any) -> BaseModel:
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        raise Invalid(problems_from(exc)) from None
+
+
+async def answer_offer(client: Client, id_or_key: str, npi: str, accept: bool) -> OfferAnswer:
+    """A physician accepts or declines the offer made to their NPI."""
+    update = OnboardingWorkflow.accept_offer if accept else OnboardingWorkflow.decline_offer
+    return await _update(client, id_or_key, update, _message(PhysicianAnswer, npi=npi), OfferAnswer)
+
+
+async def approve_protocols(client: Client, id_or_key: str, npi: str) -> str:
+    """The matched medical director approves the clinic's protocols."""
+    return await _update(client, id_or_key, OnboardingWorkflow.approve_protocols,
+                         _message(PhysicianAnswer, npi=npi), str)
+
+
+async def review_plan(client: Client, id_or_key: str, reason: str, *, approve: bool = True,
+                      actor: str = "ops") -> str:
+    """Ops accept (or reject, which cancels) an assessment that has blocking findings."""
+    return await _update(client, id_or_key, OnboardingWorkflow.review_plan,
+                         _message(PlanDecision, approve=approve, reason=reason, actor=actor), str)
+
+
+async def cancel(client: Client, id_or_key: str, reason: str, actor: str = "ops") -> str:
+    """Ops cancel; the workflow releases capacity, offers and envelopes."""
+    return await _update(client, id_or_key, OnboardingWorkflow.cancel,
+                         _message(CancelRequest, reason=reason, actor=actor), str)
+
+
+async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str) -> str:
+    """A pharmacy confirms the prescriber account. Checked against the status first because a
+    signal cannot be refused: an unexpected pharmacy is ``Rejected`` here instead of ignored."""
+    status = await get_status(client, id_or_key)
+    assignment = next((p for p in status.pharmacies if p.pharmacy_id == pharmacy_id), None)
+    if assignment is None or status.stage != Stage.pharmacy_coordination:
+        raise Rejected(f"onboarding {status.workflow_id} does not wait on pharmacy {pharmacy_id} "
+                       f"(stage {status.stage.value})")
+    if assignment.status == "confirmed":
+        return "already_confirmed"
+    handle = _handle(client, id_or_key)
+    try:
+        await handle.signal(OnboardingWorkflow.confirm_pharmacy, PharmacyConfirmation(pharmacy_id=pharmacy_id))
+    except RPCError as err:
+        if _is_not_found(err):
+            await _raise_missing_or_closed(handle)
+        raise
+    return "confirmed"
+
+
+# ---------------------------------------------------------------- visibility
+def _enum_filter(field: str, value: str | None, enum: type) -> str | None:
+    if value is None or value == "":
+        return None
+    allowed = [m.value for m in enum]
+    if value not in allowed:
+        raise Invalid([Problem(field=field, reason=f"must be one of {', '.join(allowed)}")])
+    return value
+
+
+def build_list_query(stage: str | None = None, sla: str | None = None) -> str:
+    """The visibility query; filter values are checked against the enums, never interpolated raw."""
+    parts = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    stage_value = _enum_filter("stage", stage, Stage)
+    sla_value = _enum_filter("sla", sla, SlaStatus)
+    if stage_value:
+        parts.append(f"{sa.STAGE.name} = '{stage_value}'")
+    if sla_value:
+        parts.append(f"{sa.SLA_STATUS.name} = '{sla_value}'")
+    return " AND ".join(parts)
+
+
+async def list_onboardings(client: Client, stage: str | None = None, sla: str | None = None,
+                           limit: int = 200) -> list[dict]:
+    """Onboardings from Temporal visibility, newest first, with their search attributes."""
+    query = build_list_query(stage, sla)
+    out: list[dict] = []
+    async for wf in client.list_workflows(query, limit=limit):
+        attrs = wf.typed_search_attributes
+        deadline = attrs.get(sa.SLA_DEADLINE)
+        out.append({
+            "workflow_id": wf.id,
+            "status": wf.status.name.lower() if wf.status else "unknown",
+            "stage": attrs.get(sa.STAGE),
+            "sla_status": attrs.get(sa.SLA_STATUS),
+            "sla_deadline": deadline.isoformat() if deadline else None,
+            "waiting_on": attrs.get(sa.WAITING_ON),
+            "states": list(attrs.get(sa.STATES) or []),
+            "started_at": wf.start_time.isoformat() if wf.start_time else None,
+        })
+    return out
+
+
+# ---------------------------------------------------------------- DocuSign Connect
+def _workflow_id_from_external(external_id: str | None) -> str | None:
+    """``<workflow_id>:<agreement_kind>:<version>`` -> the workflow id, if it is one of ours."""
+    if not external_id:
+        return None
+    wf_id = external_id.split(":", 1)[0]
+    return wf_id if wf_id.startswith("onboarding-") and len(wf_id) > len("onboarding-") else None
+
+
+async def handle_connect(client: Client, settings: Settings, body: bytes,
+                         headers: Mapping[str, str]) -> ConnectOutcome:
+    """Verify a Connect delivery and pass it to its onboarding as an ``envelope_event`` signal.
+
+    Deliveries that belong to no running onboarding are acknowledged and ignored, so DocuSign does
+    not retry them forever; a bad signature raises ``Unauthorized`` before anything is read."""
+    if not verify_signature(body, headers, settings.hmac_keys):
+        log.warning("Connect delivery rejected: no valid HMAC signature")
+        raise Unauthorized("no X-DocuSign-Signature-N header matches the body")
+    try:
+        event = parse_connect_event(body)
+    except ValueError as exc:
+        raise Invalid([Problem(field="(body)", reason=str(exc))]) from None
+    wf_id = _workflow_id_from_external(event.external_id)
+    if wf_id is None:
+        log.info("Connect event for envelope %s ignored: no onboarding external_id", event.envelope_id)
+        return ConnectOutcome("ignored", event.envelope_id, reason="envelope has no onboarding external_id")
+    try:
+        await client.get_workflow_handle(wf_id).signal(
+            OnboardingWorkflow.envelope_event,
+            EnvelopeEvent(envelope_id=event.envelope_id, status=event.status, generated_at=event.generated_at))
+    except RPCError as err:
+        if not _is_not_found(err):
+            raise
+        log.info("Connect event for envelope %s ignored: %s is not running", event.envelope_id, wf_id)
+        return ConnectOutcome("ignored", event.envelope_id, wf_id, reason="onboarding not running")
+    log.info("Connect event %s for envelope %s signalled to %s", event.status, event.envelope_id, wf_id)
+    return ConnectOutcome("signalled", event.envelope_id, wf_id)
