@@ -27,6 +27,15 @@ def _client(settings: Settings, timeout: float = 10.0) -> httpx.Client:
     return httpx.Client(base_url=admin_base_url(settings), verify=ctx, timeout=timeout)
 
 
+def list_envelopes(settings: Settings, external_id_prefix: str) -> list[dict]:
+    """Envelopes whose ``external_id`` starts with the prefix (admin view: id, status, external_id, kind)."""
+    with _client(settings) as client:
+        listing = client.get("/admin/envelopes", params={"external_id_prefix": external_id_prefix})
+        listing.raise_for_status()
+    return [{**env, "external_id": env.get("externalId") or env.get("external_id", "")}
+            for env in listing.json()["envelopes"]]
+
+
 def sign_all(settings: Settings, workflow_id: str) -> list[str]:
     """Every signer of the workflow's open envelopes signs; the ids of the envelopes signed."""
     if not workflow_id or not workflow_id.strip():

@@ -388,7 +388,8 @@ def demo(keep: bool = typer.Option(False, "--keep", help="leave the stack up aft
     """Start the stack, run three sample onboardings to launch with simulated humans, stop."""
     from starter.demo import run_demo
 
-    raise typer.Exit(run_demo(get_settings(), keep=keep, timeout=timeout, console=out))
+    console = out if out.is_terminal else Console(emoji=False, width=150)  # logs/CI: room for the table
+    raise typer.Exit(run_demo(get_settings(), keep=keep, timeout=timeout, console=console))
 
 
 def main() -> None:

@@ -124,21 +124,22 @@ async def act(api: httpx.AsyncClient, settings: Settings, c: Clinic, sign_all) -
 
 
 def render(clinics: list[Clinic]) -> Table:
-    table = Table(title="mdco demo — onboardings", expand=False)
-    table.add_column("onboarding")
-    for stage in STAGES:
-        table.add_column(stage.replace("_", " "), justify="center")
-    table.add_column("SLA")
-    table.add_column("waiting on")
-    table.add_column("physician")
+    """One row per onboarding: progress through the six stages and what it waits on."""
+    table = Table(title="mdco demo — onboardings (stage ● done, ◐ current, ○ ahead)")
+    for column in ("onboarding", "progress", "stage", "SLA", "waiting on", "physician", "offers", "envelopes"):
+        table.add_column(column, no_wrap=True)
     for c in clinics:
         st = c.status or {}
         current = st.get("stage", "")
-        idx = STAGES.index(current) if current in STAGES else -1
-        marks = ["[green]✔[/]" if i < idx or current == "launched" else ("[yellow]…[/]" if i == idx else "")
-                 for i in range(len(STAGES))]
-        table.add_row(c.workflow_id, *marks, st.get("sla_status", ""), st.get("waiting_on", ""),
-                      st.get("physician_npi") or "")
+        idx = len(STAGES) if current == "launched" else (STAGES.index(current) if current in STAGES else -1)
+        progress = "".join("●" if i < idx else ("◐" if i == idx else "○") for i in range(len(STAGES)))
+        offers = st.get("offers", [])
+        offer_text = ", ".join(f"{sum(o['status'] == k for o in offers)} {k}" for k in
+                               ("open", "accepted", "declined", "expired", "withdrawn") if any(o["status"] == k for o in offers))
+        envelopes = st.get("envelopes", [])
+        env_text = f"{sum(e['status'] == 'completed' for e in envelopes)}/{len(envelopes)} signed" if envelopes else ""
+        table.add_row(c.intake["clinic_key"], progress, current, st.get("sla_status", ""), st.get("waiting_on", ""),
+                      st.get("physician_npi") or "", offer_text, env_text)
     return table
 
 
@@ -171,8 +172,11 @@ def run_demo(settings: Settings, *, keep: bool, timeout: float, console: Console
 
 
 def summary(settings: Settings, clinics: list[Clinic], stack, console: Console, ok: bool, took: float) -> None:
-    mails = list(settings.mail_dir.glob("*.eml")) if settings.mail_dir.exists() else []
-    docs = list(settings.documents_dir.rglob("*.pdf")) if settings.documents_dir.exists() else []
+    since = time.time() - took
+    mails = [m for m in settings.mail_dir.glob("*.eml") if m.stat().st_mtime >= since] \
+        if settings.mail_dir.exists() else []
+    docs = [d for c in clinics for d in (settings.documents_dir / c.workflow_id).glob("*.pdf")]
+    console.print()
     verdict = "[green]all 3 onboardings launched[/]" if ok else "[red]not every onboarding launched in time[/]"
     console.print(f"{verdict} in {took:.1f} s; {len(mails)} e-mails in {settings.mail_dir}/, "
                   f"{len(docs)} signed PDFs in {settings.documents_dir}/")
