@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
 
-from domain.codes import JURISDICTIONS, CareModel, MidlevelRole, Service
+from domain.codes import COMPOUNDED_SERVICES, JURISDICTIONS, CareModel, MidlevelRole, Service
+
+#: How the clinic will source a service's drug: an FDA-approved product, or compounded by a 503A
+#: (patient-specific) pharmacy or a 503B outsourcing facility. Sales record it; the assessment checks it.
+ProductChoice = Literal["fda_approved", "compounded_503a", "compounded_503b"]
 
 SLUG = re.compile(r"^[a-z0-9-]{3,64}$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{6,19}$")
@@ -82,6 +86,7 @@ class Intake(_Strict):
     locations: list[Location] = Field(default_factory=list)
     midlevels: list[Midlevel] = Field(default_factory=list)
     requested_start: date
+    product_choices: dict[Service, ProductChoice] = Field(default_factory=dict)
 
     @field_validator("clinic_key")
     @classmethod
@@ -116,6 +121,12 @@ class Intake(_Strict):
         for i, m in enumerate(self.midlevels):
             if m.state not in self.states:
                 problems.append(f"midlevels[{i}].state {m.state} is not one of the intake states")
+        for service, choice in self.product_choices.items():
+            if service not in self.services:
+                problems.append(f"product_choices.{service.value} is not one of the requested services")
+            elif choice != "fda_approved" and service not in COMPOUNDED_SERVICES:
+                problems.append(f"product_choices.{service.value}: {service.value} is never compounded; "
+                                "only fda_approved applies")
         if problems:
             raise ValueError("; ".join(problems))
         return self

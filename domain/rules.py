@@ -45,8 +45,16 @@ class Fact(_Data, Generic[T]):
         return self.effective_from <= day and (self.effective_to is None or day <= self.effective_to)
 
 
-class RatioCap(Fact[int]):
-    applies_to: list[MidlevelRole] = Field(min_length=1)
+class RatioCap(Fact[int | Literal["none", "unknown"]]):
+    """Midlevels one physician may supervise: a number, ``none`` (the state sets no cap) or ``unknown``."""
+
+    applies_to: list[MidlevelRole] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _roles_for_numbers(self) -> "RatioCap":
+        if isinstance(self.value, int) and (self.value < 1 or not self.applies_to):
+            raise ValueError("a numeric cap must be >= 1 and name the roles it applies_to")
+        return self
 
 
 class ChartReviewValue(_Data):
@@ -72,8 +80,9 @@ class StateRules(_Data):
     np_practice: list[Fact[Literal["full", "reduced", "restricted", "unknown"]]] = Field(min_length=1)
     pa_supervision: list[Fact[Literal["supervision", "collaboration", "unknown"]]] = Field(min_length=1)
     gfe_mode: list[Fact[Literal["in_person", "telehealth_allowed", "unknown"]]] = Field(min_length=1)
-    supervision_ratio_cap: list[RatioCap] = Field(default_factory=list)
-    chart_review: list[Fact[ChartReviewValue]] = Field(default_factory=list)
+    supervision_ratio_cap: list[RatioCap] = Field(min_length=1)
+    #: a state-set chart review, ``not_stated`` (company policy applies) or ``unknown``
+    chart_review: list[Fact[ChartReviewValue | Literal["not_stated", "unknown"]]] = Field(min_length=1)
     notes: list[StateNote] = Field(default_factory=list)
 
     @field_validator("np_practice", "pa_supervision", "gfe_mode", "supervision_ratio_cap", "chart_review")
@@ -87,8 +96,16 @@ class DefaultChartReview(ChartReviewValue):
     source: str = Field(min_length=3)
 
 
+class DefaultRatioCap(_Data):
+    """Company policy where a state's cap is not verified: plan for a conservative cap until ops confirm."""
+
+    value: int = Field(ge=1)
+    source: str = Field(min_length=3)
+
+
 class RuleDefaults(_Data):
     chart_review: DefaultChartReview
+    ratio_cap_when_unknown: DefaultRatioCap
 
 
 class StateRuleBook(_Data):
@@ -165,6 +182,7 @@ class PriceTable(_Data):
     volume_tiers: list[VolumeTier] = Field(min_length=1)
     per_midlevel: int = Field(ge=0)
     per_on_site_location: int = Field(ge=0)
+    on_site_oversight: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _monotone(self) -> "PriceTable":

@@ -1,8 +1,9 @@
 """Write the demo roster, pharmacies and intakes under ``data/demo/`` (deterministic: fixed seed).
 
 Run: ``.venv/bin/python scripts/make_demo_data.py [OUT_DIR]`` — it re-checks that every demo intake validates,
-matches at least three physicians, gets a pharmacy for each compounded service and has no blocking
-finding, and refuses to write otherwise.
+matches at least three physicians, gets a pharmacy for each compounded service and has exactly the
+blocking findings of ``EXPECTED_BLOCKING`` (one intake, so the demo shows ops approving a plan), and
+refuses to write otherwise.
 """
 
 from __future__ import annotations
@@ -143,29 +144,37 @@ INTAKES = {
         "locations": [{"state": "TX", "city": "Austin", "zip": "78701"}],
         "midlevels": [{"name": "Sam Lee", "role": "NP", "state": "TX", "license_number": "AP123456"}],
         "requested_start": "2026-12-15",
+        "product_choices": {"glp1_weight_loss": "fda_approved"},
     },
     "sunrise-miami": {
         "clinic_key": "sunrise-miami", "clinic_name": "Sunrise Wellness Miami",
         "contact": _contact("Marisol Ortega", "marisol", "+13055550142"),
         "states": ["FL"], "care_model": "on_site",
-        "services": ["neurotoxins", "dermal_fillers", "female_hrt", "iv_nutrients"],
+        "services": ["neurotoxins", "dermal_fillers", "female_hrt", "iv_nutrients", "glp1_weight_loss"],
         "monthly_patients": 180,
         "locations": [{"state": "FL", "city": "Miami", "zip": "33131"}],
         "midlevels": [{"name": "Chris Alvarez", "role": "PA", "state": "FL", "license_number": "PA9104477"},
                       {"name": "Jordan Pike", "role": "RN", "state": "FL", "license_number": "RN3302211"}],
         "requested_start": "2026-12-15",
+        "product_choices": {"glp1_weight_loss": "fda_approved"},
     },
     "peak-denver": {
         "clinic_key": "peak-denver", "clinic_name": "Peak Performance Denver",
         "contact": _contact("Alex Kim", "alex", "+17205550199"),
         "states": ["CO", "WA"], "care_model": "hybrid",
-        "services": ["peptides", "iv_nutrients", "ketamine"],
+        "services": ["peptides", "iv_nutrients", "ketamine", "glp1_weight_loss"],
         "monthly_patients": 120,
         "locations": [{"state": "CO", "city": "Denver", "zip": "80202"}],
         "midlevels": [{"name": "Riley Stone", "role": "PA", "state": "CO", "license_number": "PA0012345"}],
         "requested_start": "2026-12-15",
+        "product_choices": {"glp1_weight_loss": "compounded_503a"},
     },
 }
+
+
+#: The one demo intake whose plan ops must approve (compounded GLP-1 after the FDA discretion ended),
+#: with its blocking rule ids; every other demo intake must have none.
+EXPECTED_BLOCKING = {"peak-denver": ["fda.compounding_discretion.semaglutide", "fda.compounding_discretion.tirzepatide"]}
 
 
 def _csv(rows: list[dict[str, str]], columns: tuple[str, ...]) -> str:
@@ -187,7 +196,9 @@ def check(roster_csv: str, pharmacy_csv: str, intakes: dict[str, dict]) -> list[
             problems += [f"{key}: {p}" for p in intake_problems]
             continue
         plan = assess(intake, date(2026, 12, 1))
-        problems += [f"{key}: blocking finding {f.rule_id}" for f in plan.blocking]
+        blocking = sorted(f.rule_id for f in plan.blocking)
+        if blocking != EXPECTED_BLOCKING.get(key, []):
+            problems.append(f"{key}: blocking findings {blocking}, expected {EXPECTED_BLOCKING.get(key, [])}")
         result = rank(docs, intake, plan)
         if len(result.candidates) < 3:
             problems.append(f"{key}: only {len(result.candidates)} candidates")

@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.assessment import assess, quote
-from domain.codes import JURISDICTIONS, Service
+from domain.codes import COMPOUNDED_SERVICES, JURISDICTIONS, Service
 from domain.intake import Intake
-from domain.rules import (PriceTable, RuleDataError, ServiceCatalog, StateRuleBook, parse_rule_data, price_table,
-                          service_catalog, state_rules)
+from domain.rules import (PriceTable, RuleDataError, ServiceCatalog, StateRuleBook, in_force, parse_rule_data,
+                          price_table, service_catalog, state_rules)
 
 AS_OF = date(2026, 11, 1)
 
@@ -31,6 +31,8 @@ def np_(state: str, n: int = 1, role: str = "NP") -> list[dict]:
 
 
 # ------------------------------------------------------------------ rule data
+DEFAULTS = ("version: 1\ndefaults: {chart_review: {percent: 10, cadence_days: 30, source: policy v1},"
+            " ratio_cap_when_unknown: {value: 4, source: policy v1}}\n")
 def test_rule_data_loads_and_covers_every_jurisdiction():
     book = state_rules()
     assert set(book.states) == JURISDICTIONS
@@ -43,10 +45,12 @@ def test_rule_data_loads_and_covers_every_jurisdiction():
 
 
 def test_a_fact_without_a_source_is_rejected():
-    text = "version: 1\ndefaults: {chart_review: {percent: 10, cadence_days: 30, source: policy v1}}\nstates:\n"
+    text = DEFAULTS + "states:\n"
     text += "".join(f"  {s}: {{np_practice: [{{value: full, source: x1y, effective_from: 2024-01-01}}], "
                     f"pa_supervision: [{{value: unknown, source: x1y, effective_from: 2024-01-01}}], "
-                    f"gfe_mode: [{{value: unknown, source: x1y, effective_from: 2024-01-01}}]}}\n"
+                    f"gfe_mode: [{{value: unknown, source: x1y, effective_from: 2024-01-01}}], "
+                    f"supervision_ratio_cap: [{{value: unknown, source: x1y, effective_from: 2024-01-01}}], "
+                    f"chart_review: [{{value: not_stated, source: x1y, effective_from: 2024-01-01}}]}}\n"
                     for s in sorted(JURISDICTIONS))
     parse_rule_data(StateRuleBook, text, "ok.yaml")
     broken = text.replace("  TX: {np_practice: [{value: full, source: x1y,", "  TX: {np_practice: [{value: full,")
@@ -58,7 +62,7 @@ def test_a_fact_without_a_source_is_rejected():
 
 
 def test_overlapping_dated_facts_are_rejected():
-    text = ("version: 1\ndefaults: {chart_review: {percent: 10, cadence_days: 30, source: policy v1}}\nstates:\n  TX:\n"
+    text = (DEFAULTS + "states:\n  TX:\n"
             "    np_practice: [{value: full, source: abc, effective_from: 2024-01-01},"
             " {value: reduced, source: abc, effective_from: 2024-06-01}]\n")
     with pytest.raises(RuleDataError, match="overlap"):
@@ -140,14 +144,111 @@ def test_california_pa_cap_is_dated():
     assert not assess(make_intake(states=["CA"], midlevels=np_("CA", 6)), date(2025, 6, 1)).blocking
 
 
-def test_compounded_glp1_after_discretion_end_is_a_warning_naming_the_alternative():
+def test_compounded_glp1_without_a_product_choice_blocks_and_tells_sales_to_pick():
     plan = assess(make_intake(services=["glp1_weight_loss"]), AS_OF)
-    glp = {f.rule_id: f for f in plan.findings if f.rule_id.startswith("fda.")}
-    assert set(glp) == {"fda.compounding_discretion.semaglutide", "fda.compounding_discretion.tirzepatide"}
-    assert all(f.severity == "warning" for f in glp.values())
-    assert "Wegovy" in glp["fda.compounding_discretion.semaglutide"].message
-    early = assess(make_intake(services=["glp1_weight_loss"], requested_start="2025-03-01"), date(2025, 1, 1))
-    assert [f.rule_id for f in early.findings if f.rule_id.startswith("fda.")] == ["fda.compounding_discretion.tirzepatide"]
+    assert [f.rule_id for f in plan.blocking] == ["product_choice.missing.glp1_weight_loss"]
+    msg = plan.blocking[0].message
+    assert "product_choices.glp1_weight_loss" in msg and "Wegovy" in msg and "Zepbound" in msg
+    assert plan.pharmacy_model["glp1_weight_loss"] == "503A"
+
+
+def test_compounded_503a_glp1_after_discretion_end_blocks_per_drug_naming_the_alternative():
+    plan = assess(make_intake(services=["glp1_weight_loss"], product_choices={"glp1_weight_loss": "compounded_503a"}),
+                  AS_OF)
+    blocking = {f.rule_id: f for f in plan.blocking}
+    assert set(blocking) == {"fda.compounding_discretion.semaglutide", "fda.compounding_discretion.tirzepatide"}
+    assert "Wegovy" in blocking["fda.compounding_discretion.semaglutide"].message
+    assert "2025-02-18" in blocking["fda.compounding_discretion.tirzepatide"].message
+
+
+def test_fda_approved_glp1_needs_no_pharmacy_and_is_not_blocked():
+    plan = assess(make_intake(services=["glp1_weight_loss", "testosterone_hrt"],
+                              product_choices={"glp1_weight_loss": "fda_approved"}), AS_OF)
+    assert not plan.blocking
+    assert plan.pharmacy_model == {"glp1_weight_loss": "none", "testosterone_hrt": "503A"}
+    info = next(f for f in plan.findings if f.rule_id == "product_choice.glp1_weight_loss")
+    assert info.severity == "info" and "Wegovy (semaglutide)" in info.message and "Zepbound" in info.message
+    no_product = assess(make_intake(services=["peptides"], product_choices={"peptides": "fda_approved"}), AS_OF)
+    assert [f.severity for f in no_product.findings if f.rule_id == "product_choice.peptides"] == ["warning"]
+
+
+def test_503b_glp1_route_is_lawful_only_until_the_503b_discretion_ends():
+    choice = {"glp1_weight_loss": "compounded_503b"}
+    # 2025-03-01: 503A tirzepatide ended, 503B not yet -> no blocking, warnings with the coming end dates
+    early = assess(make_intake(services=["glp1_weight_loss"], product_choices=choice, requested_start="2025-03-01"),
+                   date(2025, 3, 1))
+    assert not early.blocking and early.pharmacy_model["glp1_weight_loss"] == "503B"
+    ending = {f.rule_id for f in early.findings if f.severity == "warning"}
+    assert {"fda.compounding_discretion_ending.tirzepatide", "fda.compounding_discretion_ending.semaglutide"} <= ending
+    mid = assess(make_intake(services=["glp1_weight_loss"], product_choices=choice, requested_start="2025-03-19"),
+                 date(2025, 3, 1))
+    assert [f.rule_id for f in mid.blocking] == ["fda.compounding_discretion.tirzepatide"]
+    late = assess(make_intake(services=["glp1_weight_loss"], product_choices=choice), AS_OF)
+    assert len(late.blocking) == 2
+
+
+@pytest.mark.parametrize("rule_day, blocking", [
+    ("2025-02-17", []),
+    ("2025-02-18", ["product_choice.missing.glp1_weight_loss"]),
+])
+def test_glp1_503a_discretion_end_is_dated(rule_day, blocking):
+    plan = assess(make_intake(services=["glp1_weight_loss"], requested_start=rule_day), date(2025, 1, 1))
+    assert [f.rule_id for f in plan.blocking] == blocking
+
+
+def test_product_choices_are_validated():
+    from domain.intake import parse_intake
+    from tests.test_domain_assessment import make_intake as mk
+
+    raw = mk().model_dump(mode="json")
+    _, problems = parse_intake({**raw, "product_choices": {"glp1_weight_loss": "fda_approved"}})
+    assert "product_choices.glp1_weight_loss is not one of the requested services" in str(problems[0])
+    _, problems = parse_intake({**raw, "product_choices": {"neurotoxins": "compounded_503a"}})
+    assert "never compounded" in problems[0].reason
+    _, problems = parse_intake({**raw, "product_choices": {"neurotoxins": "homemade"}})
+    assert problems[0].field.startswith("product_choices.neurotoxins")
+
+
+def test_unknown_facts_are_planned_conservatively():
+    plan = assess(make_intake(states=["AK"], care_model="telehealth", midlevels=np_("AK", 3, "PA")), AS_OF)
+    ak = plan.states["AK"]
+    assert ak.pa_supervision == "unknown" and ak.gfe_mode == "unknown"
+    assert any("planned as supervision" in n for n in ak.notes)
+    assert ak.supervision_ratio_cap == 4  # policy cap while the state's cap is unverified
+    ids = {f.rule_id: f.severity for f in plan.findings}
+    assert ids["unknown.supervision_ratio_cap.AK"] == "warning" and ids["gfe.in_person.AK"] == "warning"
+    assert ids["unknown.chart_review.AK"] == "warning" and plan.chart_review.basis == "policy"
+    over = assess(make_intake(states=["AK"], midlevels=np_("AK", 5, "PA")), AS_OF)
+    assert [f.rule_id for f in over.blocking] == ["ratio_cap.policy.AK"]
+    # a full-practice state's NPs do not count against the policy cap
+    assert not assess(make_intake(states=["AK"], midlevels=np_("AK", 6)), AS_OF).blocking
+    # unverified practice environments cost at least as much as restricted ones
+    table = price_table()
+    assert table.state_strictness["unknown"] >= table.state_strictness["restricted"]
+
+
+def test_every_jurisdiction_has_every_fact_and_the_named_rules():
+    book, day = state_rules(), date(2026, 6, 1)
+    for code, rules in book.states.items():
+        for field in ("np_practice", "pa_supervision", "gfe_mode", "supervision_ratio_cap", "chart_review"):
+            assert in_force(getattr(rules, field), day) is not None, (code, field)
+    tx = book.states["TX"]
+    assert [(c.value, c.applies_to) for c in tx.supervision_ratio_cap] == [(7, ["NP", "PA"])]
+    assert [(c.value, c.effective_from, c.effective_to) for c in book.states["CA"].supervision_ratio_cap] == [
+        (4, date(2020, 1, 1), date(2025, 12, 31)), (8, date(2026, 1, 1), None)]
+    assert any("3749" in n.value and n.effective_from == date(2025, 9, 1) for n in tx.notes)
+    assert any("458.348(4)" in n.source for n in book.states["FL"].notes)
+    assert book.defaults.chart_review.percent == 10 and book.defaults.chart_review.cadence_days == 30
+
+
+def test_ryan_haight_warning_is_dated_by_the_flexibility_end():
+    before = assess(make_intake(care_model="telehealth", services=["testosterone_hrt"], requested_start="2026-12-31"),
+                    AS_OF)
+    after = assess(make_intake(care_model="telehealth", services=["testosterone_hrt"], requested_start="2027-01-01"),
+                   AS_OF)
+    msg = {p: next(f.message for f in x.findings if f.rule_id == "dea.ryan_haight") for p, x in
+           (("before", before), ("after", after))}
+    assert "which end 2026-12-31" in msg["before"] and "ended 2026-12-31" in msg["after"]
 
 
 def test_texas_iv_note_is_dated():
@@ -180,15 +281,26 @@ def test_chart_review_takes_the_strictest_state_law():
 
 
 # ------------------------------------------------------------------ the quote
-def test_quote_lines_explain_every_factor():
+def test_quote_has_one_explained_line_per_cost_factor():
     plan = assess(make_intake(states=["TX", "OK"], care_model="hybrid", services=["neurotoxins", "testosterone_hrt"],
                               monthly_patients=350, locations=[{"state": "TX", "city": "Austin", "zip": "78701"}],
                               midlevels=np_("TX")), AS_OF)
-    factors = [line.factor for line in plan.quote.lines]
-    assert factors == ["base", "state:TX", "state:OK", "dea", "service:neurotoxins", "service:testosterone_hrt",
-                       "volume", "midlevels", "locations"]
+    lines = {line.factor: line for line in plan.quote.lines}
+    assert list(lines) == ["base", "state_strictness", "therapy_risk", "patient_volume", "scope_of_involvement"]
     assert plan.quote.monthly_usd == sum(line.amount_usd for line in plan.quote.lines)
-    assert all(line.explanation for line in plan.quote.lines)
+    t = price_table()
+    assert lines["state_strictness"].amount_usd == 2 * t.state_strictness["restricted"] + 2 * t.controlled_per_dea_state
+    assert "TX restricted" in lines["state_strictness"].explanation and "DEA" in lines["state_strictness"].explanation
+    assert lines["therapy_risk"].amount_usd == t.service_risk[Service.neurotoxins] + t.service_risk[Service.testosterone_hrt]
+    assert "300-599" in lines["patient_volume"].explanation
+    assert lines["scope_of_involvement"].amount_usd == t.per_midlevel + t.per_on_site_location
+
+
+def test_on_site_oversight_costs_more():
+    loc = [{"state": "FL", "city": "Miami", "zip": "33131"}]
+    on_site = assess(make_intake(states=["FL"], locations=loc, midlevels=np_("FL", 1, "PA")), AS_OF)
+    remote = assess(make_intake(states=["FL"], locations=loc, care_model="hybrid", midlevels=np_("FL", 1, "PA")), AS_OF)
+    assert on_site.quote.monthly_usd - remote.quote.monthly_usd == price_table().on_site_oversight
 
 
 STATES = sorted(JURISDICTIONS)
@@ -210,3 +322,52 @@ def test_quote_never_decreases_when_the_clinic_grows(states, more_states, servic
     big_plan = assess(big, AS_OF)
     assert big_plan.quote.monthly_usd >= small_quote
     assert quote(big, big_plan).monthly_usd == big_plan.quote.monthly_usd
+
+
+@st.composite
+def intakes(draw):
+    states = draw(st.lists(st.sampled_from(STATES), min_size=1, max_size=4, unique=True))
+    services = draw(st.lists(st.sampled_from(SERVICES), min_size=1, max_size=5, unique=True))
+    compounded = [s for s in services if Service(s) in COMPOUNDED_SERVICES]
+    choices = draw(st.dictionaries(st.sampled_from(services), st.just("fda_approved"), max_size=2))
+    choices.update(draw(st.dictionaries(st.sampled_from(compounded), st.sampled_from(
+        ["fda_approved", "compounded_503a", "compounded_503b"]), max_size=2)) if compounded else {})
+    mids = draw(st.lists(st.tuples(st.sampled_from(states), st.sampled_from(["NP", "PA", "RN"])), max_size=12))
+    return make_intake(
+        states=states, services=services, product_choices=choices,
+        care_model=draw(st.sampled_from(["on_site", "telehealth", "hybrid"])),
+        monthly_patients=draw(st.integers(0, 5000)),
+        midlevels=[{"name": f"M{i}", "role": r, "state": s, "license_number": f"L{i}"} for i, (s, r) in enumerate(mids)],
+        locations=[{"state": s, "city": "Town", "zip": "10001"} for s in states[:draw(st.integers(0, len(states)))]],
+        requested_start=draw(st.dates(date(2024, 6, 1), date(2028, 1, 1))).isoformat())
+
+
+@settings(max_examples=80, deadline=None)
+@given(intake=intakes(), as_of=st.dates(date(2024, 6, 1), date(2028, 1, 1)))
+def test_every_valid_intake_gets_a_complete_deterministic_plan(intake, as_of):
+    plan = assess(intake, as_of)
+    assert list(plan.states) == intake.states
+    assert set(plan.pharmacy_model) == {s.value for s in intake.services}
+    assert set(plan.pharmacy_model.values()) <= {"none", "503A", "503B"}
+    assert set(plan.dea_required_states) == (set(intake.states) if intake.controlled_services else set())
+    assert plan.oversight_reason and plan.chart_review.percent >= 1 and plan.chart_review.cadence_days >= 1
+    assert all(f.rule_id and f.message for f in plan.findings)
+    assert [line.factor for line in plan.quote.lines] == ["base", "state_strictness", "therapy_risk",
+                                                          "patient_volume", "scope_of_involvement"]
+    for service, choice in intake.product_choices.items():
+        assert (plan.pharmacy_model[service.value] == "none") == (choice == "fda_approved")
+    again = assess(Intake.model_validate(intake.model_dump(mode="json")), as_of)
+    assert again.model_dump(mode="json") == plan.model_dump(mode="json")
+
+
+@pytest.mark.parametrize("choice, drug, end", [
+    ("compounded_503a", "tirzepatide", date(2025, 2, 18)), ("compounded_503b", "tirzepatide", date(2025, 3, 19)),
+    ("compounded_503a", "semaglutide", date(2025, 4, 22)), ("compounded_503b", "semaglutide", date(2025, 5, 22)),
+])
+def test_each_glp1_discretion_end_changes_the_outcome_on_its_day(choice, drug, end):
+    def blocked(day: date) -> bool:
+        plan = assess(make_intake(services=["glp1_weight_loss"], product_choices={"glp1_weight_loss": choice},
+                                  requested_start=day.isoformat()), date(2025, 1, 1))
+        return f"fda.compounding_discretion.{drug}" in {f.rule_id for f in plan.blocking}
+
+    assert not blocked(date.fromordinal(end.toordinal() - 1)) and blocked(end)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from domain.assessment import assess
+from domain.codes import Service
 from domain.identifiers import valid_dea, valid_npi
 from domain.intake import parse_intake
 from domain.matching import rank
@@ -18,6 +19,8 @@ from domain.roster import parse_pharmacies, parse_physicians
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo"
 KEYS = ["glow-austin", "sunrise-miami", "peak-denver"]
+#: peak-denver orders compounded GLP-1 after the FDA discretion ended: the demo's plan ops must approve.
+BLOCKED = {"peak-denver": ["fda.compounding_discretion.semaglutide", "fda.compounding_discretion.tirzepatide"]}
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +46,15 @@ def test_roster_shape(roster):
 
 
 @pytest.mark.parametrize("key", KEYS)
-def test_demo_intake_matches_fills_and_is_not_blocked(key, roster):
+def test_demo_intake_matches_fills_and_only_the_expected_one_is_blocked(key, roster):
     docs, pharmacies = roster
     raw = json.loads((DEMO / "intakes" / f"{key}.json").read_text())
     intake, problems = parse_intake(raw)
     assert problems == [] and intake is not None
     assert intake.contact.email.endswith("@clinic.example") and intake.requested_start == date(2026, 12, 15)
     plan = assess(intake, date(2026, 12, 1))
-    assert plan.blocking == []
+    assert sorted(f.rule_id for f in plan.blocking) == BLOCKED.get(key, [])
+    assert intake.product_choices[Service.glp1_weight_loss] == ("compounded_503a" if key in BLOCKED else "fda_approved")
     assert len(rank(docs, intake, plan).candidates) >= 3
     assignments, unfilled = select_pharmacies(intake, plan, pharmacies)
     assert unfilled == []
