@@ -19,9 +19,9 @@ from config import Settings
 from domain import assessment, documents, matching, pharmacy
 from domain.codes import Stage
 from domain.messages import (
-    AgreementRequest, AssessRequest, CancelRecord, DecisionRecord, EnvelopeRecord, LaunchRequest,
+    AgreementRequest, AssessRequest, CancelRecord, DecisionRecord, EligibilityRequest, EnvelopeRecord, LaunchRequest,
     MatchRequest, Notice, OfferRequest, OfferStatusUpdate, PacketRequest, PharmacyRequest, PharmacySelection,
-    ProtocolRequest, StageRecord, StartRecord,
+    ProtocolRequest, StageRecord, StartRecord, VoidRequest,
 )
 from domain.onboarding import AgreementSpec, EnvelopeView, MatchResult, OversightPlan, ProtocolView, ReservationResult
 from esign.adapter import Document, ESignAdapter, ESignPermanentError, ESignRetryableError, Signer
@@ -65,7 +65,8 @@ class OnboardingActivities:
         return [self.record_start, self.assess_needs, self.record_decision, self.find_candidates, self.send_offer,
                 self.record_offer, self.reserve_physician, self.notify, self.record_stage, self.prepare_protocols,
                 self.select_pharmacies, self.send_prescriber_packet, self.prepare_agreements, self.send_agreement,
-                self.record_envelope, self.launch_clinic, self.record_cancellation]
+                self.record_envelope, self.launch_clinic, self.record_cancellation, self.void_envelope,
+                self.check_envelope, self.check_eligibility]
 
     # ------------------------------------------------------------------ start and stage records
     @activity.defn(name="record_start")
@@ -151,6 +152,15 @@ class OnboardingActivities:
                    else "workflow", f"offer_{req.status}", detail={"npi": req.npi}, reason=req.reason, at=req.at,
                    idem_key=f"{req.workflow_id}:offer:{req.npi}:{req.status}")
 
+    @activity.defn(name="check_eligibility")
+    def check_eligibility(self, req: EligibilityRequest) -> list[str]:
+        """Why a hand-picked physician cannot take this clinic (empty when eligible)."""
+        physician = repo.get_physician(self.engine, req.npi)
+        if physician is None:
+            return [f"NPI {req.npi} is not on the roster"]
+        result = matching.rank([physician], req.intake, req.plan, explain=True)
+        return [] if result.candidates else [r for e in result.excluded for r in e.reasons]
+
     @activity.defn(name="reserve_physician")
     def reserve_physician(self, workflow_id: str, npi: str) -> ReservationResult:
         result = repo.reserve_physician(self.engine, workflow_id, npi)
@@ -211,7 +221,8 @@ class OnboardingActivities:
     def send_agreement(self, req: AgreementRequest) -> EnvelopeView:
         physician = self._physician(req.npi)
         html, signer_specs = documents.render_agreement(req.spec, req.intake, req.plan, physician)
-        external_id = f"{req.workflow_id}:{req.spec.agreement_kind}:{req.spec.template_version}"
+        external_id = envelope_external_id(req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
+                                           req.attempt)
         signers = [Signer(name=s.name, email=s.email, routing_order=s.routing_order,
                           recipient_id=str(s.routing_order), anchor=s.anchor) for s in signer_specs]
         try:
@@ -229,6 +240,28 @@ class OnboardingActivities:
         log.info("%s: envelope %s for %s", req.workflow_id, envelope_id, req.spec.agreement_kind)
         return EnvelopeView(envelope_id=envelope_id, agreement_kind=req.spec.agreement_kind,
                             template_version=req.spec.template_version, status="sent")
+
+    @activity.defn(name="void_envelope")
+    def void_envelope(self, req: VoidRequest) -> None:
+        try:
+            self.esign.void(req.envelope_id, req.reason[:200])
+        except (ESignRetryableError, ESignPermanentError) as exc:
+            raise _esign_failure(exc, "void") from exc
+        agreement = repo.get_agreement(self.engine, req.workflow_id, req.agreement_kind)
+        if agreement is not None and agreement.get("envelope_id") == req.envelope_id:
+            repo.upsert_agreement(self.engine, req.workflow_id, req.agreement_kind, agreement["template_version"],
+                                  status="voided", status_at=activity.info().started_time)
+        repo.audit(self.engine, req.workflow_id, "workflow", "envelope_voided", reason=req.reason,
+                   detail={"kind": req.agreement_kind, "envelope_id": req.envelope_id},
+                   idem_key=f"{req.workflow_id}:envelope:{req.envelope_id}:voided")
+
+    @activity.defn(name="check_envelope")
+    def check_envelope(self, envelope_id: str) -> str:
+        """One status GET, used only when Connect has been silent (reconciliation)."""
+        try:
+            return self.esign.get_status(envelope_id)
+        except (ESignRetryableError, ESignPermanentError) as exc:
+            raise _esign_failure(exc, "get_status") from exc
 
     @activity.defn(name="record_envelope")
     def record_envelope(self, req: EnvelopeRecord) -> None:
@@ -323,6 +356,12 @@ class OnboardingActivities:
         if physician is None:
             raise _invalid(f"NPI {npi} is not on the roster")
         return physician
+
+
+def envelope_external_id(workflow_id: str, kind: str, template_version: str, attempt: int = 1) -> str:
+    """DocuSign custom field ``external_id``: the idempotency key of one send (``:rN`` for resends)."""
+    base = f"{workflow_id}:{kind}:{template_version}"
+    return base if attempt <= 1 else f"{base}:r{attempt}"
 
 
 def write_document(folder: Path, name: str, content: bytes) -> tuple[Path, str]:

@@ -114,6 +114,34 @@ class AgreementRequest(BaseModel):
     plan: OversightPlan
     npi: str
     spec: AgreementSpec
+    attempt: int = 1
+
+
+class VoidRequest(BaseModel):
+    workflow_id: str
+    agreement_kind: str
+    envelope_id: str
+    reason: str
+
+
+class AssignRequest(BaseModel):
+    """Ops assign a physician by hand; eligibility is re-checked before capacity is taken."""
+
+    npi: str = Field(pattern=r"^[0-9]{10}$")
+    reason: str = Field(min_length=1)
+    actor: str = "ops"
+
+
+class EligibilityRequest(BaseModel):
+    workflow_id: str
+    intake: Intake
+    plan: OversightPlan
+    npi: str
+
+
+class ResendRequest(BaseModel):
+    reason: str = Field(min_length=1)
+    actor: str = "ops"
 
 
 class EnvelopeRecord(BaseModel):

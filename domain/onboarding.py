@@ -27,7 +27,10 @@ class Timing(BaseModel):
     reminder_every: timedelta = timedelta(hours=24)
     escalate_after_reminders: int = 3
     agreement_expiry: timedelta = timedelta(days=14)
-    chart_review_every: timedelta = timedelta(days=30)
+    agreement_max_sends: int = 2  # an expired envelope is voided and resent once, then escalated
+    reconcile_after: timedelta = timedelta(hours=24)  # no Connect event that long -> one status GET
+    reconcile_min_gap: timedelta = timedelta(minutes=15)  # never more than one GET per envelope per gap
+    chart_review_every: timedelta | None = None  # None -> the plan's chart-review cadence
     chart_review_deadline: timedelta = timedelta(days=14)
 
     @classmethod
@@ -37,7 +40,8 @@ class Timing(BaseModel):
             sla_at_risk=timedelta(seconds=120), sla_breach=timedelta(seconds=240),
             offer_ttl=timedelta(seconds=60), roster_retry=timedelta(seconds=10),
             plan_review_reminder=timedelta(seconds=30), reminder_every=timedelta(seconds=30),
-            agreement_expiry=timedelta(seconds=600), chart_review_every=timedelta(seconds=60),
+            agreement_expiry=timedelta(seconds=600), reconcile_after=timedelta(seconds=60),
+            reconcile_min_gap=timedelta(seconds=15), chart_review_every=timedelta(seconds=60),
             chart_review_deadline=timedelta(seconds=30),
         )
 
@@ -168,6 +172,9 @@ class EnvelopeView(BaseModel):
     template_version: str = ""
     status: str = "sent"  # sent | delivered | completed | declined | voided
     status_at: datetime | None = None
+    sent_at: datetime | None = None
+    attempt: int = 1  # 2 after a void + resend
+    current: bool = True  # False once replaced by a resent envelope
 
 
 class EnvelopeEvent(BaseModel):

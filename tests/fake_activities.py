@@ -14,10 +14,11 @@ from temporalio import activity
 
 from domain.codes import PharmacyKind, Service
 from domain.messages import (
-    AgreementRequest, AssessRequest, CancelRecord, ChartReviewRequest, DecisionRecord, EnvelopeRecord,
+    AgreementRequest, AssessRequest, CancelRecord, ChartReviewRequest, DecisionRecord, EligibilityRequest, EnvelopeRecord,
     LaunchRequest, MatchRequest, Notice, OfferRequest, OfferStatusUpdate, PacketRequest, PharmacyRequest,
-    PharmacySelection, ProtocolRequest, StageRecord, StartRecord,
+    PharmacySelection, ProtocolRequest, StageRecord, StartRecord, VoidRequest,
 )
+from activities.onboarding import envelope_external_id
 from domain.onboarding import (
     AgreementSpec, Candidate, EnvelopeView, Exclusion, Finding, MatchResult, OversightPlan, PharmacyAssignment,
     ProtocolView, Quote, ReservationResult, StatePlan,
@@ -33,6 +34,8 @@ class FakeWorld:
     notices: list[Notice] = field(default_factory=list)
     reservations: dict[str, str] = field(default_factory=dict)
     envelopes: dict[str, str] = field(default_factory=dict)  # external id -> envelope id
+    envelope_status: dict[str, str] = field(default_factory=dict)  # what a status GET answers
+    ineligible: dict[str, list[str]] = field(default_factory=dict)  # npi -> reasons
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def called(self, name: str) -> list[object]:
@@ -130,11 +133,27 @@ class FakeWorld:
         @activity.defn(name="send_agreement")
         def send_agreement(req: AgreementRequest) -> EnvelopeView:
             record("send_agreement", req)
-            external = f"{req.workflow_id}:{req.spec.agreement_kind}:{req.spec.template_version}"
+            external = envelope_external_id(req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
+                                            req.attempt)
             with world.lock:
                 env_id = world.envelopes.setdefault(external, f"env-{len(world.envelopes) + 1}")
             return EnvelopeView(envelope_id=env_id, agreement_kind=req.spec.agreement_kind,
                                 template_version=req.spec.template_version)
+
+        @activity.defn(name="void_envelope")
+        def void_envelope(req: VoidRequest) -> None:
+            record("void_envelope", req)
+            world.envelope_status[req.envelope_id] = "voided"
+
+        @activity.defn(name="check_envelope")
+        def check_envelope(envelope_id: str) -> str:
+            record("check_envelope", envelope_id)
+            return world.envelope_status.get(envelope_id, "sent")
+
+        @activity.defn(name="check_eligibility")
+        def check_eligibility(req: EligibilityRequest) -> list[str]:
+            record("check_eligibility", req)
+            return world.ineligible.get(req.npi, [])
 
         @activity.defn(name="record_envelope")
         def record_envelope(req: EnvelopeRecord) -> None:
@@ -155,7 +174,7 @@ class FakeWorld:
         return [record_start, assess_needs, find_candidates, send_offer, record_offer, reserve_physician, notify,
                 record_stage, record_decision, prepare_protocols, select_pharmacies, send_prescriber_packet,
                 prepare_agreements, send_agreement, record_envelope, launch_clinic, record_cancellation,
-                open_chart_review]
+                open_chart_review, void_envelope, check_envelope, check_eligibility]
 
 
 def sample_intake(clinic_key: str, **overrides) -> dict:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from domain.codes import SlaStatus, Stage, oversight_id_for
@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
         AgreementRequest, AssessRequest, CancelRecord, CancelRequest, DecisionRecord, EnvelopeRecord,
         LaunchRequest, MatchRequest, Notice, OfferRequest, OfferStatusUpdate, PacketRequest,
         PharmacyConfirmation, PharmacyRequest, PharmacySelection, PhysicianAnswer, PlanDecision,
-        ProtocolRequest, StageRecord, StartRecord,
+        ProtocolRequest, ResendRequest, StageRecord, StartRecord, VoidRequest, AssignRequest, EligibilityRequest,
     )
     from domain.onboarding import (
         AgreementSpec, EnvelopeEvent, EnvelopeView, MatchResult, OfferAnswer, OfferView,
@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.oversight import OversightWorkflow
 
-ACTIVITY_TIMEOUT = timedelta(seconds=60)
+ACTIVITY_TIMEOUT = timedelta(seconds=20)  # every activity is short; a crashed worker is noticed fast
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1), non_retryable_error_types=["InvalidInput"],
@@ -67,6 +67,9 @@ class OnboardingWorkflow:
         self._pharmacies: dict[str, PharmacyAssignment] = {}
         self._envelopes: dict[str, EnvelopeView] = {}
         self._envelope_events: list[EnvelopeEvent] = []
+        self._specs: dict[str, AgreementSpec] = {}
+        self._checked_at: dict[str, datetime] = {}
+        self._resend_requested = False
         self._timeline: list[TimelineEntry] = []
         self._roster_version = 0
         self._cancel: CancelRequest | None = None
@@ -203,8 +206,9 @@ class OnboardingWorkflow:
             workflow_id=self._wf_id, key=f"roster-empty-{self._roster_version}", to_role="ops",
             subject=f"No eligible physician for {self._wf_id}", body=reason))
         seen = self._roster_version
-        try:
-            await self._wait(lambda: self._roster_version != seen, timeout=self._timing.roster_retry)
+        try:  # a roster import, an ops assignment or the retry timer ends the wait
+            await self._wait(lambda: self._roster_version != seen or self._physician is not None,
+                             timeout=self._timing.roster_retry)
         except asyncio.TimeoutError:
             pass
 
@@ -268,6 +272,35 @@ class OnboardingWorkflow:
             raise ValueError(f"the offer to NPI {npi} is {offer.status}")
         if workflow.now() >= offer.expires_at:
             raise ValueError(f"the offer to NPI {npi} expired at {offer.expires_at.isoformat()}")
+
+    @workflow.update
+    async def assign_physician(self, request: AssignRequest) -> OfferAnswer:
+        """Ops place a physician by hand; eligibility is re-checked against the roster first."""
+        assert self._plan is not None
+        async with self._lock:
+            if self._physician is not None:
+                raise ApplicationError("a physician was matched meanwhile", type="Rejected")
+            reasons = await self._act("check_eligibility", EligibilityRequest(
+                workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=request.npi), result_type=list[str])
+            if reasons:
+                raise ApplicationError(f"NPI {request.npi} is not eligible: {'; '.join(reasons)}", type="Rejected")
+            reservation = await self._act("reserve_physician", args=[self._wf_id, request.npi],
+                                          result_type=ReservationResult)
+            if not reservation.ok:
+                raise ApplicationError(f"NPI {request.npi}: {reservation.reason}", type="Rejected")
+            await self._act("record_decision", DecisionRecord(
+                workflow_id=self._wf_id, actor=request.actor, action="physician_assigned", at=workflow.now(),
+                reason=request.reason, detail={"npi": request.npi}))
+            self._physician, self._matched_at = request.npi, workflow.now()
+            self._note(f"NPI {request.npi} assigned by {request.actor}: {request.reason}")
+            if self._sla != SlaStatus.met:
+                self._set_sla(SlaStatus.met)
+            return OfferAnswer(accepted=True, npi=request.npi, status="assigned", message="assigned by ops")
+
+    @assign_physician.validator
+    def _validate_assign(self, request: AssignRequest) -> None:
+        if self._stage != Stage.matching or self._physician is not None or self._plan is None:
+            raise ValueError(f"no physician can be assigned in stage {self._stage.value}")
 
     @workflow.signal
     def roster_updated(self) -> None:
@@ -384,47 +417,135 @@ class OnboardingWorkflow:
 
     # ------------------------------------------------------------------ stage 5
     async def _sign_agreements(self) -> None:
+        """Send one envelope per agreement and wait until all are completed, with reminders, expiry
+        (void + resend once, then ops), a decline path (ops resend or cancel) and a status GET when
+        Connect stays silent (at most one per envelope per ``reconcile_min_gap``)."""
         await self._enter(Stage.agreements)
         assert self._plan is not None and self._physician is not None
         specs = await self._act("prepare_agreements", ProtocolRequest(
             workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician),
             result_type=list[AgreementSpec])
+        self._specs = {spec.agreement_kind: spec for spec in specs}
         for spec in specs:
-            envelope = await self._act("send_agreement", AgreementRequest(
-                workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician, spec=spec),
-                result_type=EnvelopeView)
-            self._envelopes.setdefault(envelope.envelope_id, envelope)
-            self._note(f"envelope {envelope.envelope_id} sent for {spec.agreement_kind}")
-        self._wait_for("signers", f"{len(self._envelopes)} envelope(s) out for signature")
-        await self._wait_with_reminders(
-            self._agreements_settled, every=self._timing.reminder_every,
-            wake=lambda: bool(self._envelope_events) or self._agreements_settled(),
-            reminder=lambda n: Notice(workflow_id=self._wf_id, key=f"agreement-reminder-{n}", to_role="clinic",
-                                      to_id=self._intake.clinic_key, subject=f"Reminder {n}: agreements await signature",
-                                      body="Your agreements are waiting for your signature in DocuSign."),
-            escalation_subject="agreements unsigned", drain=self._drain_envelope_events)
-        await self._drain_envelope_events()
-        declined = [e for e in self._envelopes.values() if e.status in ("declined", "voided")]
-        if declined:
-            self._wait_for("ops", "agreement declined: " + ", ".join(e.agreement_kind for e in declined))
-            await self._act("notify", Notice(
-                workflow_id=self._wf_id, key="agreement-declined", to_role="ops",
-                subject=f"Agreement declined for {self._wf_id}",
-                body="Declined: " + ", ".join(e.agreement_kind for e in declined)))
-            await self._wait(lambda: False)  # until ops cancel (resend arrives with the DocuSign issue)
+            await self._send_envelope(spec, attempt=1)
+        t = self._timing
+        reminders, next_reminder = 0, workflow.now() + t.reminder_every
+        while True:
+            await self._drain_envelope_events()
+            current = self._current_envelopes()
+            if all(e.status == "completed" for e in current):
+                return
+            stuck = [e for e in current if e.status in ("declined", "voided")]  # only ops can move these
+            if self._resend_requested:
+                self._resend_requested = False
+                for e in stuck:
+                    await self._void_and_resend(e, "resend requested by ops", force=True)
+                continue
+            if stuck:
+                await self._ask_ops_about(stuck)
+                await self._wait(lambda: self._resend_requested or bool(self._envelope_events))
+                continue
+            self._wait_for("signers", f"{sum(e.status != 'completed' for e in current)} envelope(s) out for signature")
+            now = workflow.now()
+            for e in current:
+                if e.status not in TERMINAL_ENVELOPE and e.sent_at and now >= e.sent_at + t.agreement_expiry:
+                    await self._void_and_resend(e, "expired unsigned")
+            await self._reconcile_quiet_envelopes(now)
+            if now >= next_reminder:
+                reminders += 1
+                next_reminder = now + t.reminder_every
+                await self._act("notify", Notice(
+                    workflow_id=self._wf_id, key=f"agreement-reminder-{reminders}", to_role="clinic",
+                    to_id=self._intake.clinic_key, subject=f"Reminder {reminders}: agreements await signature",
+                    body="Your agreements are waiting for signature in DocuSign."))
+                if reminders == t.escalate_after_reminders:
+                    await self._escalate("agreements unsigned", reminders)
+            due = [next_reminder] + [e.sent_at + t.agreement_expiry for e in self._current_envelopes()
+                                     if e.sent_at and e.status not in TERMINAL_ENVELOPE]
+            due += [self._reconcile_due(e) for e in self._current_envelopes() if e.status not in TERMINAL_ENVELOPE]
+            try:
+                await self._wait(lambda: bool(self._envelope_events) or self._resend_requested,
+                                 timeout=max(min(due) - workflow.now(), timedelta(seconds=1)))
+            except asyncio.TimeoutError:
+                pass
 
-    def _agreements_settled(self) -> bool:
-        return bool(self._envelopes) and all(e.status in TERMINAL_ENVELOPE for e in self._envelopes.values())
+    def _current_envelopes(self) -> list[EnvelopeView]:
+        return [e for e in self._envelopes.values() if e.current]
+
+    async def _send_envelope(self, spec: AgreementSpec, attempt: int) -> None:
+        assert self._plan is not None and self._physician is not None
+        envelope = await self._act("send_agreement", AgreementRequest(
+            workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician, spec=spec,
+            attempt=attempt), result_type=EnvelopeView)
+        for other in self._envelopes.values():
+            if other.agreement_kind == spec.agreement_kind and other.envelope_id != envelope.envelope_id:
+                other.current = False
+        envelope.sent_at, envelope.attempt, envelope.current = workflow.now(), attempt, True
+        self._envelopes[envelope.envelope_id] = envelope
+        self._note(f"envelope {envelope.envelope_id} sent for {spec.agreement_kind} (attempt {attempt})")
+
+    async def _void_and_resend(self, envelope: EnvelopeView, reason: str, force: bool = False) -> None:
+        """Void an envelope that cannot complete and send a fresh one; past the limit, ops decide."""
+        if envelope.status not in ("voided", "completed", "declined"):
+            await self._act("void_envelope", VoidRequest(
+                workflow_id=self._wf_id, agreement_kind=envelope.agreement_kind,
+                envelope_id=envelope.envelope_id, reason=reason))
+            envelope.status, envelope.status_at = "voided", workflow.now()
+            self._note(f"envelope {envelope.envelope_id} voided: {reason}")
+        if envelope.attempt >= self._timing.agreement_max_sends and not force:
+            return  # it stays current and voided: ops decide (resend or cancel)
+        await self._send_envelope(self._specs[envelope.agreement_kind], attempt=envelope.attempt + 1)
+
+    async def _ask_ops_about(self, stuck: list[EnvelopeView]) -> None:
+        kinds = ", ".join(f"{e.agreement_kind} ({e.status})" for e in stuck)
+        if self._waiting_on != "ops":
+            self._wait_for("ops", f"agreements need a decision: {kinds}")
+            await self._act("notify", Notice(
+                workflow_id=self._wf_id, key=f"agreements-stuck-{'-'.join(e.envelope_id for e in stuck)}",
+                to_role="ops", subject=f"Agreements need ops for {self._wf_id}",
+                body=f"{kinds}. Resend with the resend_agreements update (POST .../agreements/resend) or cancel."))
+
+    def _reconcile_due(self, envelope: EnvelopeView) -> datetime:
+        """When Connect has been silent for ``reconcile_after`` since the last event, send or check."""
+        checked = self._checked_at.get(envelope.envelope_id)
+        quiet_since = max(filter(None, [envelope.status_at, envelope.sent_at, checked]), default=workflow.now())
+        due = quiet_since + self._timing.reconcile_after
+        return max(due, checked + self._timing.reconcile_min_gap) if checked else due
+
+    async def _reconcile_quiet_envelopes(self, now: datetime) -> None:
+        for envelope in self._current_envelopes():
+            if envelope.status in TERMINAL_ENVELOPE or now < self._reconcile_due(envelope):
+                continue
+            self._checked_at[envelope.envelope_id] = now
+            status = await self._act("check_envelope", envelope.envelope_id, result_type=str)
+            self._note(f"envelope {envelope.envelope_id} reconciled by status check: {status}")
+            if status != envelope.status:
+                self._envelope_events.append(EnvelopeEvent(envelope_id=envelope.envelope_id, status=status,
+                                                           generated_at=now))
+
+    @workflow.update
+    async def resend_agreements(self, request: ResendRequest) -> str:
+        """Ops resend declined or expired agreements (a new envelope each)."""
+        await self._act("record_decision", DecisionRecord(
+            workflow_id=self._wf_id, actor=request.actor, action="agreements_resent", at=workflow.now(),
+            reason=request.reason))
+        self._resend_requested = True
+        return "resending"
+
+    @resend_agreements.validator
+    def _validate_resend(self, request: ResendRequest) -> None:
+        if self._stage != Stage.agreements or self._waiting_on != "ops":
+            raise ValueError("no declined or expired agreement is waiting for a resend")
 
     async def _drain_envelope_events(self) -> None:
         while self._envelope_events:
             event = self._envelope_events.pop(0)
             envelope = self._envelopes.get(event.envelope_id)
-            if envelope is None:
+            if envelope is None or envelope.status in TERMINAL_ENVELOPE:
                 continue
             newer = envelope.status_at is None or event.generated_at > envelope.status_at
             forward = ENVELOPE_ORDER.get(event.status, 0) >= ENVELOPE_ORDER.get(envelope.status, 0)
-            if not (newer and forward) or envelope.status in TERMINAL_ENVELOPE:
+            if not (newer and forward):
                 continue  # an older or duplicate event never moves an envelope back
             envelope.status = event.status
             envelope.status_at = event.generated_at
@@ -510,6 +631,7 @@ class OnboardingWorkflow:
 
     async def _enter(self, stage: Stage) -> None:
         self._stage = stage
+        self._waiting_on, self._waiting_reason = "", ""
         self._note(f"stage {stage.value}")
         self._upsert_search_attributes()
         await self._act("record_stage", StageRecord(
@@ -531,31 +653,28 @@ class OnboardingWorkflow:
         self._upsert_search_attributes()
 
     async def _wait_with_reminders(self, done: Callable[[], bool], *, every: timedelta,
-                                   reminder: Callable[[int], Notice], escalation_subject: str = "",
-                                   wake: Callable[[], bool] | None = None,
-                                   drain: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Wait for ``done``; remind the party every ``every``; tell ops once reminders run out.
-
-        ``wake``/``drain`` let a stage process incoming events (e.g. envelope updates) while it waits."""
+                                   reminder: Callable[[int], Notice], escalation_subject: str = "") -> None:
+        """Wait for ``done``; remind the party every ``every``; tell ops once reminders run out."""
         sent = 0
         while True:
-            if drain is not None:
-                await drain()
             if done():
                 return
             try:
-                await self._wait(wake or done, timeout=every)
+                await self._wait(done, timeout=every)
                 continue
             except asyncio.TimeoutError:
                 pass
             sent += 1
             await self._act("notify", reminder(sent))
             if escalation_subject and sent == self._timing.escalate_after_reminders:
-                await self._act("notify", Notice(
-                    workflow_id=self._wf_id, key=f"escalation-{self._stage.value}", to_role="ops",
-                    subject=f"Escalation: {self._wf_id} {escalation_subject}",
-                    body=f"{sent} reminders sent; waiting on {self._waiting_on}: {self._waiting_reason}"))
-                self._note(f"escalated to ops: {escalation_subject}")
+                await self._escalate(escalation_subject, sent)
+
+    async def _escalate(self, subject: str, reminders: int) -> None:
+        await self._act("notify", Notice(
+            workflow_id=self._wf_id, key=f"escalation-{self._stage.value}", to_role="ops",
+            subject=f"Escalation: {self._wf_id} {subject}",
+            body=f"{reminders} reminders sent; waiting on {self._waiting_on}: {self._waiting_reason}"))
+        self._note(f"escalated to ops: {subject}")
 
     def _note(self, event: str) -> None:
         self._timeline.append(TimelineEntry(at=workflow.now(), stage=self._stage.value, event=event))

@@ -31,13 +31,14 @@ class OversightWorkflow:
 
     @workflow.run
     async def run(self, inp: OversightInput) -> OversightStatus:
+        every = inp.timing.chart_review_every or timedelta(days=inp.chart_review.cadence_days)
         for _ in range(CYCLES_PER_RUN):
-            self._next_at = workflow.now() + inp.timing.chart_review_every
+            self._next_at = workflow.now() + every
             workflow.set_current_details(
                 f"**oversight** · chart review {self._cycles + 1} due {self._next_at.isoformat()}")
             try:
                 await workflow.wait_condition(lambda: bool(self._stop_reason),
-                                              timeout=inp.timing.chart_review_every)
+                                              timeout=every)
             except asyncio.TimeoutError:
                 pass
             if self._stop_reason:
