@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -393,7 +394,21 @@ def demo(keep: bool = typer.Option(False, "--keep", help="leave the stack up aft
 
 
 def main() -> None:
-    app()
+    """Entry point. Exits with ``os._exit`` after flushing: the Temporal client's native runtime
+    threads can abort a normal interpreter shutdown, which would turn a success into a crash code."""
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception:  # print the traceback as Python would, then exit 1
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

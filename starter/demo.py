@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -68,7 +69,7 @@ def sample_clinics(run_id: str) -> list[Clinic]:
     for i, path in enumerate(sorted((DEMO_DIR / "intakes").glob("*.json"))):
         intake = json.loads(path.read_text())
         intake["clinic_key"] = f"{intake['clinic_key']}-{run_id}"  # each demo run onboards fresh clinics
-        clinics.append(Clinic(intake=intake, decline_first=(i == 1)))
+        clinics.append(Clinic(intake=intake, decline_first=intake["clinic_key"].startswith("sunrise-miami")))
     return clinics
 
 
@@ -99,7 +100,16 @@ async def play(settings: Settings, clinics: list[Clinic], timeout: float, consol
 async def act(api: httpx.AsyncClient, settings: Settings, c: Clinic, sign_all) -> None:
     """What each simulated human does when the onboarding waits on them."""
     st, wf = c.status, c.workflow_id
-    if st["stage"] == "matching" and not st.get("physician_npi"):
+    if st["stage"] == "needs_assessment" and st["waiting_on"] == "ops" and "plan" not in c.done:
+        c.done.add("plan")  # ops review the blocking findings and accept the plan, through the CLI
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "starter", "plan", "approve", wf, "--reason",
+            "documented patient-specific clinical need; compounding pharmacy verified",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"mdco plan approve {wf} failed: {stderr.decode()[-500:]}")
+    elif st["stage"] == "matching" and not st.get("physician_npi"):
         open_offers = [o["npi"] for o in st["offers"] if o["status"] == "open"]
         if open_offers:
             npi = open_offers[0]

@@ -125,11 +125,9 @@ def test_onboarding_end_to_end_through_cli_http_esign_and_webhook(seeded, tmp_pa
     assert len(docs) == len(st["envelopes"])
 
 
-def test_worker_sigkill_mid_onboarding_finishes_exactly_once(seeded, stack, tmp_path):
+def test_worker_sigkill_mid_onboarding_finishes_exactly_once(seeded, running_stack, tmp_path):
     """SIGKILL the worker twice mid-onboarding; a fresh worker finishes it with one accepted offer and
     exactly one envelope per agreement."""
-    from starter.stack import restart_service  # noqa: F401  (documented public helper)
-
     settings, env = seeded
     key = f"crash-{uuid.uuid4().hex[:8]}"
     wf = f"onboarding-{key}"
@@ -138,15 +136,16 @@ def test_worker_sigkill_mid_onboarding_finishes_exactly_once(seeded, stack, tmp_
         st = poll(api, wf, lambda s: any(o["status"] == "open" for o in s["offers"]))
         npi = next(o["npi"] for o in st["offers"] if o["status"] == "open")
         mdco(env, "offer", "accept", wf, "--npi", npi)
-        restart_service(stack_handle(), "worker", signal.SIGKILL)  # killed while protocols are prepared
-        st = poll(api, wf, lambda s: s["stage"] == "protocol_setup" and s["protocols"])
+        running_stack.restart("worker", signal.SIGKILL)  # killed while protocols are prepared
+        st = poll(api, wf, lambda s: s["stage"] == "protocol_setup" and s["protocols"], timeout=120)
         api.post(f"/onboardings/{wf}/protocols/approve", json={"npi": npi}).raise_for_status()
         st = poll(api, wf, lambda s: s["stage"] == "pharmacy_coordination" and s["pharmacies"])
         for p in st["pharmacies"]:
             api.post(f"/onboardings/{wf}/pharmacies/{p['pharmacy_id']}/confirm").raise_for_status()
         time.sleep(0.2)
-        restart_service(stack_handle(), "worker", signal.SIGKILL)  # killed while envelopes go out
-        st = poll(api, wf, lambda s: s["stage"] == "agreements" and s["waiting_on"] == "signers")
+        running_stack.restart("worker", signal.SIGKILL)  # killed while envelopes go out
+        # a task on the dead worker is retried after its 20 s start-to-close timeout
+        st = poll(api, wf, lambda s: s["stage"] == "agreements" and s["waiting_on"] == "signers", timeout=120)
         mdco(env, "sandbox", "sign", wf)
         st = poll(api, wf, lambda s: s["stage"] == "launched")
 
