@@ -75,6 +75,11 @@ class NpiBody(BaseModel):
     npi: str = Field(pattern=NPI_PATTERN, description="the physician's 10-digit NPI")
 
 
+class AssignBody(BaseModel):
+    npi: str = Field(pattern=NPI_PATTERN, description="the physician's 10-digit NPI")
+    reason: str = Field(min_length=1, max_length=1000, description="why; kept in the audit log")
+
+
 class ReasonBody(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, description="why; kept in the audit log")
 
@@ -261,6 +266,21 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
     async def approve_plan(body: ReasonBody, workflow_id: str = _id_path(),
                            client: Client = Depends(temporal)) -> ActionResponse:
         result = await service.review_plan(client, workflow_id, body.reason, actor=API_ACTOR)
+        return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
+
+    @app.post("/onboardings/{workflow_id}/physician/assign", tags=["ops"], response_model=OfferAnswer,
+              summary="Ops assign a physician by hand (eligibility re-checked, capacity taken)",
+              responses={404: {"description": "unknown id"}, 409: {"description": "not eligible / not matching"}})
+    async def assign_physician(body: AssignBody, workflow_id: str = _id_path(),
+                               client: Client = Depends(temporal)) -> OfferAnswer:
+        return await service.assign_physician(client, workflow_id, body.npi, body.reason, actor=API_ACTOR)
+
+    @app.post("/onboardings/{workflow_id}/agreements/resend", tags=["ops"], response_model=ActionResponse,
+              summary="Ops resend declined or expired agreements",
+              responses={404: {"description": "unknown id"}, 409: {"description": "nothing to resend"}})
+    async def resend_agreements(body: ReasonBody, workflow_id: str = _id_path(),
+                                client: Client = Depends(temporal)) -> ActionResponse:
+        result = await service.resend_agreements(client, workflow_id, body.reason, actor=API_ACTOR)
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
     @app.post("/onboardings/{workflow_id}/cancel", tags=["ops"], response_model=ActionResponse,

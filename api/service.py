@@ -24,7 +24,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from config import Settings
 from domain.codes import SlaStatus, Stage, normalize_workflow_id, workflow_id_for
 from domain.intake import Intake, Problem, problems_from
-from domain.messages import CancelRequest, PharmacyConfirmation, PhysicianAnswer, PlanDecision
+from domain.messages import (
+    AssignRequest, CancelRequest, PharmacyConfirmation, PhysicianAnswer, PlanDecision, ResendRequest,
+)
 from domain.onboarding import EnvelopeEvent, OfferAnswer, OnboardingInput, OnboardingStatus, Timing
 from esign.connect import parse_connect_event, verify_signature
 from workflows import search_attributes as sa
@@ -192,6 +194,18 @@ async def cancel(client: Client, id_or_key: str, reason: str, actor: str = "ops"
     """Ops cancel; the workflow releases capacity, offers and envelopes."""
     return await _update(client, id_or_key, OnboardingWorkflow.cancel,
                          _message(CancelRequest, reason=reason, actor=actor), str)
+
+
+async def assign_physician(client: Client, id_or_key: str, npi: str, reason: str, actor: str = "ops") -> OfferAnswer:
+    """Ops place a physician by hand; the workflow re-checks eligibility and takes capacity."""
+    return await _update(client, id_or_key, OnboardingWorkflow.assign_physician,
+                         _message(AssignRequest, npi=npi, reason=reason, actor=actor), OfferAnswer)
+
+
+async def resend_agreements(client: Client, id_or_key: str, reason: str, actor: str = "ops") -> str:
+    """Ops resend declined or expired agreements (a fresh envelope each)."""
+    return await _update(client, id_or_key, OnboardingWorkflow.resend_agreements,
+                         _message(ResendRequest, reason=reason, actor=actor), str)
 
 
 async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str) -> str:

@@ -200,6 +200,7 @@ class OnboardingStatus(BaseModel):
     sla_deadline: datetime | None = None
     started_at: datetime | None = None
     matched_at: datetime | None = None
+    time_to_match_minutes: float | None = None  # the placement SLA's measure
     waiting_on: str = ""
     waiting_reason: str = ""
     physician_npi: str | None = None

@@ -28,8 +28,10 @@ offer_app = typer.Typer(no_args_is_help=True, help="A physician's answer to an o
 protocols_app = typer.Typer(no_args_is_help=True, help="Protocol approval by the matched physician.")
 pharmacy_app = typer.Typer(no_args_is_help=True, help="A pharmacy's answer.")
 sandbox_app = typer.Typer(no_args_is_help=True, help="Local e-sign server only.")
+agreements_app = typer.Typer(no_args_is_help=True, help="Ops decisions on agreements.")
 for sub, name in ((roster_app, "roster"), (pharmacies_app, "pharmacies"), (plan_app, "plan"), (offer_app, "offer"),
-                  (protocols_app, "protocols"), (pharmacy_app, "pharmacy"), (sandbox_app, "sandbox")):
+                  (protocols_app, "protocols"), (pharmacy_app, "pharmacy"), (sandbox_app, "sandbox"),
+                  (agreements_app, "agreements")):
     app.add_typer(sub, name=name)
 
 out = Console(emoji=False)
@@ -336,6 +338,29 @@ def sandbox_sign(id: str) -> None:
 
     signed = sign_all(get_settings(), normalize_workflow_id(id))
     out.print(f"signed {len(signed)} envelope(s): {', '.join(signed) or '-'}")
+
+
+@app.command()
+def assign(id: str, npi: str = typer.Option(..., "--npi"), reason: str = typer.Option(..., "--reason")) -> None:
+    """Ops assign a physician by hand (eligibility is re-checked, capacity taken)."""
+    from api import service
+
+    async def go():
+        return await service.assign_physician(await _client(), id, npi, reason)
+
+    answer = _run(go())
+    out.print(f"{answer.status}: {answer.message}")
+
+
+@agreements_app.command("resend")
+def agreements_resend(id: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Ops resend declined or expired agreements (a fresh envelope each)."""
+    from api import service
+
+    async def go():
+        return await service.resend_agreements(await _client(), id, reason)
+
+    out.print(_run(go()))
 
 
 @app.command()

@@ -614,6 +614,8 @@ class OnboardingWorkflow:
             workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, stage=self._stage,
             sla_status=self._sla, sla_deadline=self._started_at + self._timing.sla_breach,
             started_at=self._started_at, matched_at=self._matched_at, waiting_on=self._waiting_on,
+            time_to_match_minutes=round((self._matched_at - self._started_at).total_seconds() / 60, 1)
+            if self._matched_at else None,
             waiting_reason=self._waiting_reason, physician_npi=self._physician,
             offers=list(self._offers.values()), protocols=self._protocols,
             pharmacies=list(self._pharmacies.values()), envelopes=list(self._envelopes.values()),
