@@ -81,8 +81,8 @@ def test_onboarding_end_to_end_through_cli_http_esign_and_webhook(seeded, tmp_pa
         again = api.post("/onboardings", json=json.loads(path.read_text()))
         assert again.status_code == 200 and again.json()["status"] == "already_running"
 
-        st = poll(api, wf, lambda s: s["stage"] == "matching" and any(o["status"] == "open" for o in s["offers"]))
-        assert st["waiting_on"] == "physician" and st["sla_status"] == "on_track"
+        st = poll(api, wf, lambda s: s["stage"] == "matching" and s["waiting_on"] == "physician")
+        assert st["sla_status"] == "on_track" and any(o["status"] == "open" for o in st["offers"])
         npi = next(o["npi"] for o in st["offers"] if o["status"] == "open")
         assert "accepted" in mdco(env, "offer", "accept", key, "--npi", npi).stdout
 
