@@ -163,6 +163,8 @@ class OnboardingWorkflow:
                     workflow_id=self._wf_id, intake=self._intake, plan=self._plan,
                     exclude_npis=sorted(self._offers), top=wanted), result_type=MatchResult)
                 for cand in result.candidates[:wanted]:
+                    if self._physician is not None:
+                        break  # accepted while the fan-out was going out: send no more
                     await self._send_offer(cand.npi)
                 open_offers = [o for o in self._offers.values() if o.status == "open"]
                 if not open_offers:
