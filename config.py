@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     docusign_ca_cert: str = ""  # empty -> var/esign/ca.pem (local e-sign server's CA)
     docusign_hmac_keys: str = "mdco-local-connect-key"
     docusign_connect_url: str = ""  # empty -> api base + /webhooks/docusign
+    esign_always_look_up: bool = False  # True: look up external_id even on a first attempt (after a reset)
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025

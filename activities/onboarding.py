@@ -229,7 +229,8 @@ class OnboardingActivities:
             envelope_id = self.esign.send_envelope(
                 external_id, req.spec.title[:100],
                 [Document(name=req.spec.title[:100], file_extension="html", content=html.encode(), document_id="1")],
-                signers, self.settings.resolved_connect_url)
+                signers, self.settings.resolved_connect_url,
+                look_up_first=activity.info().attempt > 1 or self.settings.esign_always_look_up)
         except (ESignRetryableError, ESignPermanentError) as exc:
             raise _esign_failure(exc, "send_agreement") from exc
         repo.upsert_agreement(self.engine, req.workflow_id, req.spec.agreement_kind, req.spec.template_version,

@@ -30,7 +30,7 @@ class SignerSpec(BaseModel):
     name: str
     email: str
     routing_order: int
-    role: str  # clinic | medical_director
+    role: str  # clinic | medical_director | midlevel
     anchor: str  # signature tab anchor, e.g. /sn1/
     date_anchor: str = ""  # date-signed tab anchor, e.g. /ds1/
 
@@ -116,28 +116,33 @@ def agreements_for(intake: Intake, plan: OversightPlan) -> list[AgreementSpec]:
     return specs
 
 
-def signers_for(intake: Intake, physician: PhysicianRecord) -> list[SignerSpec]:
-    """Clinic contact signs first, then the medical director. Midlevels have no e-mail in the
-    intake, so v1 names them in the document instead of routing it to them."""
-    return [
+def signers_for(intake: Intake, physician: PhysicianRecord,
+                midlevels: list[Midlevel] | None = None) -> list[SignerSpec]:
+    """Routing order: the clinic contact (1), then the medical director (2), then each NP/PA named by
+    the agreement who has an e-mail (3, 4, …). A midlevel without an e-mail is named in the document
+    but not routed to (their acknowledgment is collected outside the envelope)."""
+    signers = [
         SignerSpec(name=intake.contact.name, email=str(intake.contact.email), routing_order=1, role="clinic",
                    anchor="/sn1/", date_anchor="/ds1/"),
         SignerSpec(name=physician.display_name, email=str(physician.email), routing_order=2, role="medical_director",
                    anchor="/sn2/", date_anchor="/ds2/"),
     ]
+    for m in midlevels or []:
+        if m.role in _SUPERVISED_ROLES and m.email:
+            n = len(signers) + 1
+            signers.append(SignerSpec(name=m.name, email=str(m.email), routing_order=n, role="midlevel",
+                                      anchor=f"/sn{n}/", date_anchor=f"/ds{n}/"))
+    return signers
 
 
-_ROLE_TITLES = {"clinic": "For the Clinic", "medical_director": "Medical Director"}
+_ROLE_TITLES = {"clinic": "For the Clinic", "medical_director": "Medical Director", "midlevel": "Practitioner"}
 
 
 def render_agreement(spec: AgreementSpec, intake: Intake, plan: OversightPlan,
                      physician: PhysicianRecord) -> tuple[str, list[SignerSpec]]:
     """``(html, signers)`` for one agreement; the HTML carries /snN/ and /dsN/ anchors per signer."""
     kind = spec.agreement_kind
-    signers = signers_for(intake, physician)
-    context = _common(intake, plan, physician)
-    context["signers"] = [{**s.model_dump(), "role_title": _ROLE_TITLES[s.role]} for s in signers]
-    context["title"] = spec.title
+    signing_midlevels: list[Midlevel] = []  # the medical-director agreement: clinic and MD only
     if kind == "medical_director":
         name, extra = "medical_director", {"midlevels": list(intake.midlevels)}
     else:
@@ -152,6 +157,11 @@ def render_agreement(spec: AgreementSpec, intake: Intake, plan: OversightPlan,
         extra = {"state": state, "state_plan": plan.states[state], "midlevels": midlevels,
                  "prescriptive_authority": m[1] == "prescriptive_authority",
                  "controlled": [s.value for s in intake.controlled_services]}
+        signing_midlevels = midlevels
+    signers = signers_for(intake, physician, signing_midlevels)
+    context = _common(intake, plan, physician)
+    context["signers"] = [{**s.model_dump(), "role_title": _ROLE_TITLES[s.role]} for s in signers]
+    context["title"] = spec.title
     path, version = latest_template("agreements", name)
     if version != spec.template_version:
         raise ValueError(f"agreement {kind}: spec asks for {spec.template_version}, the template is {version}")

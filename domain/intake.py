@@ -66,6 +66,8 @@ class Midlevel(_Strict):
     role: MidlevelRole
     state: str
     license_number: str = Field(min_length=1, max_length=40)
+    #: optional: an NP/PA with an e-mail signs the agreements that name them (after the medical director)
+    email: EmailStr | None = None
 
     @field_validator("state")
     @classmethod

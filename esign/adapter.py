@@ -124,7 +124,10 @@ def map_api_exception(exc: ApiException, operation: str) -> ESignError:
                                        status=0, error_code="TLS")
         return ESignRetryableError(text, status=0, error_code=code)
     if status in (401, 429) or status >= 500:
-        return ESignRetryableError(text, status=status, error_code=code, retry_after=_retry_after(exc))
+        # only a 429 means "wait for the rate-limit window": the reset header rides on every
+        # response, and honouring it for a 500 would park the retry for up to an hour
+        return ESignRetryableError(text, status=status, error_code=code,
+                                   retry_after=_retry_after(exc) if status == 429 else None)
     return ESignPermanentError(text, status=status, error_code=code)
 
 
@@ -240,10 +243,13 @@ class ESignAdapter:
         return candidates[-1].envelope_id
 
     def send_envelope(self, external_id: str, email_subject: str, documents: list[Document],
-                      signers: list[Signer], connect_url: str) -> str:
-        """Create and send the envelope for ``external_id`` unless one already exists; its id."""
+                      signers: list[Signer], connect_url: str, *, look_up_first: bool = True) -> str:
+        """Create and send the envelope for ``external_id`` unless one already exists; its id.
+
+        ``look_up_first=False`` saves the lookup call on a first attempt, which cannot have created
+        anything yet; every retry must look up first so it never creates a second envelope."""
         definition = self._definition(external_id, email_subject, documents, signers, connect_url)
-        existing = self.find_by_external_id(external_id)
+        existing = self.find_by_external_id(external_id) if look_up_first else None
         if existing:
             log.info("envelope for this external id already exists: %s", existing)
             return existing

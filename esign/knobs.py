@@ -16,6 +16,7 @@ RUNTIME_KNOBS = (
     "burst_limit",
     "burst_window_s",
     "token_ttl_s",
+    "fault_seed",
 )
 
 
@@ -28,6 +29,7 @@ class ServerKnobs(BaseSettings):
     burst_window_s: int = Field(30, ge=1)
     error_rate: float = Field(0.0, ge=0.0, le=1.0, description="fraction of REST calls answered 500/429")
     latency_ms: int = Field(0, ge=0, le=60_000)
+    fault_seed: int | None = None  # set: injected faults follow a reproducible sequence
     duplicate_deliveries: bool = False  # every Connect payload is delivered twice
     out_of_order: bool = False  # non-terminal events are held back so terminal ones arrive first
     wrong_signature: bool = False  # Connect HMACs are computed with a key nobody configured

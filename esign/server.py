@@ -98,6 +98,8 @@ class EsignServer:
         self.limiter = _Limiter(knobs)
         self.dispatcher = ConnectDispatcher(settings.hmac_keys, knobs, str(materials.ca_cert))
         self.calls: dict[str, dict[str, int]] = {}
+        self.fault_rng = random.Random(knobs.fault_seed)
+        self.injected_faults = 0
         self.oauth_counts = {"token_issued": 0, "token_rejected": 0, "userinfo": 0}
 
     # ------------------------------------------------------------------ helpers
@@ -207,8 +209,9 @@ def create_app(settings: Settings, knobs: ServerKnobs | None = None) -> FastAPI:
             if account != settings.docusign_account_id:
                 raise DocuSignError(400, "USER_LACKS_MEMBERSHIP",
                                     "The UserID does not have a valid membership in this Account.", headers)
-            if knobs.error_rate and random.random() < knobs.error_rate:
-                if random.random() < 0.5:
+            if knobs.error_rate and srv.fault_rng.random() < knobs.error_rate:
+                srv.injected_faults += 1
+                if srv.fault_rng.random() < 0.5:
                     raise DocuSignError(500, "UNSPECIFIED_ERROR", "Injected fault: internal server error.", headers)
                 busy = {**headers, "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(time.time()) + 1)}
                 raise DocuSignError(429, "HOURLY_APIINVOCATION_LIMIT_EXCEEDED", "Injected fault: rate limited.", busy)
@@ -475,11 +478,13 @@ def create_app(settings: Settings, knobs: ServerKnobs | None = None) -> FastAPI:
     async def admin_stats():
         accounts = {acc: {"total": sum(ops.values()), "by_operation": dict(ops)} for acc, ops in srv.calls.items()}
         return {"accounts": accounts, "oauth": dict(srv.oauth_counts), "envelopes": len(srv.store.envelopes),
+                "injected_faults": srv.injected_faults,
                 "pending_deliveries": srv.dispatcher.pending}
 
     @app.post("/admin/stats/reset")
     async def admin_stats_reset():
         srv.calls.clear()
+        srv.injected_faults = 0
         srv.oauth_counts.update({k: 0 for k in srv.oauth_counts})
         return {"ok": True}
 
@@ -503,6 +508,8 @@ def create_app(settings: Settings, knobs: ServerKnobs | None = None) -> FastAPI:
             raise DocuSignError(400, "INVALID_REQUEST_BODY", f"Bad fault knob value: {exc}") from None
         for name in body:
             setattr(knobs, name, getattr(trial, name))
+        if "fault_seed" in body:
+            srv.fault_rng.seed(knobs.fault_seed)
         return knobs.faults()
 
     @app.post("/admin/tokens/revoke")

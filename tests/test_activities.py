@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from datetime import date, datetime, timedelta, timezone
 
@@ -54,6 +55,13 @@ def run(fn, *args):
     return ActivityEnvironment().run(fn, *args)
 
 
+def run_attempt(attempt: int, fn, *args):
+    """Run as Temporal's retry number ``attempt`` would."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, attempt=attempt)
+    return env.run(fn, *args)
+
+
 def test_stage_activities_persist_and_are_idempotent(world, engine, esign_server, unique_key):
     acts, settings = world
     wf = f"onboarding-{unique_key}"
@@ -90,7 +98,7 @@ def test_stage_activities_persist_and_are_idempotent(world, engine, esign_server
     assert specs[0].agreement_kind == "medical_director"
     req = AgreementRequest(workflow_id=wf, intake=intake, plan=plan, npi=npi, spec=specs[0])
     first = run(acts.send_agreement, req)
-    again = run(acts.send_agreement, req)  # retried after the create succeeded: same envelope
+    again = run_attempt(2, acts.send_agreement, req)  # retried after the create succeeded: same envelope
     assert first.envelope_id == again.envelope_id
 
     esign_settings, base_url = esign_server

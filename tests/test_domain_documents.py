@@ -9,7 +9,7 @@ from domain import documents
 from domain.assessment import assess
 from domain.codes import Service
 from domain.documents import agreements_for, latest_template, render_agreement, render_protocol
-from domain.intake import Intake
+from domain.intake import Intake, Midlevel, parse_intake
 from domain.onboarding import AgreementSpec
 from domain.records import PhysicianRecord
 
@@ -72,6 +72,69 @@ def test_agreements_render_with_anchors_signers_and_escaping():
     assert "Pat Doe" in ok and "Sam Lee" not in ok
     pa, _ = render_agreement(specs["prescriptive_authority_TX"], INTAKE, PLAN, DOC)
     assert "Prescriptive authority" in pa and "testosterone_hrt, ketamine" in pa
+
+
+MAILED = INTAKE.model_copy(update={"midlevels": [
+    m.model_copy(update={"email": email}) for m, email in zip(INTAKE.midlevels, ("sam@np.example", None, "rae@rn.example"))
+] + [Midlevel(name="Kim Ito", role="PA", state="TX", license_number="PA9", email="kim@pa.example")]})
+
+
+def test_midlevel_email_is_optional_and_validated():
+    assert INTAKE.midlevels[0].email is None
+    problems = parse_intake({**INTAKE.model_dump(mode="json"), "midlevels": [
+        {"name": "Sam Lee", "role": "NP", "state": "TX", "license_number": "AP1", "email": "not-an-email"}]})[1]
+    assert [p.field for p in problems] == ["midlevels[0].email"]
+
+
+def test_midlevels_with_email_sign_the_agreements_that_name_them_after_the_md():
+    specs = {s.agreement_kind: s for s in agreements_for(MAILED, PLAN)}
+    html, signers = render_agreement(specs["collaborative_practice_TX"], MAILED, PLAN, DOC)
+    assert [(s.routing_order, s.role, s.email, s.anchor, s.date_anchor) for s in signers] == [
+        (1, "clinic", "dana@clinic.example", "/sn1/", "/ds1/"),
+        (2, "medical_director", "ana@md.example", "/sn2/", "/ds2/"),
+        (3, "midlevel", "sam@np.example", "/sn3/", "/ds3/"),
+        (4, "midlevel", "kim@pa.example", "/sn4/", "/ds4/")]
+    for anchor in ("/sn3/", "/ds3/", "/sn4/", "/ds4/"):
+        assert html.count(anchor) == 1, anchor
+    pa, pa_signers = render_agreement(specs["prescriptive_authority_TX"], MAILED, PLAN, DOC)
+    assert [s.email for s in pa_signers][2:] == ["sam@np.example", "kim@pa.example"] and "/sn4/" in pa
+    # OK's PA has no e-mail: named in the document, not routed to; the RN in CO never signs
+    ok, ok_signers = render_agreement(specs["collaborative_practice_OK"], MAILED, PLAN, DOC)
+    assert [s.role for s in ok_signers] == ["clinic", "medical_director"] and "Pat Doe" in ok and "/sn3/" not in ok
+    md, md_signers = render_agreement(specs["medical_director"], MAILED, PLAN, DOC)
+    assert [s.role for s in md_signers] == ["clinic", "medical_director"] and "/sn3/" not in md
+    assert "Sam Lee" in md  # named as overseen, but the MD agreement is signed by clinic + MD only
+
+
+def test_send_agreement_routes_the_envelope_to_every_signer(esign_server, tmp_path):
+    """Activity-level check on the local e-sign server: ``send_agreement`` maps routing order to
+    recipient id, so the envelope carries clinic, MD and both e-mailed TX midlevels, in order."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.onboarding import OnboardingActivities
+    from domain.messages import AgreementRequest
+    from esign.sandbox import list_envelopes
+    from store import repo
+    from store.db import init_db, make_engine
+
+    settings, _ = esign_server
+    settings = settings.model_copy(update={"var_dir": tmp_path, "docusign_ca_cert": settings.resolved_docusign_ca_cert,
+                                           "docusign_private_key_path": settings.resolved_docusign_private_key_path})
+    engine = make_engine(f"sqlite:///{tmp_path / 'mdco.db'}")
+    init_db(engine)
+    repo.upsert_physicians(engine, [DOC])
+    wf = f"onboarding-signers-{tmp_path.name[-12:]}".lower().replace("_", "-")
+    spec = next(s for s in agreements_for(MAILED, PLAN) if s.agreement_kind == "collaborative_practice_TX")
+    acts = OnboardingActivities(settings, engine)
+    try:
+        view = ActivityEnvironment().run(acts.send_agreement, AgreementRequest(
+            workflow_id=wf, intake=MAILED, plan=PLAN, npi=DOC.npi, spec=spec))
+    finally:
+        engine.dispose()
+    [env] = list_envelopes(settings, f"{wf}:")
+    assert env["envelopeId"] == view.envelope_id and env["status"] == "sent"
+    assert [(r["recipientId"], r["routingOrder"]) for r in env["recipients"]] == [
+        ("1", "1"), ("2", "2"), ("3", "3"), ("4", "4")]
 
 
 def test_bad_agreement_specs_are_rejected():
