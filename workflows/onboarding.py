@@ -15,6 +15,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
+    import email_validator  # noqa: F401  (pydantic imports these lazily to check e-mail fields)
+    import idna  # noqa: F401
+
     from domain.codes import SlaStatus, Stage, oversight_id_for
     from domain.messages import (
         AgreementRequest, AssessRequest, CancelRecord, CancelRequest, DecisionRecord, EnvelopeRecord,
