@@ -29,6 +29,9 @@ protocols_app = typer.Typer(no_args_is_help=True, help="Protocol approval by the
 pharmacy_app = typer.Typer(no_args_is_help=True, help="A pharmacy's answer.")
 sandbox_app = typer.Typer(no_args_is_help=True, help="Local e-sign server only.")
 agreements_app = typer.Typer(no_args_is_help=True, help="Ops decisions on agreements.")
+from starter.exclusions_cli import exclusions_app  # noqa: E402
+
+app.add_typer(exclusions_app, name="exclusions")
 for sub, name in ((roster_app, "roster"), (pharmacies_app, "pharmacies"), (plan_app, "plan"), (offer_app, "offer"),
                   (protocols_app, "protocols"), (pharmacy_app, "pharmacy"), (sandbox_app, "sandbox"),
                   (agreements_app, "agreements")):
@@ -118,6 +121,15 @@ def _import(path: Path, kind: str) -> None:
     except ValueError as exc:
         _fail(f"{path}: {exc}", 2)
     out.print(f"{kind}: {summary.created} created, {summary.updated} updated")
+    if kind == "physicians":  # screen new and updated physicians against the OIG LEIE list on file
+        from store.exclusions import screen_after_roster_import
+
+        screened = screen_after_roster_import(_engine(), npis=[r.npi for r in records])
+        if screened.list_entries:
+            out.print(f"OIG LEIE screen: {screened.screened} screened, {screened.excluded} excluded, "
+                      f"{screened.review} flagged for ops review")
+        else:
+            out.print("OIG LEIE screen skipped: no exclusion list imported yet (mdco exclusions import FILE)")
     _run(_signal_waiting_onboardings())
 
 

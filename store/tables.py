@@ -241,3 +241,26 @@ class Notification(SQLModel, table=True):
     to_role: str
     subject: str
     sent_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
+
+
+# ---------------------------------------------------------------- OIG LEIE exclusion list
+class LeieExclusion(SQLModel, table=True):
+    """The current OIG LEIE list (replaced as a whole by each import); no address or DOB kept."""
+
+    __tablename__ = "leie_exclusions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    line: int  # line in the imported file, cited in screening reasons
+    npi: str | None = Field(default=None, index=True, max_length=10)
+    last_name: str = ""
+    first_name: str = ""
+    mid_name: str = ""
+    business_name: str = ""
+    general: str = ""
+    specialty: str = ""
+    state: str = Field(default="", index=True, max_length=2)
+    excl_type: str
+    excl_date: date
+    rein_date: date | None = None
+    waiver_date: date | None = None
+    waiver_state: str = ""

@@ -203,3 +203,14 @@ async def test_capacity_race_lost_answer(harness: Harness, unique_key):
     assert st.offers[0].status == "lost"
     await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
     await handle.result()
+
+
+async def test_each_expired_offer_widens_the_fanout(harness: Harness, unique_key):
+    harness.world.roster = [f"100000000{i}" for i in range(1, 9)]
+    handle = await harness.start(unique_key, fanout=2)
+    await until(handle, lambda s: len(s.offers) == 2)
+    await harness.env.sleep(timedelta(hours=4, minutes=1))
+    st = await until(handle, lambda s: sum(o.status == "open" for o in s.offers) == 4)
+    assert sum(o.status == "expired" for o in st.offers) == 2  # 2 + 2 expired = 4 in parallel
+    await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
+    await handle.result()

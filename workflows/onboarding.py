@@ -38,6 +38,7 @@ RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=1), non_retryable_error_types=["InvalidInput"],
 )
+MAX_PARALLEL_OFFERS = 10
 TERMINAL_ENVELOPE = {"completed", "declined", "voided"}
 ENVELOPE_ORDER = {"created": 0, "sent": 1, "delivered": 2, "completed": 3, "declined": 3, "voided": 4}
 
@@ -160,7 +161,7 @@ class OnboardingWorkflow:
         assert self._plan is not None
         while self._physician is None:
             open_offers = [o for o in self._offers.values() if o.status == "open"]
-            wanted = self._inp.offer_fanout - len(open_offers)
+            wanted = self._parallel_offers() - len(open_offers)
             if wanted > 0:
                 result = await self._act("find_candidates", MatchRequest(
                     workflow_id=self._wf_id, intake=self._intake, plan=self._plan,
@@ -190,6 +191,12 @@ class OnboardingWorkflow:
                     workflow_id=self._wf_id, key=f"offer-withdrawn-{offer.npi}", to_role="physician",
                     to_id=offer.npi, subject=f"Offer withdrawn: {self._intake.clinic_name}",
                     body="Another physician accepted this placement first. Thank you for your time."))
+
+    def _parallel_offers(self) -> int:
+        """How many offers may be open at once: the fan-out, plus one for every offer that expired
+        unanswered (up to MAX_PARALLEL_OFFERS), so a quiet roster widens the search before the SLA."""
+        expired = sum(o.status == "expired" for o in self._offers.values())
+        return min(MAX_PARALLEL_OFFERS, self._inp.offer_fanout + expired)
 
     async def _send_offer(self, npi: str) -> None:
         now = workflow.now()
