@@ -130,20 +130,14 @@ def test_ranking_order_ties_history_exclusions_and_top():
     assert quiet.excluded == [] and [c.npi for c in quiet.candidates] == npis
 
 
-def test_ranks_ten_thousand_physicians_fast():
+def test_ranks_ten_thousand_physicians():
+    """Correct at roster scale (speed is measured by bench/matching.py, never asserted here)."""
     intake = make_intake()
     plan = assess(intake, AS_OF)
     base = [doc(1), doc(2, therapies=["laser"]), doc(3, licenses=[{"state": "TX", "number": "1", "expires": "2028-01-01"}]),
             doc(4, active_clinics=0, home_state="OK")]
     roster = [base[i % 4].model_copy(update={"npi": npi_with_check_digit(f"{200000000 + i:09d}")}) for i in range(10_000)]
-    best = {}
     for explain in (False, True):
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            result = rank(roster, intake, plan, explain=explain)
-            times.append(time.perf_counter() - t0)
-        best[explain] = min(times)
+        result = rank(roster, intake, plan, explain=explain)
         assert len(result.candidates) == 5000
-    assert best[False] < 0.1, best
-    assert best[True] < 0.2, best  # with every excluded physician's reasons
+        assert len(result.excluded) == (5000 if explain else 0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import date
 
 import pytest
@@ -105,14 +104,11 @@ def test_pharmacies_create_update_no_duplicates(engine) -> None:
         repo.upsert_pharmacies(engine, [pharmacy_record("x"), pharmacy_record("x")])
 
 
-def test_ten_thousand_physicians_filter_fast(engine) -> None:
+def test_ten_thousand_physicians_filter(engine) -> None:
     states = ("TX", "OK", "FL", "CA", "NY")
     roster = [physician_record(n, (states[n % 5], states[(n + 1) % 5]), dea_states=(states[n % 5],))
               for n in range(10_000)]
     assert repo.upsert_physicians(engine, roster).created == 10_000
-    started = time.perf_counter()
-    both = repo.list_physicians(engine, licensed_in=["TX", "OK"])
-    elapsed = time.perf_counter() - started
+    both = repo.list_physicians(engine, licensed_in=["TX", "OK"])  # speed: bench/matching.py
     assert len(both) == 2_000  # n % 5 == 0 holds TX+OK
     assert all(isinstance(p, PhysicianRecord) and {"TX", "OK"} <= {x.state for x in p.licenses} for p in both)
-    assert elapsed < 2.0, f"licensed_in over 10,000 physicians took {elapsed:.2f}s"
