@@ -160,3 +160,36 @@ def test_worker_sigkill_mid_onboarding_finishes_exactly_once(seeded, running_sta
     offers = repo.list_offers(engine, wf)
     assert [o.npi for o in offers if o.status == "accepted"] == [npi]
     assert repo.get_reservation(engine, wf)["npi"] == npi
+
+
+def test_onboarding_waiting_on_the_roster_resumes_after_a_roster_import(seeded, tmp_path):
+    """Nobody is licensed in Alaska: the onboarding waits on the roster (SLA clock running); importing
+    an Alaska physician signals it and an offer goes out to that physician."""
+    from domain.identifiers import dea_with_check_digit, npi_with_check_digit
+
+    settings, env = seeded
+    key = f"ak-{uuid.uuid4().hex[:8]}"
+    wf = f"onboarding-{key}"
+    intake = {"clinic_key": key, "clinic_name": "Northern Lights Aesthetics",
+              "contact": {"name": "Kim Park", "email": "kim@clinic.example", "phone": "+19075550100"},
+              "states": ["AK"], "care_model": "on_site", "services": ["neurotoxins"], "monthly_patients": 80,
+              "locations": [{"state": "AK", "city": "Anchorage", "zip": "99501"}], "midlevels": [],
+              "requested_start": "2026-12-15"}
+    path = tmp_path / f"{key}.json"
+    path.write_text(json.dumps(intake))
+    mdco(env, "onboard", str(path))
+    with httpx.Client(base_url=settings.api_base_url, timeout=15) as api:
+        st = poll(api, wf, lambda s: s["waiting_on"] == "roster")
+        assert st["stage"] == "matching" and "no eligible physician" in st["waiting_reason"]
+        npi = npi_with_check_digit(f"{uuid.uuid4().int % 10**9:09d}")
+        dea = dea_with_check_digit("AF", "123456")
+        roster = tmp_path / "alaska.csv"
+        roster.write_text(
+            (DEMO_DIR / "physicians.csv").read_text().splitlines()[0] + "\n"
+            f"{npi},Ida,Frost,DO,ida.frost@md.example,+19075550111,AK,AK:AK1234:2029-01-31,AK:{dea}:2028-06-30,"
+            "neurotoxins;dermal_fillers,4,0,2028-12-31,family_medicine,false,\n")
+        imported = mdco(env, "roster", "import", str(roster)).stdout
+        assert "1 created" in imported and f"signalled {wf}" in imported
+        st = poll(api, wf, lambda s: any(o["npi"] == npi and o["status"] == "open" for o in s["offers"]))
+        assert st["waiting_on"] == "physician"
+        assert api.post(f"/onboardings/{wf}/cancel", json={"reason": "test over"}).status_code == 200
