@@ -118,7 +118,7 @@ class OnboardingActivities:
     # ------------------------------------------------------------------ stage 2
     @activity.defn(name="find_candidates")
     def find_candidates(self, req: MatchRequest) -> MatchResult:
-        physicians = repo.list_physicians(self.engine, licensed_in=list(req.intake.states))
+        physicians = repo.list_physicians(self.engine, licensed_in=list(req.intake.states), trim_to_states=True)
         history = repo.offer_history(self.engine, [p.npi for p in physicians])
         result = matching.rank(physicians, req.intake, req.plan, exclude_npis=set(req.exclude_npis),
                                top=req.top, history=history, explain=True)

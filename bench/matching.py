@@ -97,7 +97,7 @@ def bench_intake() -> Intake:
 
 def find_candidates_path(engine: Engine, intake: Intake, plan, top: int | None) -> tuple[int, int]:
     """What the ``find_candidates`` activity runs; returns (candidates, excluded)."""
-    physicians = repo.list_physicians(engine, licensed_in=list(intake.states))
+    physicians = repo.list_physicians(engine, licensed_in=list(intake.states), trim_to_states=True)
     history = repo.offer_history(engine, [p.npi for p in physicians])
     result = matching.rank(physicians, intake, plan, top=top, history=history, explain=True)
     return len(result.candidates), len(result.excluded)

@@ -112,3 +112,12 @@ def test_ten_thousand_physicians_filter(engine) -> None:
     both = repo.list_physicians(engine, licensed_in=["TX", "OK"])  # speed: bench/matching.py
     assert len(both) == 2_000  # n % 5 == 0 holds TX+OK
     assert all(isinstance(p, PhysicianRecord) and {"TX", "OK"} <= {x.state for x in p.licenses} for p in both)
+
+
+def test_trim_to_states_loads_only_the_licences_matching_reads(engine) -> None:
+    repo.upsert_physicians(engine, [physician_record(1, ("TX", "OK", "FL"), dea_states=("TX", "FL"))])
+    (full,) = repo.list_physicians(engine, licensed_in=["TX", "OK"])
+    (trimmed,) = repo.list_physicians(engine, licensed_in=["TX", "OK"], trim_to_states=True)
+    assert {x.state for x in full.licenses} == {"TX", "OK", "FL"}
+    assert {x.state for x in trimmed.licenses} == {"TX", "OK"} and {x.state for x in trimmed.dea} == {"TX"}
+    assert trimmed.therapies == full.therapies and trimmed.max_clinics == full.max_clinics
