@@ -278,10 +278,11 @@ def list_cmd(stage: Optional[str] = typer.Option(None, "--stage"), sla: Optional
         return await service.list_onboardings(await _client(), stage=stage, sla=sla)
 
     rows = _run(go())
-    table = Table("workflow id", "status", "stage", "SLA", "waiting on", "states")
+    table = Table("status", "stage", "SLA", "waiting on", "states")
+    table.add_column("workflow id", overflow="fold")
     for r in rows:
-        table.add_row(*(str(r.get(k, "")) for k in ("workflow_id", "status", "stage", "sla_status", "waiting_on")),
-                      ",".join(r.get("states") or []))
+        table.add_row(*(str(r.get(k, "")) for k in ("status", "stage", "sla_status", "waiting_on")),
+                      ",".join(r.get("states") or []), str(r.get("workflow_id", "")))
     out.print(table)
 
 
