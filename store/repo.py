@@ -12,12 +12,13 @@ import hashlib
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Engine, Table, func, select, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel
 from sqlmodel import select as select_rows
@@ -223,6 +224,38 @@ def _load_physicians(s: Session, npi_filter: Any, states: list[str] | None = Non
     return out
 
 
+def _load_physicians_pg(s: Session, npis: Any, states: list[str] | None) -> list[PhysicianRecord]:
+    """Postgres: physicians whose NPI is in the ``npis`` subquery, children aggregated as JSON in the
+    same statement — one round trip instead of five."""
+    phys, lic, dea, ther = _table(t.Physician), _table(t.License), _table(t.DeaRegistration), _table(t.PhysicianTherapy)
+
+    def children(table: Table, *cols: Any, by_state: bool) -> Any:
+        where = table.c.npi == phys.c.npi
+        if by_state and states:
+            where = where & table.c.state.in_(states)
+        agg = func.coalesce(func.json_agg(aggregate_order_by(func.json_build_array(*cols), table.c.id)),
+                            func.json_build_array())
+        return select(agg).where(where).scalar_subquery()
+
+    query = select(
+        *[c for c in phys.c if c.name != "updated_at"],
+        children(lic, lic.c.state, lic.c.number, lic.c.expires, by_state=True).label("licences_json"),
+        children(dea, dea.c.state, dea.c.number, dea.c.expires, by_state=True).label("dea_json"),
+        select(func.coalesce(func.json_agg(aggregate_order_by(ther.c.service, ther.c.id)), func.json_build_array()))
+        .where(ther.c.npi == phys.c.npi).scalar_subquery().label("therapies_json"),
+    ).where(phys.c.npi.in_(npis)).order_by(phys.c.npi)
+    out = []
+    for row in s.exec(query).mappings():
+        data = dict(row)
+        lics = [License.model_construct(state=a, number=b, expires=date.fromisoformat(c))
+                for a, b, c in data.pop("licences_json")]
+        deas = [DeaRegistration.model_construct(state=a, number=b, expires=date.fromisoformat(c))
+                for a, b, c in data.pop("dea_json")]
+        services = [Service(x) for x in data.pop("therapies_json")]
+        out.append(PhysicianRecord.model_construct(**data, licenses=lics, dea=deas, therapies=services))
+    return out
+
+
 def list_physicians(engine: Engine, licensed_in: list[str] | None = None, *,
                     trim_to_states: bool = False) -> list[PhysicianRecord]:
     """Every physician, or only those holding a licence in EVERY state of ``licensed_in`` (any expiry).
@@ -242,6 +275,7 @@ def list_physicians(engine: Engine, licensed_in: list[str] | None = None, *,
         if s.get_bind().dialect.name == "postgresql":  # index-only scan of (state, npi), one pass
             licensed = (select(lic.c.npi).where(lic.c.state.in_(states)).group_by(lic.c.npi)
                         .having(func.count() == len(states)))
+            return _load_physicians_pg(s, licensed, states if trim_to_states else None)
         else:
             first = lic.alias("l0")
             licensed = select(first.c.npi).where(first.c.state == states[0])
