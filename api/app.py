@@ -146,6 +146,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _validation(_r: Request, exc: RequestValidationError):
         return _problems_response(_request_problems(exc))
 
+    @app.exception_handler(service.Unavailable)
+    async def _no_answer(_r: Request, exc: service.Unavailable):
+        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "30"})
+
     @app.exception_handler(TemporalUnavailable)
     async def _unavailable(_r: Request, exc: TemporalUnavailable):
         return JSONResponse(status_code=503, content={"detail": str(exc)})

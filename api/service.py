@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 from temporalio.client import (
     Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -52,6 +53,14 @@ class Rejected(ServiceError):
 
 class Unauthorized(ServiceError):
     """A webhook whose HMAC signature matches none of the configured keys (HTTP 401)."""
+
+
+class Unavailable(ServiceError):
+    """The onboarding did not answer in time, e.g. no worker is running (HTTP 503)."""
+
+
+#: how long an answer (update) may wait for the workflow before the caller is told to retry
+UPDATE_TIMEOUT = timedelta(seconds=30)
 
 
 class Invalid(ServiceError):
@@ -143,7 +152,11 @@ async def _update(client: Client, id_or_key: str, update: Any, arg: BaseModel, r
     """Run an update; a validator's refusal becomes ``Rejected`` with its message."""
     handle = _handle(client, id_or_key)
     try:
-        return await handle.execute_update(update, arg, result_type=result_type)
+        return await handle.execute_update(update, arg, result_type=result_type, rpc_timeout=UPDATE_TIMEOUT)
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise Unavailable(f"onboarding {handle.id} did not answer within {UPDATE_TIMEOUT.seconds} s "
+                          "(is a worker running?); it may still be applied once a worker picks it up — "
+                          "check the status before retrying") from None
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         raise Rejected(getattr(cause, "message", None) or str(cause)) from None

@@ -58,6 +58,8 @@ def _run(coro: Any) -> Any:
         _fail(f"rejected: {exc}")
     except service.Invalid as exc:
         _fail(str(exc), 2)
+    except service.Unavailable as exc:
+        _fail(str(exc))
     except RuntimeError as exc:
         if "connect" in str(exc).lower():
             _fail(f"cannot reach Temporal at {get_settings().temporal_address} (is `mdco up` running?)")

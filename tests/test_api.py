@@ -252,3 +252,20 @@ async def test_healthz_and_docs(api: Api):
         "$ref": "#/components/schemas/Intake"}
     assert "Contact" in spec["components"]["schemas"]
     assert {t["name"] for t in spec["tags"]} >= {"onboardings", "answers", "ops", "webhooks"}
+
+
+async def test_an_answer_nobody_processes_gets_503_not_a_hang(time_env, task_queue, tmp_path, unique_key,
+                                                              monkeypatch):
+    from datetime import timedelta
+
+    from api import service
+
+    monkeypatch.setattr(service, "UPDATE_TIMEOUT", timedelta(seconds=1))
+    settings = Settings(task_queue=task_queue, var_dir=tmp_path)  # no worker polls this queue
+    app = create_app(client=time_env.client, settings=settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        assert (await http.post("/onboardings", json=sample_intake(unique_key))).status_code == 202
+        r = await http.post(f"/onboardings/onboarding-{unique_key}/offers/1234567893/accept")
+        assert r.status_code == 503 and "is a worker running" in r.json()["detail"]
+        assert r.headers["retry-after"] == "30"
+    await time_env.client.get_workflow_handle(f"onboarding-{unique_key}").terminate("test over")
