@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     mail_from: str = "onboarding@medicaldirector.example"
     ops_email: str = "ops@medicaldirector.example"
 
+    payload_keys: str = ""  # keyid:base64(32 bytes),... -> Temporal payloads encrypted (first key encrypts)
+    ui_origins: str = ""  # Temporal UI origins allowed to call /codec; empty -> the embedded UI's
     timing_profile: str = "production"  # "demo" compresses every timer (hours become seconds)
     offer_fanout: int = 3
 

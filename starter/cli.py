@@ -29,12 +29,13 @@ protocols_app = typer.Typer(no_args_is_help=True, help="Protocol approval by the
 pharmacy_app = typer.Typer(no_args_is_help=True, help="A pharmacy's answer.")
 sandbox_app = typer.Typer(no_args_is_help=True, help="Local e-sign server only.")
 agreements_app = typer.Typer(no_args_is_help=True, help="Ops decisions on agreements.")
+keys_app = typer.Typer(no_args_is_help=True, help="Payload encryption keys (MDCO_PAYLOAD_KEYS).")
 from starter.exclusions_cli import exclusions_app  # noqa: E402
 
 app.add_typer(exclusions_app, name="exclusions")
 for sub, name in ((roster_app, "roster"), (pharmacies_app, "pharmacies"), (plan_app, "plan"), (offer_app, "offer"),
                   (protocols_app, "protocols"), (pharmacy_app, "pharmacy"), (sandbox_app, "sandbox"),
-                  (agreements_app, "agreements")):
+                  (agreements_app, "agreements"), (keys_app, "keys")):
     app.add_typer(sub, name=name)
 
 out = Console(emoji=False)
@@ -353,6 +354,14 @@ def sandbox_sign(id: str) -> None:
 
     signed = sign_all(get_settings(), normalize_workflow_id(id))
     out.print(f"signed {len(signed)} envelope(s): {', '.join(signed) or '-'}")
+
+
+@keys_app.command("new")
+def keys_new(key_id: str = typer.Option("k1", "--id", help="key id stored with every payload")) -> None:
+    """Print a fresh ``keyid:base64key`` entry; put it FIRST in MDCO_PAYLOAD_KEYS to rotate."""
+    from starter.payload_codec import new_key_spec
+
+    sys.stdout.write(new_key_spec(key_id) + "\n")
 
 
 @app.command()

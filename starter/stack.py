@@ -112,6 +112,8 @@ def service_argv(name: str, settings: Settings) -> list[str]:
                 "--ui-port", str(settings.temporal_ui_port), "--db-filename", str(settings.var_dir / "temporal.db"),
                 "--namespace", settings.temporal_namespace, "--log-level", "warn"]
         argv += ["--ui-disable-news-fetch"] if settings.temporal_ui else ["--headless"]
+        if settings.temporal_ui and settings.payload_keys:  # the UI decrypts payloads through the API
+            argv += ["--ui-codec-endpoint", f"{settings.api_base_url}/codec"]
         return argv + dev_server_flags()
     if name == "esign":
         return [sys.executable, "-m", "esign.server", "--host", settings.esign_host,

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
+from starter.payload_codec import codec_from_spec
 from workflows import search_attributes as sa
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic models on the wire; encrypted at rest when ``MDCO_PAYLOAD_KEYS`` is set."""
+    codec = codec_from_spec(settings.payload_keys)
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec) if codec else pydantic_data_converter
 
 
 async def connect(settings: Settings) -> Client:
     """A client whose converter round-trips the pydantic models of ``domain``."""
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
-                                data_converter=pydantic_data_converter)
+                                data_converter=data_converter(settings))
 
 
 async def ensure_search_attributes(client: Client) -> None:
