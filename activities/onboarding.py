@@ -7,9 +7,10 @@ Logs carry workflow ids, NPIs and pharmacy ids only — never names, e-mails or 
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
@@ -36,12 +37,17 @@ def _invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type="InvalidInput", non_retryable=True)
 
 
-def _esign_failure(exc: Exception, operation: str) -> ApplicationError:
-    if isinstance(exc, ESignRetryableError):
-        delay = getattr(exc, "retry_after", None)
-        return ApplicationError(f"{operation}: {exc}", type="ESignRetryable",
-                                next_retry_delay=timedelta(seconds=delay) if delay else None)
-    return ApplicationError(f"{operation}: {exc}", type="ESignPermanent", non_retryable=True)
+@contextmanager
+def _esign_errors(operation: str) -> Iterator[None]:
+    """DocuSign's typed errors as Temporal failures: retryable ones honour ``retry_after``."""
+    try:
+        yield
+    except ESignRetryableError as exc:
+        delay = exc.retry_after
+        raise ApplicationError(f"{operation}: {exc}", type="ESignRetryable",
+                               next_retry_delay=timedelta(seconds=delay) if delay else None) from exc
+    except ESignPermanentError as exc:
+        raise ApplicationError(f"{operation}: {exc}", type="ESignPermanent", non_retryable=True) from exc
 
 
 class OnboardingActivities:
@@ -225,14 +231,12 @@ class OnboardingActivities:
                                            req.attempt)
         signers = [Signer(name=s.name, email=s.email, routing_order=s.routing_order,
                           recipient_id=str(s.routing_order), anchor=s.anchor) for s in signer_specs]
-        try:
+        with _esign_errors("send_agreement"):
             envelope_id = self.esign.send_envelope(
                 external_id, req.spec.title[:100],
                 [Document(name=req.spec.title[:100], file_extension="html", content=html.encode(), document_id="1")],
                 signers, self.settings.resolved_connect_url,
                 look_up_first=activity.info().attempt > 1 or self.settings.esign_always_look_up)
-        except (ESignRetryableError, ESignPermanentError) as exc:
-            raise _esign_failure(exc, "send_agreement") from exc
         repo.upsert_agreement(self.engine, req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
                               envelope_id=envelope_id, status="sent", status_at=activity.info().started_time)
         repo.audit(self.engine, req.workflow_id, "workflow", "envelope_sent",
@@ -244,10 +248,8 @@ class OnboardingActivities:
 
     @activity.defn(name="void_envelope")
     def void_envelope(self, req: VoidRequest) -> None:
-        try:
+        with _esign_errors("void"):
             self.esign.void(req.envelope_id, req.reason[:200])
-        except (ESignRetryableError, ESignPermanentError) as exc:
-            raise _esign_failure(exc, "void") from exc
         agreement = repo.get_agreement(self.engine, req.workflow_id, req.agreement_kind)
         if agreement is not None and agreement.get("envelope_id") == req.envelope_id:
             repo.upsert_agreement(self.engine, req.workflow_id, req.agreement_kind, agreement["template_version"],
@@ -259,10 +261,8 @@ class OnboardingActivities:
     @activity.defn(name="check_envelope")
     def check_envelope(self, envelope_id: str) -> str:
         """One status GET, used only when Connect has been silent (reconciliation)."""
-        try:
+        with _esign_errors("get_status"):
             return self.esign.get_status(envelope_id)
-        except (ESignRetryableError, ESignPermanentError) as exc:
-            raise _esign_failure(exc, "get_status") from exc
 
     @activity.defn(name="record_envelope")
     def record_envelope(self, req: EnvelopeRecord) -> None:
@@ -271,10 +271,8 @@ class OnboardingActivities:
             raise _invalid(f"no agreement {req.agreement_kind} in {req.workflow_id}")
         fields: dict = {"envelope_id": req.envelope_id, "status": req.status, "status_at": req.at}
         if req.status == "completed":
-            try:
+            with _esign_errors("download_combined"):
                 pdf = self.esign.download_combined(req.envelope_id)
-            except (ESignRetryableError, ESignPermanentError) as exc:
-                raise _esign_failure(exc, "download_combined") from exc
             path, sha = write_document(self.settings.documents_dir / req.workflow_id,
                                        f"{req.agreement_kind}-{req.envelope_id}.pdf", pdf)
             fields.update(document_path=str(path.resolve()), sha256=sha)
@@ -311,10 +309,8 @@ class OnboardingActivities:
         released = repo.release_physician(self.engine, req.workflow_id)
         for agreement in repo.list_agreements(self.engine, req.workflow_id):
             if agreement.get("envelope_id") and agreement.get("status") not in ("completed", "voided", "declined"):
-                try:
+                with _esign_errors("void"):
                     self.esign.void(agreement["envelope_id"], f"Onboarding cancelled: {req.reason}"[:200])
-                except (ESignRetryableError, ESignPermanentError) as exc:
-                    raise _esign_failure(exc, "void") from exc
                 repo.upsert_agreement(self.engine, req.workflow_id, agreement["kind"], agreement["template_version"],
                                       status="voided", status_at=req.at)
         repo.set_clinic_status(self.engine, req.clinic_key, "cancelled")

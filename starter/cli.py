@@ -67,6 +67,15 @@ def _run(coro: Any) -> Any:
         raise
 
 
+def _call(operation: Any, *args: Any, **kwargs: Any) -> Any:
+    """One ``api.service`` call with a fresh client: ``operation(client, *args, **kwargs)``."""
+
+    async def go():
+        return await operation(await _client(), *args, **kwargs)
+
+    return _run(go())
+
+
 async def _client():
     from starter.temporal_client import connect
 
@@ -252,10 +261,7 @@ def status(id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """The onboarding's status (the workflow's query)."""
     from api import service
 
-    async def go():
-        return await service.get_status(await _client(), id)
-
-    st = _run(go())
+    st = _call(service.get_status, id)
     if as_json:
         _print_json(st.model_dump(mode="json"))
         return
@@ -277,10 +283,7 @@ def list_cmd(stage: Optional[str] = typer.Option(None, "--stage"), sla: Optional
     """Onboardings from Temporal visibility, filtered by stage and SLA status."""
     from api import service
 
-    async def go():
-        return await service.list_onboardings(await _client(), stage=stage, sla=sla)
-
-    rows = _run(go())
+    rows = _call(service.list_onboardings, stage=stage, sla=sla)
     table = Table("status", "stage", "SLA", "waiting on", "states")
     table.add_column("workflow id", overflow="fold")
     for r in rows:
@@ -294,19 +297,13 @@ def plan_approve(id: str, reason: str = typer.Option(..., "--reason")) -> None:
     """Ops accept an assessment that has blocking findings."""
     from api import service
 
-    async def go():
-        return await service.review_plan(await _client(), id, reason)
-
-    out.print(_run(go()))
+    out.print(_call(service.review_plan, id, reason))
 
 
 def _answer(id: str, npi: str, accept: bool) -> None:
     from api import service
 
-    async def go():
-        return await service.answer_offer(await _client(), id, npi, accept)
-
-    answer = _run(go())
+    answer = _call(service.answer_offer, id, npi, accept)
     out.print(f"{answer.status}: {answer.message}")
     if accept and not answer.accepted:
         raise typer.Exit(1)
@@ -329,10 +326,7 @@ def protocols_approve(id: str, npi: str = typer.Option(..., "--npi")) -> None:
     """The matched physician approves the protocols."""
     from api import service
 
-    async def go():
-        return await service.approve_protocols(await _client(), id, npi)
-
-    out.print(_run(go()))
+    out.print(_call(service.approve_protocols, id, npi))
 
 
 @pharmacy_app.command("confirm")
@@ -340,10 +334,7 @@ def pharmacy_confirm(id: str, pharmacy: str = typer.Option(..., "--pharmacy")) -
     """A pharmacy confirms the prescriber account."""
     from api import service
 
-    async def go():
-        return await service.confirm_pharmacy(await _client(), id, pharmacy)
-
-    out.print(_run(go()))
+    out.print(_call(service.confirm_pharmacy, id, pharmacy))
 
 
 @sandbox_app.command("sign")
@@ -369,10 +360,7 @@ def assign(id: str, npi: str = typer.Option(..., "--npi"), reason: str = typer.O
     """Ops assign a physician by hand (eligibility is re-checked, capacity taken)."""
     from api import service
 
-    async def go():
-        return await service.assign_physician(await _client(), id, npi, reason)
-
-    answer = _run(go())
+    answer = _call(service.assign_physician, id, npi, reason)
     out.print(f"{answer.status}: {answer.message}")
 
 
@@ -381,10 +369,7 @@ def agreements_resend(id: str, reason: str = typer.Option(..., "--reason")) -> N
     """Ops resend declined or expired agreements (a fresh envelope each)."""
     from api import service
 
-    async def go():
-        return await service.resend_agreements(await _client(), id, reason)
-
-    out.print(_run(go()))
+    out.print(_call(service.resend_agreements, id, reason))
 
 
 @app.command()
@@ -392,10 +377,7 @@ def cancel(id: str, reason: str = typer.Option(..., "--reason")) -> None:
     """Ops cancel an onboarding (capacity, offers and envelopes are released)."""
     from api import service
 
-    async def go():
-        return await service.cancel(await _client(), id, reason)
-
-    out.print(_run(go()))
+    out.print(_call(service.cancel, id, reason))
 
 
 # ---------------------------------------------------------------------------- embedded stack

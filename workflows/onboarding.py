@@ -177,12 +177,9 @@ class OnboardingWorkflow:
             self._wait_for("physician", f"{len(open_offers)} offer(s) open")
             seen = self._offers_version
             next_expiry = min(o.expires_at for o in open_offers)
-            try:
-                await self._wait(
-                    lambda: self._physician is not None or self._offers_version != seen,
-                    timeout=max(next_expiry - workflow.now(), timedelta(seconds=1)))
-            except asyncio.TimeoutError:
-                pass
+            await self._wait_at_most(
+                lambda: self._physician is not None or self._offers_version != seen,
+                max(next_expiry - workflow.now(), timedelta(seconds=1)))
             await self._expire_due_offers()
         for offer in self._offers.values():
             if offer.status == "open":
@@ -217,12 +214,7 @@ class OnboardingWorkflow:
         await self._act("notify", Notice(
             workflow_id=self._wf_id, key=f"roster-empty-{self._roster_version}", to_role="ops",
             subject=f"No eligible physician for {self._wf_id}", body=reason))
-        seen = self._roster_version
-        try:  # a roster import, an ops assignment or the retry timer ends the wait
-            await self._wait(lambda: self._roster_version != seen or self._physician is not None,
-                             timeout=self._timing.roster_retry)
-        except asyncio.TimeoutError:
-            pass
+        await self._wait_for_roster_change(also=lambda: self._physician is not None)  # or an ops assignment
 
     async def _expire_due_offers(self) -> None:
         now = workflow.now()
@@ -391,11 +383,7 @@ class OnboardingWorkflow:
             await self._act("notify", Notice(
                 workflow_id=self._wf_id, key=f"pharmacy-gap-{self._roster_version}", to_role="ops",
                 subject=f"No pharmacy for part of {self._wf_id}", body="\n".join(selection.problems)))
-            seen = self._roster_version
-            try:
-                await self._wait(lambda: self._roster_version != seen, timeout=self._timing.roster_retry)
-            except asyncio.TimeoutError:
-                pass
+            await self._wait_for_roster_change()
         if not selection.assignments:
             self._note("no compounded service: no pharmacy needed")
             return
@@ -475,11 +463,8 @@ class OnboardingWorkflow:
             due = [next_reminder] + [e.sent_at + t.agreement_expiry for e in self._current_envelopes()
                                      if e.sent_at and e.status not in TERMINAL_ENVELOPE]
             due += [self._reconcile_due(e) for e in self._current_envelopes() if e.status not in TERMINAL_ENVELOPE]
-            try:
-                await self._wait(lambda: bool(self._envelope_events) or self._resend_requested,
-                                 timeout=max(min(due) - workflow.now(), timedelta(seconds=1)))
-            except asyncio.TimeoutError:
-                pass
+            await self._wait_at_most(lambda: bool(self._envelope_events) or self._resend_requested,
+                                     max(min(due) - workflow.now(), timedelta(seconds=1)))
 
     def _current_envelopes(self) -> list[EnvelopeView]:
         return [e for e in self._envelopes.values() if e.current]
@@ -661,6 +646,18 @@ class OnboardingWorkflow:
         await workflow.wait_condition(lambda: condition() or self._cancel is not None, timeout=timeout)
         if self._cancel is not None:
             raise OnboardingCancelled(self._cancel.reason)
+
+    async def _wait_at_most(self, condition: Callable[[], bool], timeout: timedelta) -> None:
+        """``_wait`` where running out of time is a normal outcome (the caller re-checks)."""
+        try:
+            await self._wait(condition, timeout=timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _wait_for_roster_change(self, also: Callable[[], bool] = lambda: False) -> None:
+        """Until a roster/pharmacy import signals (``roster_updated``), ``also`` holds, or the retry timer."""
+        seen = self._roster_version
+        await self._wait_at_most(lambda: self._roster_version != seen or also(), self._timing.roster_retry)
 
     def _wait_for(self, who: str, reason: str) -> None:
         self._waiting_on, self._waiting_reason = who, reason
