@@ -17,7 +17,6 @@ import argparse
 import json
 import shlex
 import socket
-import ssl
 import sys
 import tempfile
 import time
@@ -75,18 +74,12 @@ def demo_intakes(n: int, run_id: str) -> list[dict]:
 
 def seed_demo_data(settings: Settings) -> None:
     """The shipped roster and pharmacies (upserts: safe to repeat)."""
-    from domain.roster import parse_pharmacies, parse_physicians
-    from store import repo
+    from starter.demo import load_demo_data
     from store.db import engine_from_settings
 
     engine = engine_from_settings(settings)
     try:
-        physicians, errors = parse_physicians((DEMO_DIR / "physicians.csv").read_text(), "csv")
-        pharmacies, errors2 = parse_pharmacies((DEMO_DIR / "pharmacies.csv").read_text(), "csv")
-        if errors or errors2:
-            raise RuntimeError(f"shipped demo data is invalid: {(errors + errors2)[:3]}")
-        repo.upsert_physicians(engine, physicians)
-        repo.upsert_pharmacies(engine, pharmacies)
+        load_demo_data(engine)
     finally:
         engine.dispose()
 
@@ -94,8 +87,9 @@ def seed_demo_data(settings: Settings) -> None:
 # ---------------------------------------------------------------- e-sign admin
 def esign_admin(settings: Settings) -> httpx.Client:
     """A client on the local e-sign server's admin API (HTTPS with the server's own CA)."""
-    ctx = ssl.create_default_context(cafile=settings.resolved_docusign_ca_cert)
-    return httpx.Client(base_url=f"https://{settings.esign_host}:{settings.esign_port}", verify=ctx, timeout=15)
+    from esign.sandbox import admin_client
+
+    return admin_client(settings, timeout=15)
 
 
 def set_faults(settings: Settings, **knobs) -> dict:

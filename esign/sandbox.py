@@ -22,14 +22,15 @@ def admin_base_url(settings: Settings) -> str:
     return f"https://{settings.esign_host}:{settings.esign_port}"
 
 
-def _client(settings: Settings, timeout: float = 10.0) -> httpx.Client:
+def admin_client(settings: Settings, timeout: float = 10.0) -> httpx.Client:
+    """An httpx client on the local server's admin API, trusting its generated CA."""
     ctx = ssl.create_default_context(cafile=settings.resolved_docusign_ca_cert)
     return httpx.Client(base_url=admin_base_url(settings), verify=ctx, timeout=timeout)
 
 
 def list_envelopes(settings: Settings, external_id_prefix: str) -> list[dict]:
     """Envelopes whose ``external_id`` starts with the prefix (admin view: id, status, external_id, kind)."""
-    with _client(settings) as client:
+    with admin_client(settings) as client:
         listing = client.get("/admin/envelopes", params={"external_id_prefix": external_id_prefix})
         listing.raise_for_status()
     return [{**env, "external_id": env.get("externalId") or env.get("external_id", "")}
@@ -41,7 +42,7 @@ def sign_all(settings: Settings, workflow_id: str) -> list[str]:
     if not workflow_id or not workflow_id.strip():
         raise ValueError("workflow_id: must be a non-empty workflow id")
     signed = []
-    with _client(settings) as client:
+    with admin_client(settings) as client:
         listing = client.get("/admin/envelopes", params={"external_id_prefix": f"{workflow_id}:"})
         listing.raise_for_status()
         for env in listing.json()["envelopes"]:
@@ -80,7 +81,7 @@ def wait_healthy(settings: Settings, timeout: float = 20.0, proc: subprocess.Pop
             raise RuntimeError(f"e-sign server exited with code {proc.returncode}; see {settings.esign_dir / 'server.log'}")
         if ca.exists():
             try:
-                with _client(settings, timeout=2.0) as client:
+                with admin_client(settings, timeout=2.0) as client:
                     if client.get("/health").status_code == 200:
                         return
             except (httpx.HTTPError, OSError) as exc:  # not listening yet, or CA still being written

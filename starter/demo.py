@@ -48,19 +48,23 @@ class Clinic:
         return f"onboarding-{self.intake['clinic_key']}"
 
 
-def seed(settings: Settings, console: Console) -> None:
-    """Load the shipped roster and pharmacies (re-import resets the demo's capacity counters)."""
+def load_demo_data(engine):
+    """Upsert the shipped roster and pharmacies (re-import resets the demo's capacity counters);
+    the two import summaries."""
     from domain.roster import parse_pharmacies, parse_physicians
     from store import repo
-    from store.db import engine_from_settings
 
-    engine = engine_from_settings(settings)
     physicians, errors = parse_physicians((DEMO_DIR / "physicians.csv").read_text(), "csv")
     pharmacies, errors2 = parse_pharmacies((DEMO_DIR / "pharmacies.csv").read_text(), "csv")
     if errors or errors2:
         raise RuntimeError(f"shipped demo data is invalid: {(errors + errors2)[:3]}")
-    a = repo.upsert_physicians(engine, physicians)
-    b = repo.upsert_pharmacies(engine, pharmacies)
+    return repo.upsert_physicians(engine, physicians), repo.upsert_pharmacies(engine, pharmacies)
+
+
+def seed(settings: Settings, console: Console) -> None:
+    from store.db import engine_from_settings
+
+    a, b = load_demo_data(engine_from_settings(settings))
     console.print(f"seeded {a.created + a.updated} physicians, {b.created + b.updated} pharmacies")
 
 

@@ -128,13 +128,18 @@ _PHYSICIAN_COLUMNS = (
 )
 
 
-def _check_physician_batch(records: list[PhysicianRecord]) -> None:
+def _check_batch(records: Sequence[Any], model: type, key: str) -> None:
+    """Every record of ``model`` and its ``key`` unique within the import."""
     for i, r in enumerate(records):
-        if not isinstance(r, PhysicianRecord):
-            raise ValueError(f"records[{i}]: expected a PhysicianRecord, got {type(r).__name__}")
-    dupes = _duplicates(r.npi for r in records)
+        if not isinstance(r, model):
+            raise ValueError(f"records[{i}]: expected a {model.__name__}, got {type(r).__name__}")
+    dupes = _duplicates(getattr(r, key) for r in records)
     if dupes:
-        raise ValueError(f"npi: {', '.join(dupes)} appear(s) more than once in the import")
+        raise ValueError(f"{key}: {', '.join(dupes)} appear(s) more than once in the import")
+
+
+def _check_physician_batch(records: list[PhysicianRecord]) -> None:
+    _check_batch(records, PhysicianRecord, "npi")
     for r in records:
         for field, values in (("licenses", [x.state for x in r.licenses]), ("dea", [x.state for x in r.dea]),
                               ("therapies", [str(x) for x in r.therapies])):
@@ -317,12 +322,7 @@ _PHARMACY_COLUMNS = ("name", "kind", "licensed_states", "capabilities", "service
 def upsert_pharmacies(engine: Engine, records: Sequence[PharmacyRecord]) -> ImportSummary:
     """Import pharmacies in one transaction; a known ``pharmacy_id`` is updated, never duplicated."""
     records = sorted(records, key=lambda r: r.pharmacy_id)
-    for i, r in enumerate(records):
-        if not isinstance(r, PharmacyRecord):
-            raise ValueError(f"records[{i}]: expected a PharmacyRecord, got {type(r).__name__}")
-    dupes = _duplicates(r.pharmacy_id for r in records)
-    if dupes:
-        raise ValueError(f"pharmacy_id: {', '.join(dupes)} appear(s) more than once in the import")
+    _check_batch(records, PharmacyRecord, "pharmacy_id")
     ph = _table(t.Pharmacy)
 
     def work(s: Session) -> ImportSummary:
