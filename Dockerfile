@@ -17,6 +17,7 @@ COPY activities/ activities/
 COPY store/ store/
 COPY esign/ esign/
 COPY api/ api/
+COPY mdco_temporal/ mdco_temporal/
 COPY starter/ starter/
 
 RUN pip install . \

@@ -16,7 +16,7 @@ from temporalio.worker import Worker
 from activities.onboarding import OnboardingActivities
 from activities.oversight import OversightActivities
 from config import Settings, get_settings
-from starter.temporal_client import connect
+from mdco_temporal.client import connect
 from store.db import engine_from_settings
 from workflows.onboarding import OnboardingWorkflow
 from workflows.oversight import OversightWorkflow

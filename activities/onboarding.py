@@ -27,7 +27,7 @@ from domain.messages import (
 from domain.onboarding import AgreementSpec, EnvelopeView, MatchResult, OversightPlan, ProtocolView, ReservationResult
 from esign.adapter import Document, ESignAdapter, ESignPermanentError, ESignRetryableError, Signer
 from activities.mailer import Mailer
-from store import repo
+from store import agreements, audit, onboardings, roster
 
 log = activity.logger
 
@@ -77,10 +77,10 @@ class OnboardingActivities:
     # ------------------------------------------------------------------ start and stage records
     @activity.defn(name="record_start")
     def record_start(self, req: StartRecord) -> None:
-        repo.upsert_clinic(self.engine, req.intake)
-        repo.record_onboarding(self.engine, req.workflow_id, req.intake.clinic_key,
+        onboardings.upsert_clinic(self.engine, req.intake)
+        onboardings.record_onboarding(self.engine, req.workflow_id, req.intake.clinic_key,
                                stage=Stage.needs_assessment.value, sla_status="on_track", started_at=req.started_at)
-        repo.audit(self.engine, req.workflow_id, "sales", "onboarding_started", at=req.started_at,
+        audit.audit(self.engine, req.workflow_id, "sales", "onboarding_started", at=req.started_at,
                    detail={"states": req.intake.states, "services": [s.value for s in req.intake.services]},
                    idem_key=f"{req.workflow_id}:start")
         log.info("onboarding %s recorded", req.workflow_id)
@@ -94,29 +94,29 @@ class OnboardingActivities:
             fields.update(cancelled_at=req.at, cancel_reason=req.note)
         if req.stage == Stage.protocol_setup:
             fields["matched_at"] = req.at
-        repo.record_onboarding(self.engine, req.workflow_id, req.clinic_key, **fields)
-        repo.audit(self.engine, req.workflow_id, "workflow", f"stage_{req.stage.value}", at=req.at,
+        onboardings.record_onboarding(self.engine, req.workflow_id, req.clinic_key, **fields)
+        audit.audit(self.engine, req.workflow_id, "workflow", f"stage_{req.stage.value}", at=req.at,
                    idem_key=f"{req.workflow_id}:stage:{req.stage.value}")
 
     @activity.defn(name="record_decision")
     def record_decision(self, req: DecisionRecord) -> None:
-        repo.audit(self.engine, req.workflow_id, req.actor, req.action, detail=req.detail, reason=req.reason,
+        audit.audit(self.engine, req.workflow_id, req.actor, req.action, detail=req.detail, reason=req.reason,
                    at=req.at, idem_key=f"{req.workflow_id}:{req.action}:{req.actor}")
         if req.action == "protocols_approved":
-            repo.approve_protocols(self.engine, req.workflow_id, req.actor.removeprefix("physician:"), req.at)
+            onboardings.approve_protocols(self.engine, req.workflow_id, req.actor.removeprefix("physician:"), req.at)
         if req.action == "pharmacy_confirmed":
             pharmacy_id = req.actor.removeprefix("pharmacy:")
-            for a in repo.list_pharmacy_assignments(self.engine, req.workflow_id):
+            for a in onboardings.list_pharmacy_assignments(self.engine, req.workflow_id):
                 if a.pharmacy_id == pharmacy_id:
-                    repo.upsert_pharmacy_assignment(self.engine, req.workflow_id, pharmacy_id,
+                    onboardings.upsert_pharmacy_assignment(self.engine, req.workflow_id, pharmacy_id,
                                                     [s.value for s in a.services], "confirmed", req.at)
 
     # ------------------------------------------------------------------ stage 1
     @activity.defn(name="assess_needs")
     def assess_needs(self, req: AssessRequest) -> OversightPlan:
         plan = assessment.assess(req.intake, req.as_of)
-        repo.save_plan(self.engine, req.workflow_id, plan)
-        repo.audit(self.engine, req.workflow_id, "rules-engine", "plan_assessed", at=None,
+        onboardings.save_plan(self.engine, req.workflow_id, plan)
+        audit.audit(self.engine, req.workflow_id, "rules-engine", "plan_assessed", at=None,
                    detail={"findings": [f.rule_id for f in plan.findings], "monthly_usd": plan.quote.monthly_usd},
                    idem_key=f"{req.workflow_id}:assessed:{req.as_of.isoformat()}")
         return plan
@@ -124,8 +124,8 @@ class OnboardingActivities:
     # ------------------------------------------------------------------ stage 2
     @activity.defn(name="find_candidates")
     def find_candidates(self, req: MatchRequest) -> MatchResult:
-        physicians = repo.list_physicians(self.engine, licensed_in=list(req.intake.states), trim_to_states=True)
-        history = repo.offer_history(self.engine, [p.npi for p in physicians])
+        physicians = roster.list_physicians(self.engine, licensed_in=list(req.intake.states), trim_to_states=True)
+        history = onboardings.offer_history(self.engine, [p.npi for p in physicians])
         result = matching.rank(physicians, req.intake, req.plan, exclude_npis=set(req.exclude_npis),
                                top=req.top, history=history, explain=True)
         result.excluded = result.excluded[:25]  # enough to explain a wait; keeps the history small
@@ -134,8 +134,8 @@ class OnboardingActivities:
 
     @activity.defn(name="send_offer")
     def send_offer(self, req: OfferRequest) -> None:
-        repo.upsert_offer(self.engine, req.workflow_id, req.npi, "open", req.sent_at, req.expires_at)
-        clinic = repo.get_clinic(self.engine, req.clinic_key) or {}
+        onboardings.upsert_offer(self.engine, req.workflow_id, req.npi, "open", req.sent_at, req.expires_at)
+        clinic = onboardings.get_clinic(self.engine, req.clinic_key) or {}
         base = f"{self.settings.api_base_url}/onboardings/{req.workflow_id}/offers/{req.npi}"
         self._mail(Notice(
             workflow_id=req.workflow_id, key=f"offer-{req.npi}", to_role="physician", to_id=req.npi,
@@ -148,20 +148,20 @@ class OnboardingActivities:
 
     @activity.defn(name="record_offer")
     def record_offer(self, req: OfferStatusUpdate) -> None:
-        existing = {o.npi: o for o in repo.list_offers(self.engine, req.workflow_id)}
+        existing = {o.npi: o for o in onboardings.list_offers(self.engine, req.workflow_id)}
         offer = existing.get(req.npi)
         if offer is None:
             raise _invalid(f"no offer to NPI {req.npi} in {req.workflow_id}")
-        repo.upsert_offer(self.engine, req.workflow_id, req.npi, req.status, offer.sent_at, offer.expires_at,
+        onboardings.upsert_offer(self.engine, req.workflow_id, req.npi, req.status, offer.sent_at, offer.expires_at,
                           answered_at=req.at, reason=req.reason)
-        repo.audit(self.engine, req.workflow_id, f"physician:{req.npi}" if req.status in ("accepted", "declined")
+        audit.audit(self.engine, req.workflow_id, f"physician:{req.npi}" if req.status in ("accepted", "declined")
                    else "workflow", f"offer_{req.status}", detail={"npi": req.npi}, reason=req.reason, at=req.at,
                    idem_key=f"{req.workflow_id}:offer:{req.npi}:{req.status}")
 
     @activity.defn(name="check_eligibility")
     def check_eligibility(self, req: EligibilityRequest) -> list[str]:
         """Why a hand-picked physician cannot take this clinic (empty when eligible)."""
-        physician = repo.get_physician(self.engine, req.npi)
+        physician = roster.get_physician(self.engine, req.npi)
         if physician is None:
             return [f"NPI {req.npi} is not on the roster"]
         result = matching.rank([physician], req.intake, req.plan, explain=True)
@@ -169,7 +169,7 @@ class OnboardingActivities:
 
     @activity.defn(name="reserve_physician")
     def reserve_physician(self, workflow_id: str, npi: str) -> ReservationResult:
-        result = repo.reserve_physician(self.engine, workflow_id, npi)
+        result = roster.reserve_physician(self.engine, workflow_id, npi)
         log.info("%s: reservation of NPI %s ok=%s", workflow_id, npi, result.ok)
         return result
 
@@ -181,7 +181,7 @@ class OnboardingActivities:
         for service in req.intake.services:
             version, body = documents.render_protocol(service, req.intake, req.plan, physician)
             sha = hashlib.sha256(body.encode()).hexdigest()
-            repo.save_protocol(self.engine, req.workflow_id, service.value, version, body, sha)
+            onboardings.save_protocol(self.engine, req.workflow_id, service.value, version, body, sha)
             views.append(ProtocolView(service=service, template_version=version, sha256=sha))
         self._mail(Notice(
             workflow_id=req.workflow_id, key="protocols-ready", to_role="physician", to_id=req.npi,
@@ -194,16 +194,16 @@ class OnboardingActivities:
     # ------------------------------------------------------------------ stage 4
     @activity.defn(name="select_pharmacies")
     def select_pharmacies(self, req: PharmacyRequest) -> PharmacySelection:
-        assignments, problems = pharmacy.select_pharmacies(req.intake, req.plan, repo.list_pharmacies(self.engine))
+        assignments, problems = pharmacy.select_pharmacies(req.intake, req.plan, roster.list_pharmacies(self.engine))
         return PharmacySelection(assignments=assignments, problems=problems)
 
     @activity.defn(name="send_prescriber_packet")
     def send_prescriber_packet(self, req: PacketRequest) -> None:
         a = req.assignment
-        repo.upsert_pharmacy_assignment(self.engine, req.workflow_id, a.pharmacy_id, [s.value for s in a.services],
+        onboardings.upsert_pharmacy_assignment(self.engine, req.workflow_id, a.pharmacy_id, [s.value for s in a.services],
                                         "packet_sent", activity.info().started_time)
         physician = self._physician(req.npi)
-        clinic = repo.get_clinic(self.engine, req.clinic_key) or {}
+        clinic = onboardings.get_clinic(self.engine, req.clinic_key) or {}
         self._mail(Notice(
             workflow_id=req.workflow_id, key=f"packet-{a.pharmacy_id}", to_role="pharmacy", to_id=a.pharmacy_id,
             subject=f"Prescriber packet: {clinic.get('name', req.clinic_key)} ({a.kind.value})",
@@ -220,7 +220,7 @@ class OnboardingActivities:
     def prepare_agreements(self, req: ProtocolRequest) -> list[AgreementSpec]:
         specs = documents.agreements_for(req.intake, req.plan)
         for spec in specs:
-            repo.upsert_agreement(self.engine, req.workflow_id, spec.agreement_kind, spec.template_version)
+            agreements.upsert_agreement(self.engine, req.workflow_id, spec.agreement_kind, spec.template_version)
         return specs
 
     @activity.defn(name="send_agreement")
@@ -237,9 +237,9 @@ class OnboardingActivities:
                 [Document(name=req.spec.title[:100], file_extension="html", content=html.encode(), document_id="1")],
                 signers, self.settings.resolved_connect_url,
                 look_up_first=activity.info().attempt > 1 or self.settings.esign_always_look_up)
-        repo.upsert_agreement(self.engine, req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
+        agreements.upsert_agreement(self.engine, req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
                               envelope_id=envelope_id, status="sent", status_at=activity.info().started_time)
-        repo.audit(self.engine, req.workflow_id, "workflow", "envelope_sent",
+        audit.audit(self.engine, req.workflow_id, "workflow", "envelope_sent",
                    detail={"kind": req.spec.agreement_kind, "envelope_id": envelope_id},
                    idem_key=f"{req.workflow_id}:envelope:{external_id}")
         log.info("%s: envelope %s for %s", req.workflow_id, envelope_id, req.spec.agreement_kind)
@@ -250,11 +250,11 @@ class OnboardingActivities:
     def void_envelope(self, req: VoidRequest) -> None:
         with _esign_errors("void"):
             self.esign.void(req.envelope_id, req.reason[:200])
-        agreement = repo.get_agreement(self.engine, req.workflow_id, req.agreement_kind)
+        agreement = agreements.get_agreement(self.engine, req.workflow_id, req.agreement_kind)
         if agreement is not None and agreement.get("envelope_id") == req.envelope_id:
-            repo.upsert_agreement(self.engine, req.workflow_id, req.agreement_kind, agreement["template_version"],
+            agreements.upsert_agreement(self.engine, req.workflow_id, req.agreement_kind, agreement["template_version"],
                                   status="voided", status_at=activity.info().started_time)
-        repo.audit(self.engine, req.workflow_id, "workflow", "envelope_voided", reason=req.reason,
+        audit.audit(self.engine, req.workflow_id, "workflow", "envelope_voided", reason=req.reason,
                    detail={"kind": req.agreement_kind, "envelope_id": req.envelope_id},
                    idem_key=f"{req.workflow_id}:envelope:{req.envelope_id}:voided")
 
@@ -266,7 +266,7 @@ class OnboardingActivities:
 
     @activity.defn(name="record_envelope")
     def record_envelope(self, req: EnvelopeRecord) -> None:
-        agreement = repo.get_agreement(self.engine, req.workflow_id, req.agreement_kind)
+        agreement = agreements.get_agreement(self.engine, req.workflow_id, req.agreement_kind)
         if agreement is None:
             raise _invalid(f"no agreement {req.agreement_kind} in {req.workflow_id}")
         fields: dict = {"envelope_id": req.envelope_id, "status": req.status, "status_at": req.at}
@@ -276,21 +276,21 @@ class OnboardingActivities:
             path, sha = write_document(self.settings.documents_dir / req.workflow_id,
                                        f"{req.agreement_kind}-{req.envelope_id}.pdf", pdf)
             fields.update(document_path=str(path.resolve()), sha256=sha)
-        repo.upsert_agreement(self.engine, req.workflow_id, req.agreement_kind, agreement["template_version"], **fields)
-        repo.audit(self.engine, req.workflow_id, "docusign", f"envelope_{req.status}", at=req.at,
+        agreements.upsert_agreement(self.engine, req.workflow_id, req.agreement_kind, agreement["template_version"], **fields)
+        audit.audit(self.engine, req.workflow_id, "docusign", f"envelope_{req.status}", at=req.at,
                    detail={"kind": req.agreement_kind, "envelope_id": req.envelope_id},
                    idem_key=f"{req.workflow_id}:envelope:{req.envelope_id}:{req.status}")
 
     # ------------------------------------------------------------------ stage 6
     @activity.defn(name="launch_clinic")
     def launch_clinic(self, req: LaunchRequest) -> None:
-        repo.activate_clinic(self.engine, req.clinic_key, req.npi, req.at)
-        repo.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.launched.value,
+        onboardings.activate_clinic(self.engine, req.clinic_key, req.npi, req.at)
+        onboardings.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.launched.value,
                                launched_at=req.at, physician_npi=req.npi)
-        repo.audit(self.engine, req.workflow_id, "workflow", "clinic_launched", at=req.at,
+        audit.audit(self.engine, req.workflow_id, "workflow", "clinic_launched", at=req.at,
                    detail={"npi": req.npi, "pharmacies": req.pharmacy_ids}, idem_key=f"{req.workflow_id}:launched")
         physician = self._physician(req.npi)
-        clinic = repo.get_clinic(self.engine, req.clinic_key) or {}
+        clinic = onboardings.get_clinic(self.engine, req.clinic_key) or {}
         name = clinic.get("name", req.clinic_key)
         self._mail(Notice(workflow_id=req.workflow_id, key="launch-clinic", to_role="clinic", to_id=req.clinic_key,
                           subject=f"You are live: {name}",
@@ -306,17 +306,17 @@ class OnboardingActivities:
 
     @activity.defn(name="record_cancellation")
     def record_cancellation(self, req: CancelRecord) -> None:
-        released = repo.release_physician(self.engine, req.workflow_id)
-        for agreement in repo.list_agreements(self.engine, req.workflow_id):
+        released = roster.release_physician(self.engine, req.workflow_id)
+        for agreement in agreements.list_agreements(self.engine, req.workflow_id):
             if agreement.get("envelope_id") and agreement.get("status") not in ("completed", "voided", "declined"):
                 with _esign_errors("void"):
                     self.esign.void(agreement["envelope_id"], f"Onboarding cancelled: {req.reason}"[:200])
-                repo.upsert_agreement(self.engine, req.workflow_id, agreement["kind"], agreement["template_version"],
+                agreements.upsert_agreement(self.engine, req.workflow_id, agreement["kind"], agreement["template_version"],
                                       status="voided", status_at=req.at)
-        repo.set_clinic_status(self.engine, req.clinic_key, "cancelled")
-        repo.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.cancelled.value,
+        onboardings.set_clinic_status(self.engine, req.clinic_key, "cancelled")
+        onboardings.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.cancelled.value,
                                cancelled_at=req.at, cancel_reason=req.reason)
-        repo.audit(self.engine, req.workflow_id, "ops", "onboarding_cancelled", reason=req.reason, at=req.at,
+        audit.audit(self.engine, req.workflow_id, "ops", "onboarding_cancelled", reason=req.reason, at=req.at,
                    detail={"capacity_released": released}, idem_key=f"{req.workflow_id}:cancelled")
 
     # ------------------------------------------------------------------ e-mail
@@ -326,13 +326,13 @@ class OnboardingActivities:
 
     def _mail(self, notice: Notice) -> None:
         key = f"{notice.workflow_id}:{notice.key}"
-        if repo.notification_sent(self.engine, key):
+        if audit.notification_sent(self.engine, key):
             return
         to = self._addresses(notice)
         if not to:
             raise _invalid(f"notice {notice.key}: no address for {notice.to_role} {notice.to_id}")
         self.mailer.send(to, notice.subject, notice.body, message_id_key=key)
-        repo.mark_notification_sent(self.engine, key, notice.to_role, notice.subject)
+        audit.mark_notification_sent(self.engine, key, notice.to_role, notice.subject)
         log.info("%s: mailed %s (%s)", notice.workflow_id, notice.to_role, notice.key)
 
     def _addresses(self, notice: Notice) -> list[str]:
@@ -341,15 +341,15 @@ class OnboardingActivities:
         if notice.to_role == "physician":
             return [str(self._physician(notice.to_id).email)]
         if notice.to_role == "clinic":
-            clinic = repo.get_clinic(self.engine, notice.to_id)
+            clinic = onboardings.get_clinic(self.engine, notice.to_id)
             return [clinic["contact_email"]] if clinic else []
         if notice.to_role in ("pharmacy", "pharmacies"):
             wanted = set(notice.to_id.split(","))
-            return [str(p.email) for p in repo.list_pharmacies(self.engine) if p.pharmacy_id in wanted]
+            return [str(p.email) for p in roster.list_pharmacies(self.engine) if p.pharmacy_id in wanted]
         raise _invalid(f"unknown recipient role {notice.to_role!r}")
 
     def _physician(self, npi: str):
-        physician = repo.get_physician(self.engine, npi)
+        physician = roster.get_physician(self.engine, npi)
         if physician is None:
             raise _invalid(f"NPI {npi} is not on the roster")
         return physician

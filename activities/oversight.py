@@ -8,7 +8,7 @@ from temporalio import activity
 from domain.codes import oversight_id_for
 from domain.messages import ChartReviewRequest, Notice
 from activities.onboarding import OnboardingActivities
-from store import repo
+from store import audit
 
 
 class OversightActivities:
@@ -23,7 +23,7 @@ class OversightActivities:
     def open_chart_review(self, req: ChartReviewRequest) -> None:
         """Open one chart-review cycle: audit it and ask the medical director for the sample."""
         wf = oversight_id_for(req.clinic_key)
-        repo.audit(self.engine, wf, "oversight", "chart_review_opened",
+        audit.audit(self.engine, wf, "oversight", "chart_review_opened",
                    detail={"cycle": req.cycle, "sample_percent": req.sample_percent, "due": req.due_at.isoformat()},
                    idem_key=f"{wf}:chart-review:{req.cycle}")
         self._onb._mail(Notice(

@@ -59,7 +59,7 @@ class ClientProvider:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    from starter.temporal_client import connect
+                    from mdco_temporal.client import connect
 
                     try:
                         self._client = await connect(self._settings)
@@ -196,7 +196,7 @@ def _install_codec_endpoints(app: FastAPI, settings: Settings) -> None:
     from google.protobuf import json_format
     from temporalio.api.common.v1 import Payloads
 
-    from starter.payload_codec import codec_from_spec
+    from mdco_temporal.codec import codec_from_spec
 
     codec = codec_from_spec(settings.payload_keys)
     if codec is None:

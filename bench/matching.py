@@ -1,6 +1,6 @@
 """Matching latency on a 10,000-physician roster: the path of the ``find_candidates`` activity.
 
-One repetition = ``repo.list_physicians(licensed_in=intake.states)`` + ``repo.offer_history(...)`` +
+One repetition = ``roster.list_physicians(licensed_in=intake.states)`` + ``onboardings.offer_history(...)`` +
 ``matching.rank(..., explain=True)`` for a 5-state intake, exactly what the activity runs per call.
 Target (issue 4): median ≤ 20 ms, p99 ≤ 100 ms.
 
@@ -28,7 +28,7 @@ from domain.codes import JURISDICTIONS, Service
 from domain.identifiers import dea_with_check_digit, npi_with_check_digit
 from domain.intake import Intake
 from domain.records import DeaRegistration, License, PhysicianRecord
-from store import repo
+from store import onboardings, roster
 from store import tables as t
 from store.db import init_db, make_engine, run
 
@@ -97,8 +97,8 @@ def bench_intake() -> Intake:
 
 def find_candidates_path(engine: Engine, intake: Intake, plan, top: int | None) -> tuple[int, int]:
     """What the ``find_candidates`` activity runs; returns (candidates, excluded)."""
-    physicians = repo.list_physicians(engine, licensed_in=list(intake.states), trim_to_states=True)
-    history = repo.offer_history(engine, [p.npi for p in physicians])
+    physicians = roster.list_physicians(engine, licensed_in=list(intake.states), trim_to_states=True)
+    history = onboardings.offer_history(engine, [p.npi for p in physicians])
     result = matching.rank(physicians, intake, plan, top=top, history=history, explain=True)
     return len(result.candidates), len(result.excluded)
 
@@ -124,14 +124,14 @@ def main(argv: list[str] | None = None) -> dict:
     url = args.db or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
     engine = make_engine(url)
     init_db(engine)
-    if repo.list_physicians(engine, licensed_in=["TX"]):
+    if roster.list_physicians(engine, licensed_in=["TX"]):
         raise SystemExit(f"{engine.url.render_as_string(hide_password=True)}: not empty; use a fresh database")
     t0 = time.perf_counter()
-    roster = synthetic_roster(args.physicians, args.seed)
-    repo.upsert_physicians(engine, roster)
-    seed_offers(engine, [p.npi for p in roster], args.offers, args.seed)
+    physicians = synthetic_roster(args.physicians, args.seed)
+    roster.upsert_physicians(engine, physicians)
+    seed_offers(engine, [p.npi for p in physicians], args.offers, args.seed)
     load_s = time.perf_counter() - t0
-    del roster  # the worker never holds the roster in memory; a 10,000-record list would only feed the GC
+    del physicians  # the worker never holds the roster in memory; a 10,000-record list would only feed the GC
     gc.collect()
     if engine.dialect.name == "postgresql":  # a live database has planner statistics; a fresh bulk load not yet
         with engine.begin() as conn:
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
     for _ in range(5):  # warm caches, connection pool and compiled statements
         find_candidates_path(engine, intake, plan, args.top)
     shape = find_candidates_path(engine, intake, plan, None)
-    licensed_all = len(repo.list_physicians(engine, licensed_in=INTAKE_STATES))
+    licensed_all = len(roster.list_physicians(engine, licensed_in=INTAKE_STATES))
     times = []
     for _ in range(args.reps):
         start = time.perf_counter()

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.messages import MatchRequest, OfferRequest, PhysicianAnswer
     from domain.onboarding import Candidate, MatchResult, OnboardingInput, OnboardingStatus, ReservationResult, Timing
     from starter.binaries import temporal_test_server
-    from starter.temporal_client import ensure_search_attributes
+    from mdco_temporal.client import ensure_search_attributes
     from tests.fake_activities import FakeWorld, sample_intake
     from workflows.onboarding import OnboardingWorkflow
     from workflows.oversight import OversightWorkflow

@@ -19,7 +19,7 @@ from temporalio.worker import Worker  # noqa: E402
 
 from domain.messages import CancelRequest, PhysicianAnswer  # noqa: E402
 from starter.binaries import temporal_test_server  # noqa: E402
-from starter.temporal_client import ensure_search_attributes  # noqa: E402
+from mdco_temporal.client import ensure_search_attributes  # noqa: E402
 from tests.fake_activities import FakeWorld  # noqa: E402
 from tests.test_workflow_onboarding import Harness, play_to_launch, until  # noqa: E402
 from workflows.onboarding import OnboardingWorkflow  # noqa: E402

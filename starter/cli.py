@@ -77,7 +77,7 @@ def _call(operation: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 async def _client():
-    from starter.temporal_client import connect
+    from mdco_temporal.client import connect
 
     return await connect(get_settings())
 
@@ -113,7 +113,7 @@ def _read_intake(path: Path):
 # ---------------------------------------------------------------------------- imports
 def _import(path: Path, kind: str) -> None:
     from domain import roster
-    from store import repo
+    from store.roster import upsert_pharmacies, upsert_physicians
 
     try:
         fmt = roster.detect_format(path)
@@ -127,7 +127,7 @@ def _import(path: Path, kind: str) -> None:
         for e in errors:
             err.print(f"  line {e.line}: {e.reason}", highlight=False)
         raise typer.Exit(2)
-    upsert = repo.upsert_physicians if kind == "physicians" else repo.upsert_pharmacies
+    upsert = upsert_physicians if kind == "physicians" else upsert_pharmacies
     try:
         summary = upsert(_engine(), records)
     except ValueError as exc:
@@ -209,18 +209,18 @@ def match(id: str, explain: bool = typer.Option(False, "--explain", help="also s
     from domain.codes import normalize_workflow_id
     from domain.intake import Intake
     from domain.matching import rank
-    from store import repo
+    from store import onboardings, roster
 
     wf = normalize_workflow_id(id)
     engine = _engine()
-    onboarding = repo.get_onboarding(engine, wf)
-    plan = repo.get_plan(engine, wf)
-    clinic = repo.get_clinic(engine, onboarding["clinic_key"]) if onboarding else None
+    onboarding = onboardings.get_onboarding(engine, wf)
+    plan = onboardings.get_plan(engine, wf)
+    clinic = onboardings.get_clinic(engine, onboarding["clinic_key"]) if onboarding else None
     if not onboarding or not plan or not clinic:
         _fail(f"{wf}: no assessed onboarding with that id")
     intake = Intake.model_validate(clinic["intake"])
-    physicians = repo.list_physicians(engine) if explain else repo.list_physicians(engine, list(intake.states))
-    result = rank(physicians, intake, plan, top=top, history=repo.offer_history(engine), explain=explain)
+    physicians = roster.list_physicians(engine) if explain else roster.list_physicians(engine, list(intake.states))
+    result = rank(physicians, intake, plan, top=top, history=onboardings.offer_history(engine), explain=explain)
     table = Table("#", "NPI", "physician", "score", "why")
     for i, c in enumerate(result.candidates, 1):
         table.add_row(str(i), c.npi, c.display_name, f"{c.score:.1f}", "; ".join(c.reasons))
@@ -350,7 +350,7 @@ def sandbox_sign(id: str) -> None:
 @keys_app.command("new")
 def keys_new(key_id: str = typer.Option("k1", "--id", help="key id stored with every payload")) -> None:
     """Print a fresh ``keyid:base64key`` entry; put it FIRST in MDCO_PAYLOAD_KEYS to rotate."""
-    from starter.payload_codec import new_key_spec
+    from mdco_temporal.codec import new_key_spec
 
     sys.stdout.write(new_key_spec(key_id) + "\n")
 

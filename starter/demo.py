@@ -52,13 +52,13 @@ def load_demo_data(engine):
     """Upsert the shipped roster and pharmacies (re-import resets the demo's capacity counters);
     the two import summaries."""
     from domain.roster import parse_pharmacies, parse_physicians
-    from store import repo
+    from store import roster
 
     physicians, errors = parse_physicians((DEMO_DIR / "physicians.csv").read_text(), "csv")
     pharmacies, errors2 = parse_pharmacies((DEMO_DIR / "pharmacies.csv").read_text(), "csv")
     if errors or errors2:
         raise RuntimeError(f"shipped demo data is invalid: {(errors + errors2)[:3]}")
-    return repo.upsert_physicians(engine, physicians), repo.upsert_pharmacies(engine, pharmacies)
+    return roster.upsert_physicians(engine, physicians), roster.upsert_pharmacies(engine, pharmacies)
 
 
 def seed(settings: Settings, console: Console) -> None:

@@ -333,7 +333,7 @@ def _run_async(coro):
 
 
 def _temporal_ready(settings: Settings) -> None:
-    from starter.temporal_client import connect, ensure_search_attributes
+    from mdco_temporal.client import connect, ensure_search_attributes
 
     async def attempt():
         client = await asyncio.wait_for(connect(settings), 5)

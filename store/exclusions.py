@@ -1,6 +1,6 @@
 """The stored OIG LEIE list and the roster screens that apply it to physicians' exclusion flags.
 
-``repo.upsert_physicians`` never clears a flag. Clearing is decided here, and only by a re-screen
+``roster.upsert_physicians`` never clears a flag. Clearing is decided here, and only by a re-screen
 against a newly imported list that no longer lists the physician or shows a reinstatement; every
 flag change is written to the audit trail (workflow ``roster``, actor ``exclusion-screen``) with
 NPIs only, no names.
@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
 from domain.exclusions import SOURCE, LeieEntry, screen
-from store import repo
+from store import audit, roster
 from store import tables as t
 from store.db import run
 
@@ -55,7 +55,7 @@ def import_exclusions(engine: Engine, entries: Sequence[LeieEntry], *, source_sh
         return len(rows)
 
     count = run(engine, work)
-    repo.audit(engine, AUDIT_WORKFLOW, AUDIT_ACTOR, "leie_imported",
+    audit.audit(engine, AUDIT_WORKFLOW, AUDIT_ACTOR, "leie_imported",
                detail={"entries": count, "sha256": source_sha256, "source": SOURCE})
     return count
 
@@ -80,7 +80,7 @@ def rescreen(engine: Engine, as_of: date) -> ScreenSummary:
     entries = load_exclusions(engine)
     if not entries:
         raise ValueError("exclusion list: none imported yet (run `mdco exclusions import FILE` first)")
-    return _apply(engine, repo.list_physicians(engine), entries, as_of, may_clear=True)
+    return _apply(engine, roster.list_physicians(engine), entries, as_of, may_clear=True)
 
 
 def screen_after_roster_import(engine: Engine, npis: Iterable[str] | None = None,
@@ -90,7 +90,7 @@ def screen_after_roster_import(engine: Engine, npis: Iterable[str] | None = None
     Without a stored list nothing changes and the summary has ``list_entries == 0``.
     """
     entries = load_exclusions(engine)
-    physicians = repo.list_physicians(engine)
+    physicians = roster.list_physicians(engine)
     if npis is not None:
         wanted = set(npis)
         physicians = [p for p in physicians if p.npi in wanted]
@@ -113,7 +113,7 @@ def _apply(engine: Engine, physicians: list, entries: list[LeieEntry], as_of: da
         summary.review += review
         if (excluded, review) == (was_excluded, was_review):
             continue
-        repo.set_exclusion(engine, result.npi, excluded, review)
+        roster.set_exclusion(engine, result.npi, excluded, review)
         changes = []
         if excluded != was_excluded:
             changes.append("exclusion_set" if excluded else "exclusion_cleared")
@@ -125,7 +125,7 @@ def _apply(engine: Engine, physicians: list, entries: list[LeieEntry], as_of: da
             summary.cleared_review += not review
         why = result.reason or "no longer on the LEIE list"
         for action in changes:
-            repo.audit(engine, AUDIT_WORKFLOW, AUDIT_ACTOR, action, reason=why,
+            audit.audit(engine, AUDIT_WORKFLOW, AUDIT_ACTOR, action, reason=why,
                        detail={"npi": result.npi, "excluded": excluded, "review": review, "as_of": as_of.isoformat(),
                                "list_entries": len(entries)})
     return summary

@@ -11,7 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from starter.binaries import temporal_test_server
-from starter.temporal_client import ensure_search_attributes
+from mdco_temporal.client import ensure_search_attributes
 
 from pathlib import Path
 

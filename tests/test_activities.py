@@ -20,7 +20,7 @@ from domain.messages import (
 from domain.roster import parse_pharmacies, parse_physicians
 from starter.demo import DEMO_DIR
 from starter.smtp_sink import read_mailbox, start_sink
-from store import repo
+from store import agreements, audit, onboardings, roster
 from tests.esign_fixtures import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,8 +36,8 @@ def world(engine, esign_server, tmp_path):
     settings = settings.model_copy(update={"docusign_ca_cert": esign_settings.resolved_docusign_ca_cert,
                                            "docusign_private_key_path": esign_settings.resolved_docusign_private_key_path})
     sink = start_sink("127.0.0.1", port, settings.mail_dir)
-    repo.upsert_physicians(engine, parse_physicians((DEMO_DIR / "physicians.csv").read_text(), "csv")[0])
-    repo.upsert_pharmacies(engine, parse_pharmacies((DEMO_DIR / "pharmacies.csv").read_text(), "csv")[0])
+    roster.upsert_physicians(engine, parse_physicians((DEMO_DIR / "physicians.csv").read_text(), "csv")[0])
+    roster.upsert_pharmacies(engine, parse_pharmacies((DEMO_DIR / "pharmacies.csv").read_text(), "csv")[0])
     acts = OnboardingActivities(settings, engine)
     yield acts, settings
     sink.stop()
@@ -70,7 +70,7 @@ def test_stage_activities_persist_and_are_idempotent(world, engine, esign_server
     run(acts.record_start, StartRecord(workflow_id=wf, intake=intake, started_at=NOW))
     plan = run(acts.assess_needs, AssessRequest(workflow_id=wf, intake=intake, as_of=date(2026, 12, 1)))
     assert set(plan.states) == set(intake.states)
-    assert repo.get_plan(engine, wf) == plan
+    assert onboardings.get_plan(engine, wf) == plan
 
     result = run(acts.find_candidates, MatchRequest(workflow_id=wf, intake=intake, plan=plan, top=3))
     assert len(result.candidates) == 3
@@ -85,13 +85,13 @@ def test_stage_activities_persist_and_are_idempotent(world, engine, esign_server
 
     protocols = run(acts.prepare_protocols, ProtocolRequest(workflow_id=wf, intake=intake, plan=plan, npi=npi))
     assert {p.service for p in protocols} == set(intake.services)
-    assert len(repo.list_protocols(engine, wf)) == len(intake.services)
+    assert len(onboardings.list_protocols(engine, wf)) == len(intake.services)
 
     selection = run(acts.select_pharmacies, PharmacyRequest(workflow_id=wf, intake=intake, plan=plan))
     assert selection.assignments and not selection.problems
     for a in selection.assignments:
         run(acts.send_prescriber_packet, PacketRequest(workflow_id=wf, clinic_key=unique_key, npi=npi, assignment=a))
-    assert {a.pharmacy_id for a in repo.list_pharmacy_assignments(engine, wf)} == \
+    assert {a.pharmacy_id for a in onboardings.list_pharmacy_assignments(engine, wf)} == \
         {a.pharmacy_id for a in selection.assignments}
 
     specs = run(acts.prepare_agreements, ProtocolRequest(workflow_id=wf, intake=intake, plan=plan, npi=npi))
@@ -107,7 +107,7 @@ def test_stage_activities_persist_and_are_idempotent(world, engine, esign_server
         admin.post(f"/admin/envelopes/{first.envelope_id}/sign").raise_for_status()
     run(acts.record_envelope, EnvelopeRecord(workflow_id=wf, envelope_id=first.envelope_id,
                                              agreement_kind="medical_director", status="completed", at=NOW))
-    stored = repo.get_agreement(engine, wf, "medical_director")
+    stored = agreements.get_agreement(engine, wf, "medical_director")
     assert stored["status"] == "completed" and len(stored["sha256"]) == 64
     assert open(stored["document_path"], "rb").read(5) == b"%PDF-"
 
@@ -119,9 +119,9 @@ def test_stage_activities_persist_and_are_idempotent(world, engine, esign_server
         assert acts.esign.get_status(pending.envelope_id) == "voided"
     else:
         run(acts.record_cancellation, CancelRecord(workflow_id=wf, clinic_key=unique_key, reason="test", at=NOW))
-    assert repo.get_reservation(engine, wf)["released_at"] is not None
-    assert repo.get_clinic(engine, unique_key)["status"] == "cancelled"
-    actions = [a["action"] for a in repo.list_audit(engine, wf)]
+    assert roster.get_reservation(engine, wf)["released_at"] is not None
+    assert onboardings.get_clinic(engine, unique_key)["status"] == "cancelled"
+    actions = [a["action"] for a in audit.list_audit(engine, wf)]
     assert actions.count("onboarding_started") == 1 and "onboarding_cancelled" in actions
 
 

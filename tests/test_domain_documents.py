@@ -114,7 +114,7 @@ def test_send_agreement_routes_the_envelope_to_every_signer(esign_server, tmp_pa
     from activities.onboarding import OnboardingActivities
     from domain.messages import AgreementRequest
     from esign.sandbox import list_envelopes
-    from store import repo
+    from store import roster
     from store.db import init_db, make_engine
 
     settings, _ = esign_server
@@ -122,7 +122,7 @@ def test_send_agreement_routes_the_envelope_to_every_signer(esign_server, tmp_pa
                                            "docusign_private_key_path": settings.resolved_docusign_private_key_path})
     engine = make_engine(f"sqlite:///{tmp_path / 'mdco.db'}")
     init_db(engine)
-    repo.upsert_physicians(engine, [DOC])
+    roster.upsert_physicians(engine, [DOC])
     wf = f"onboarding-signers-{tmp_path.name[-12:]}".lower().replace("_", "-")
     spec = next(s for s in agreements_for(MAILED, PLAN) if s.agreement_kind == "collaborative_practice_TX")
     acts = OnboardingActivities(settings, engine)

@@ -42,7 +42,7 @@ def _injected_faults(settings) -> int:
 
 
 def test_twenty_percent_429_500_still_one_completed_envelope_per_agreement(seeded_stack, faults):
-    from store import repo
+    from store import agreements
     from store.db import make_engine
 
     settings = seeded_stack
@@ -56,7 +56,7 @@ def test_twenty_percent_429_500_still_one_completed_envelope_per_agreement(seede
     injected = _injected_faults(settings) - before
 
     engine = make_engine(settings.resolved_database_url)
-    agreements = 0
+    checked = 0
     try:
         for wf, st in statuses.items():
             assert st["stage"] == "launched"
@@ -67,15 +67,15 @@ def test_twenty_percent_429_500_still_one_completed_envelope_per_agreement(seede
             assert sorted(e["external_id"].split(":")[1] for e in envelopes) == kinds, envelopes
             assert {e["status"] for e in envelopes} == {"completed"}, envelopes
             for kind in kinds:
-                stored = repo.get_agreement(engine, wf, kind)
+                stored = agreements.get_agreement(engine, wf, kind)
                 assert stored["status"] == "completed", (wf, kind, stored["status"])
                 with open(stored["document_path"], "rb") as pdf:
                     assert hashlib.sha256(pdf.read()).hexdigest() == stored["sha256"]
-            agreements += len(kinds)
+            checked += len(kinds)
     finally:
         engine.dispose()
     # the faults really bit (the seeded sequence makes this certain, not likely)
-    assert injected >= 3, (injected, agreements)
+    assert injected >= 3, (injected, checked)
 
 
 def _agreements_waiting(status: dict) -> bool:

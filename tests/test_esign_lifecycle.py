@@ -68,7 +68,7 @@ def test_declined_envelope_waits_for_ops_then_resend_completes(lifecycle_stack):
 
 def test_expired_envelope_is_voided_and_resent_once(lifecycle_stack):
     from api import service
-    from starter.temporal_client import connect
+    from mdco_temporal.client import connect
 
     settings, _ = lifecycle_stack
     (raw,) = demo_intakes(1, f"x{uuid.uuid4().hex[:6]}")

@@ -14,7 +14,7 @@ from domain.exclusions import LEIE_COLUMNS, parse_leie, screen
 from domain.roster import parse_physicians
 from starter.demo import DEMO_DIR
 from starter.exclusions_cli import exclusions_app
-from store import exclusions, repo
+from store import audit, exclusions, roster
 from tests.db_fixtures import npi_for, physician_record
 
 SAMPLE = Path(__file__).parent / "data" / "leie_sample.csv"
@@ -107,12 +107,12 @@ def test_screen_respects_the_date():
 
 # ---------------------------------------------------------------- store: list, re-screen, roster import
 def _flags(engine, npi):
-    p = repo.get_physician(engine, npi)
+    p = roster.get_physician(engine, npi)
     return p.excluded, p.exclusion_review
 
 
 def test_import_rescreen_and_clear_only_when_delisted(engine):
-    repo.upsert_physicians(engine, demo_roster())
+    roster.upsert_physicians(engine, demo_roster())
     with pytest.raises(ValueError, match="none imported yet"):
         exclusions.rescreen(engine, AS_OF)
 
@@ -121,10 +121,10 @@ def test_import_rescreen_and_clear_only_when_delisted(engine):
     s = exclusions.rescreen(engine, AS_OF)
     assert (s.list_entries, s.excluded, s.review, s.newly_excluded, s.newly_review) == (7, 1, 2, 1, 2)
     assert _flags(engine, ANA) == (True, False) and _flags(engine, CARLA) == (False, True)
-    assert repo.reserve_physician(engine, "onboarding-x", ANA).reason == "excluded"
+    assert roster.reserve_physician(engine, "onboarding-x", ANA).reason == "excluded"
 
     # a roster re-import never clears the flag
-    repo.upsert_physicians(engine, demo_roster())
+    roster.upsert_physicians(engine, demo_roster())
     assert _flags(engine, ANA) == (True, False)
     assert exclusions.rescreen(engine, AS_OF).newly_excluded == 0  # idempotent
 
@@ -135,7 +135,7 @@ def test_import_rescreen_and_clear_only_when_delisted(engine):
     s = exclusions.rescreen(engine, AS_OF)
     assert (s.cleared_excluded, s.cleared_review, s.excluded, s.review) == (1, 1, 0, 1)
     assert _flags(engine, ANA) == (False, False) and _flags(engine, CARLA) == (False, False)
-    trail = repo.list_audit(engine, "roster")
+    trail = audit.list_audit(engine, "roster")
     actions = [(a["action"], a["detail"].get("npi")) for a in trail if a["actor"] == "exclusion-screen"]
     assert ("exclusion_set", ANA) in actions and ("exclusion_cleared", ANA) in actions
     assert ("review_cleared", CARLA) in actions
@@ -149,7 +149,7 @@ def test_screen_after_roster_import_flags_new_physicians_and_never_clears(engine
     exclusions.import_exclusions(engine, sample_entries())
     newcomer = physician_record(7, ("OK",), first_name="Carla", last_name="Owens")  # name + state match
     flagged_by_ops = physician_record(8, ("TX",), excluded=True)  # flag set by an earlier import
-    repo.upsert_physicians(engine, [newcomer, flagged_by_ops])
+    roster.upsert_physicians(engine, [newcomer, flagged_by_ops])
     s = exclusions.screen_after_roster_import(engine, [newcomer.npi, flagged_by_ops.npi], as_of=AS_OF)
     assert (s.screened, s.newly_review, s.review, s.excluded, s.cleared_excluded) == (2, 1, 1, 1, 0)
     assert _flags(engine, npi_for(7)) == (False, True)
@@ -163,7 +163,7 @@ def test_cli_import_prints_counts_without_names(tmp_path, monkeypatch):
     try:
         from store.db import engine_from_settings
 
-        repo.upsert_physicians(engine_from_settings(get_settings()), demo_roster())
+        roster.upsert_physicians(engine_from_settings(get_settings()), demo_roster())
         result = CliRunner().invoke(exclusions_app, ["import", str(SAMPLE), "--as-of", "2026-06-01"])
         assert result.exit_code == 0, result.output
         assert "LEIE entries: 7" in result.output

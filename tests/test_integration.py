@@ -153,16 +153,16 @@ def test_worker_sigkill_mid_onboarding_finishes_exactly_once(seeded, running_sta
         st = poll(api, wf, lambda s: s["stage"] == "launched")
 
     from esign.sandbox import list_envelopes
-    from store import repo
+    from store import onboardings, roster
     from store.db import make_engine
 
     envelopes = list_envelopes(settings, f"{wf}:")
     kinds = [e["external_id"].split(":")[1] for e in envelopes]
     assert sorted(kinds) == sorted(set(kinds)) == sorted(e["agreement_kind"] for e in st["envelopes"])
     engine = make_engine(settings.resolved_database_url)
-    offers = repo.list_offers(engine, wf)
+    offers = onboardings.list_offers(engine, wf)
     assert [o.npi for o in offers if o.status == "accepted"] == [npi]
-    assert repo.get_reservation(engine, wf)["npi"] == npi
+    assert roster.get_reservation(engine, wf)["npi"] == npi
 
 
 def test_onboarding_waiting_on_the_roster_resumes_after_a_roster_import(seeded, tmp_path):

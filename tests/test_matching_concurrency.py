@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.onboarding import OnboardingActivities
 from config import Settings
-from store import repo
+from store import roster
 from store import tables as t
 from store.db import transaction
 from tests.db_fixtures import npi_for, physician_record
@@ -30,7 +30,7 @@ FULL = (7, 2, 2)  # a physician already at capacity draws some accepts too
 
 
 def test_sixty_accepts_for_ten_slots_never_overbook(engine, tmp_path):
-    repo.upsert_physicians(engine, [physician_record(n, max_clinics=m, active_clinics=a) for n, m, a in (*ROSTER, FULL)])
+    roster.upsert_physicians(engine, [physician_record(n, max_clinics=m, active_clinics=a) for n, m, a in (*ROSTER, FULL)])
     free = sum(m - a for _, m, a in ROSTER)
     assert free == 10
     acts = OnboardingActivities(Settings(var_dir=tmp_path / "var"), engine)
@@ -52,7 +52,7 @@ def test_sixty_accepts_for_ten_slots_never_overbook(engine, tmp_path):
 
     by_npi = Counter(npi for _, npi in winners)
     for n, max_clinics, active in (*ROSTER, FULL):
-        p = repo.get_physician(engine, npi_for(n))
+        p = roster.get_physician(engine, npi_for(n))
         assert p.active_clinics <= p.max_clinics == max_clinics
         assert p.active_clinics == active + by_npi[npi_for(n)]
     with transaction(engine, write=False) as s:

@@ -17,7 +17,7 @@ from api.app import create_app
 from config import Settings
 from domain.intake import Intake
 from domain.onboarding import OnboardingInput, OnboardingStatus
-from starter.payload_codec import ENCODING, EncryptionCodec, codec_from_spec, new_key_spec, parse_keys
+from mdco_temporal.codec import ENCODING, EncryptionCodec, codec_from_spec, new_key_spec, parse_keys
 from tests.fake_activities import FakeWorld, sample_intake
 from workflows.onboarding import OnboardingWorkflow
 from workflows.oversight import OversightWorkflow

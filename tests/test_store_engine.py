@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event, inspect, text
 
 from config import Settings
-from store import repo
+from store import audit
 from store.db import engine_from_settings, init_db, make_engine, normalize_url, transaction
 
 
@@ -63,7 +63,7 @@ def test_sqlite_writers_take_the_write_lock_up_front(tmp_path: Path) -> None:
     event.listen(eng, "before_cursor_execute", lambda *a: seen.append(a[2]))
     with transaction(eng, write=False) as s:
         s.exec(text("SELECT 1"))
-    repo.mark_notification_sent(eng, "k", "ops", "subject")
+    audit.mark_notification_sent(eng, "k", "ops", "subject")
     assert [q for q in seen if q.startswith("BEGIN")] == ["BEGIN", "BEGIN IMMEDIATE"]
     eng.dispose()
 
@@ -71,5 +71,5 @@ def test_sqlite_writers_take_the_write_lock_up_front(tmp_path: Path) -> None:
 def test_in_memory_sqlite_works() -> None:
     eng = make_engine("sqlite://")
     init_db(eng)
-    assert repo.mark_notification_sent(eng, "k", "ops", "subject")
-    assert repo.notification_sent(eng, "k")
+    assert audit.mark_notification_sent(eng, "k", "ops", "subject")
+    assert audit.notification_sent(eng, "k")

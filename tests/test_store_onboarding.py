@@ -9,7 +9,7 @@ import pytest
 
 from domain.intake import Intake
 from domain.onboarding import OversightPlan, Quote, StatePlan
-from store import repo
+from store import agreements, audit, common, onboardings, roster
 from tests.db_fixtures import npi_for, pharmacy_record, physician_record
 
 WF = "onboarding-glow-austin"
@@ -24,139 +24,139 @@ INTAKE = {
 
 def test_clinic_upsert_activate_and_status(engine) -> None:
     intake = Intake.model_validate(INTAKE)
-    repo.upsert_physicians(engine, [physician_record(1)])
-    repo.upsert_clinic(engine, intake)
-    repo.upsert_clinic(engine, intake)
-    clinic = repo.get_clinic(engine, "glow-austin")
+    roster.upsert_physicians(engine, [physician_record(1)])
+    onboardings.upsert_clinic(engine, intake)
+    onboardings.upsert_clinic(engine, intake)
+    clinic = onboardings.get_clinic(engine, "glow-austin")
     assert (clinic["status"], clinic["states"], clinic["intake"]["clinic_key"]) == ("pending", ["TX", "OK"], "glow-austin")
 
-    repo.activate_clinic(engine, "glow-austin", npi_for(1), T0)
-    repo.upsert_clinic(engine, intake.model_copy(update={"clinic_name": "Glow Renamed"}))  # keeps the status
-    clinic = repo.get_clinic(engine, "glow-austin")
+    onboardings.activate_clinic(engine, "glow-austin", npi_for(1), T0)
+    onboardings.upsert_clinic(engine, intake.model_copy(update={"clinic_name": "Glow Renamed"}))  # keeps the status
+    clinic = onboardings.get_clinic(engine, "glow-austin")
     assert (clinic["status"], clinic["physician_npi"], clinic["activated_at"], clinic["name"]) == (
         "active", npi_for(1), T0, "Glow Renamed")
 
-    repo.set_clinic_status(engine, "glow-austin", "cancelled")
-    assert repo.get_clinic(engine, "glow-austin")["status"] == "cancelled"
+    onboardings.set_clinic_status(engine, "glow-austin", "cancelled")
+    assert onboardings.get_clinic(engine, "glow-austin")["status"] == "cancelled"
     with pytest.raises(ValueError, match="status: 'closed' is not one of"):
-        repo.set_clinic_status(engine, "glow-austin", "closed")
-    with pytest.raises(repo.NotFound, match="clinic_key nope"):
-        repo.activate_clinic(engine, "nope", npi_for(1), T0)
+        onboardings.set_clinic_status(engine, "glow-austin", "closed")
+    with pytest.raises(common.NotFound, match="clinic_key nope"):
+        onboardings.activate_clinic(engine, "nope", npi_for(1), T0)
 
 
 def test_onboarding_record_and_plan(engine) -> None:
-    repo.record_onboarding(engine, WF, "glow-austin", stage="needs_assessment", started_at=T0)
-    repo.record_onboarding(engine, WF, "glow-austin", stage="matching", sla_status="at_risk")
-    repo.record_onboarding(engine, WF, "glow-austin", stage="matching", sla_status="at_risk")
-    row = repo.get_onboarding(engine, WF)
+    onboardings.record_onboarding(engine, WF, "glow-austin", stage="needs_assessment", started_at=T0)
+    onboardings.record_onboarding(engine, WF, "glow-austin", stage="matching", sla_status="at_risk")
+    onboardings.record_onboarding(engine, WF, "glow-austin", stage="matching", sla_status="at_risk")
+    row = onboardings.get_onboarding(engine, WF)
     assert (row["stage"], row["sla_status"], row["started_at"], row["plan"]) == ("matching", "at_risk", T0, None)
 
     plan = OversightPlan(as_of=date(2026, 12, 1), states={"TX": StatePlan(state="TX", dea_required=True)},
                          dea_required_states=["TX"], quote=Quote(monthly_usd=1500))
-    repo.save_plan(engine, WF, plan)
-    assert repo.get_plan(engine, WF) == plan
+    onboardings.save_plan(engine, WF, plan)
+    assert onboardings.get_plan(engine, WF) == plan
     with pytest.raises(ValueError, match="stage: 'done' is not one of"):
-        repo.record_onboarding(engine, WF, "glow-austin", stage="done")
+        onboardings.record_onboarding(engine, WF, "glow-austin", stage="done")
     with pytest.raises(ValueError, match="colour: not an onboarding field"):
-        repo.record_onboarding(engine, WF, "glow-austin", colour="red")
-    with pytest.raises(repo.NotFound):
-        repo.save_plan(engine, "onboarding-unknown", plan)
-    assert repo.get_onboarding(engine, "onboarding-unknown") is None
+        onboardings.record_onboarding(engine, WF, "glow-austin", colour="red")
+    with pytest.raises(common.NotFound):
+        onboardings.save_plan(engine, "onboarding-unknown", plan)
+    assert onboardings.get_onboarding(engine, "onboarding-unknown") is None
 
 
 def test_offers_upsert_never_reopen_and_history(engine) -> None:
-    repo.upsert_physicians(engine, [physician_record(1), physician_record(2), physician_record(3)])
+    roster.upsert_physicians(engine, [physician_record(1), physician_record(2), physician_record(3)])
     exp = T0 + timedelta(hours=4)
     for n in (1, 2):
-        repo.upsert_offer(engine, WF, npi_for(n), "open", T0, exp)
-        repo.upsert_offer(engine, WF, npi_for(n), "open", T0, exp)
-    repo.upsert_offer(engine, WF, npi_for(1), "accepted", T0, exp, answered_at=T0 + timedelta(hours=1))
-    repo.upsert_offer(engine, WF, npi_for(2), "declined", T0, exp, answered_at=T0 + timedelta(hours=3), reason="busy")
-    repo.upsert_offer(engine, WF, npi_for(1), "open", T0, exp)  # a late retry of the send activity
-    offers = {o.npi: o for o in repo.list_offers(engine, WF)}
+        onboardings.upsert_offer(engine, WF, npi_for(n), "open", T0, exp)
+        onboardings.upsert_offer(engine, WF, npi_for(n), "open", T0, exp)
+    onboardings.upsert_offer(engine, WF, npi_for(1), "accepted", T0, exp, answered_at=T0 + timedelta(hours=1))
+    onboardings.upsert_offer(engine, WF, npi_for(2), "declined", T0, exp, answered_at=T0 + timedelta(hours=3), reason="busy")
+    onboardings.upsert_offer(engine, WF, npi_for(1), "open", T0, exp)  # a late retry of the send activity
+    offers = {o.npi: o for o in onboardings.list_offers(engine, WF)}
     assert len(offers) == 2
     assert (offers[npi_for(1)].status, offers[npi_for(2)].reason) == ("accepted", "busy")
 
     # a second onboarding: npi 1 declines after 3 h, npi 3 never answers
-    repo.upsert_offer(engine, "onboarding-b", npi_for(1), "declined", T0, exp, answered_at=T0 + timedelta(hours=3))
-    repo.upsert_offer(engine, "onboarding-b", npi_for(3), "expired", T0, exp)
-    history = repo.offer_history(engine)
+    onboardings.upsert_offer(engine, "onboarding-b", npi_for(1), "declined", T0, exp, answered_at=T0 + timedelta(hours=3))
+    onboardings.upsert_offer(engine, "onboarding-b", npi_for(3), "expired", T0, exp)
+    history = onboardings.offer_history(engine)
     assert history == {npi_for(1): (2.0, 0.5), npi_for(2): (3.0, 0.0)}
-    assert repo.offer_history(engine, [npi_for(2)]) == {npi_for(2): (3.0, 0.0)}
+    assert onboardings.offer_history(engine, [npi_for(2)]) == {npi_for(2): (3.0, 0.0)}
 
     with pytest.raises(ValueError, match="status: 'maybe'"):
-        repo.upsert_offer(engine, WF, npi_for(1), "maybe", T0, exp)
-    with pytest.raises(repo.NotFound, match="no such physician"):
-        repo.upsert_offer(engine, WF, npi_for(9), "open", T0, exp)
+        onboardings.upsert_offer(engine, WF, npi_for(1), "maybe", T0, exp)
+    with pytest.raises(common.NotFound, match="no such physician"):
+        onboardings.upsert_offer(engine, WF, npi_for(9), "open", T0, exp)
 
 
 def test_protocols_saved_once_and_reapproval_on_change(engine) -> None:
     body = "Neurotoxin protocol v1"
     sha = hashlib.sha256(body.encode()).hexdigest()
-    repo.save_protocol(engine, WF, "neurotoxins", "2026.1", body, sha)
-    repo.save_protocol(engine, WF, "neurotoxins", "2026.1", body, sha)
-    assert [p.status for p in repo.list_protocols(engine, WF)] == ["pending_approval"]
-    assert repo.approve_protocols(engine, WF, npi_for(1), T0) == 1
-    assert repo.approve_protocols(engine, WF, npi_for(1), T0) == 0
-    repo.save_protocol(engine, WF, "neurotoxins", "2026.1", body, sha)  # unchanged: stays approved
-    assert repo.list_protocols(engine, WF)[0].status == "approved"
+    onboardings.save_protocol(engine, WF, "neurotoxins", "2026.1", body, sha)
+    onboardings.save_protocol(engine, WF, "neurotoxins", "2026.1", body, sha)
+    assert [p.status for p in onboardings.list_protocols(engine, WF)] == ["pending_approval"]
+    assert onboardings.approve_protocols(engine, WF, npi_for(1), T0) == 1
+    assert onboardings.approve_protocols(engine, WF, npi_for(1), T0) == 0
+    onboardings.save_protocol(engine, WF, "neurotoxins", "2026.1", body, sha)  # unchanged: stays approved
+    assert onboardings.list_protocols(engine, WF)[0].status == "approved"
     body2 = body + " (TX overlay)"
-    repo.save_protocol(engine, WF, "neurotoxins", "2026.2", body2, hashlib.sha256(body2.encode()).hexdigest())
-    assert repo.list_protocols(engine, WF)[0].status == "pending_approval"
+    onboardings.save_protocol(engine, WF, "neurotoxins", "2026.2", body2, hashlib.sha256(body2.encode()).hexdigest())
+    assert onboardings.list_protocols(engine, WF)[0].status == "pending_approval"
     with pytest.raises(ValueError, match="sha256: does not match"):
-        repo.save_protocol(engine, WF, "laser", "2026.1", body, "0" * 64)
+        onboardings.save_protocol(engine, WF, "laser", "2026.1", body, "0" * 64)
     with pytest.raises(ValueError, match=r"service\[0\]: 'botox'"):
-        repo.save_protocol(engine, WF, "botox", "2026.1", body, sha)
+        onboardings.save_protocol(engine, WF, "botox", "2026.1", body, sha)
 
 
 def test_pharmacy_assignment_confirmation_sticks(engine) -> None:
-    repo.upsert_pharmacies(engine, [pharmacy_record("austin-rx")])
-    repo.upsert_pharmacy_assignment(engine, WF, "austin-rx", ["testosterone_hrt"], "packet_sent", T0)
-    repo.upsert_pharmacy_assignment(engine, WF, "austin-rx", ["testosterone_hrt"], "packet_sent", T0)
-    repo.upsert_pharmacy_assignment(engine, WF, "austin-rx", ["testosterone_hrt"], "confirmed", T0)
-    repo.upsert_pharmacy_assignment(engine, WF, "austin-rx", ["testosterone_hrt"], "packet_sent", T0)
-    [got] = repo.list_pharmacy_assignments(engine, WF)
+    roster.upsert_pharmacies(engine, [pharmacy_record("austin-rx")])
+    onboardings.upsert_pharmacy_assignment(engine, WF, "austin-rx", ["testosterone_hrt"], "packet_sent", T0)
+    onboardings.upsert_pharmacy_assignment(engine, WF, "austin-rx", ["testosterone_hrt"], "packet_sent", T0)
+    onboardings.upsert_pharmacy_assignment(engine, WF, "austin-rx", ["testosterone_hrt"], "confirmed", T0)
+    onboardings.upsert_pharmacy_assignment(engine, WF, "austin-rx", ["testosterone_hrt"], "packet_sent", T0)
+    [got] = onboardings.list_pharmacy_assignments(engine, WF)
     assert (got.pharmacy_id, got.kind, got.status, got.name) == ("austin-rx", "503A", "confirmed", "austin-rx Compounding")
-    with pytest.raises(repo.NotFound, match="pharmacy_id ghost"):
-        repo.upsert_pharmacy_assignment(engine, WF, "ghost", [], "packet_sent", T0)
+    with pytest.raises(common.NotFound, match="pharmacy_id ghost"):
+        onboardings.upsert_pharmacy_assignment(engine, WF, "ghost", [], "packet_sent", T0)
 
 
 def test_agreements_upsert_by_kind_and_envelope(engine) -> None:
-    repo.upsert_agreement(engine, WF, "medical_director", "v3", document_path="/d/md.pdf", sha256="ab" * 32)
-    repo.upsert_agreement(engine, WF, "medical_director", "v3", envelope_id="env-1", status="sent", status_at=T0)
-    repo.upsert_agreement(engine, WF, "medical_director", "v3", envelope_id="env-1", status="sent", status_at=T0)
-    repo.upsert_agreement(engine, WF, "medical_director", "v3", status="completed", status_at=T0 + timedelta(hours=2))
-    repo.upsert_agreement(engine, WF, "medical_director", "v3", status="delivered", status_at=T0 + timedelta(hours=1))
-    got = repo.get_agreement(engine, WF, "medical_director")
+    agreements.upsert_agreement(engine, WF, "medical_director", "v3", document_path="/d/md.pdf", sha256="ab" * 32)
+    agreements.upsert_agreement(engine, WF, "medical_director", "v3", envelope_id="env-1", status="sent", status_at=T0)
+    agreements.upsert_agreement(engine, WF, "medical_director", "v3", envelope_id="env-1", status="sent", status_at=T0)
+    agreements.upsert_agreement(engine, WF, "medical_director", "v3", status="completed", status_at=T0 + timedelta(hours=2))
+    agreements.upsert_agreement(engine, WF, "medical_director", "v3", status="delivered", status_at=T0 + timedelta(hours=1))
+    got = agreements.get_agreement(engine, WF, "medical_director")
     assert (got["status"], got["envelope_id"], got["sent_at"], got["completed_at"], got["document_path"]) == (
         "completed", "env-1", T0, T0 + timedelta(hours=2), "/d/md.pdf")
-    assert repo.agreement_by_envelope(engine, "env-1")["kind"] == "medical_director"
+    assert agreements.agreement_by_envelope(engine, "env-1")["kind"] == "medical_director"
 
-    repo.upsert_agreement(engine, WF, "collaborative_practice_TX", "v1", envelope_id="env-2", status="sent", status_at=T0)
+    agreements.upsert_agreement(engine, WF, "collaborative_practice_TX", "v1", envelope_id="env-2", status="sent", status_at=T0)
     with pytest.raises(ValueError, match="envelope_id env-2: already belongs"):
-        repo.upsert_agreement(engine, WF, "medical_director", "v3", envelope_id="env-2")
+        agreements.upsert_agreement(engine, WF, "medical_director", "v3", envelope_id="env-2")
     # void and resend: the new envelope starts afresh
-    repo.upsert_agreement(engine, WF, "collaborative_practice_TX", "v1", envelope_id="env-3", status="sent",
+    agreements.upsert_agreement(engine, WF, "collaborative_practice_TX", "v1", envelope_id="env-3", status="sent",
                           status_at=T0 + timedelta(days=1))
-    assert repo.agreement_by_envelope(engine, "env-2") is None
-    assert [a["kind"] for a in repo.list_agreements(engine, WF)] == ["collaborative_practice_TX", "medical_director"]
-    assert repo.get_agreement(engine, WF, "collaborative_practice_TX")["sent_at"] == T0 + timedelta(days=1)
-    assert repo.get_agreement(engine, WF, "nope") is None
+    assert agreements.agreement_by_envelope(engine, "env-2") is None
+    assert [a["kind"] for a in agreements.list_agreements(engine, WF)] == ["collaborative_practice_TX", "medical_director"]
+    assert agreements.get_agreement(engine, WF, "collaborative_practice_TX")["sent_at"] == T0 + timedelta(days=1)
+    assert agreements.get_agreement(engine, WF, "nope") is None
 
 
 def test_audit_idem_key_and_notifications(engine) -> None:
-    assert repo.audit(engine, WF, "ops", "plan_approved", {"findings": 2, "at": T0}, reason="reviewed", at=T0,
+    assert audit.audit(engine, WF, "ops", "plan_approved", {"findings": 2, "at": T0}, reason="reviewed", at=T0,
                       idem_key=f"{WF}:plan_approved")
-    assert not repo.audit(engine, WF, "ops", "plan_approved", {"findings": 2}, idem_key=f"{WF}:plan_approved")
-    assert repo.audit(engine, WF, "system", "note", at=T0 + timedelta(minutes=1))
-    assert repo.audit(engine, WF, "system", "note", at=T0 + timedelta(minutes=1))  # no key: a real second entry
-    entries = repo.list_audit(engine, WF)
+    assert not audit.audit(engine, WF, "ops", "plan_approved", {"findings": 2}, idem_key=f"{WF}:plan_approved")
+    assert audit.audit(engine, WF, "system", "note", at=T0 + timedelta(minutes=1))
+    assert audit.audit(engine, WF, "system", "note", at=T0 + timedelta(minutes=1))  # no key: a real second entry
+    entries = audit.list_audit(engine, WF)
     assert [e["action"] for e in entries] == ["plan_approved", "note", "note"]
     assert entries[0]["detail"] == {"findings": 2, "at": "2026-12-01T09:00:00Z"} and entries[0]["at"] == T0
     with pytest.raises(ValueError, match="actor"):
-        repo.audit(engine, WF, "", "x")
+        audit.audit(engine, WF, "", "x")
 
-    assert not repo.notification_sent(engine, f"{WF}:launch:clinic")
-    assert repo.mark_notification_sent(engine, f"{WF}:launch:clinic", "clinic", "You are live")
-    assert not repo.mark_notification_sent(engine, f"{WF}:launch:clinic", "clinic", "You are live")
-    assert repo.notification_sent(engine, f"{WF}:launch:clinic")
+    assert not audit.notification_sent(engine, f"{WF}:launch:clinic")
+    assert audit.mark_notification_sent(engine, f"{WF}:launch:clinic", "clinic", "You are live")
+    assert not audit.mark_notification_sent(engine, f"{WF}:launch:clinic", "clinic", "You are live")
+    assert audit.notification_sent(engine, f"{WF}:launch:clinic")

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from domain.records import License, PhysicianRecord
-from store import repo
+from store import common, roster
 from store import tables as t
 from store.db import transaction
 from tests.db_fixtures import npi_for, pharmacy_record, physician_record
@@ -22,102 +22,102 @@ def _count(engine, model) -> int:
 def test_import_creates_then_updates_without_duplicates(engine) -> None:
     first = [physician_record(1, ("TX", "OK"), dea_states=("TX",), therapies=("neurotoxins", "testosterone_hrt")),
              physician_record(2, ("FL",))]
-    assert repo.upsert_physicians(engine, first) == repo.ImportSummary(created=2, updated=0)
-    assert repo.get_physician(engine, npi_for(1)) == first[0]
+    assert roster.upsert_physicians(engine, first) == roster.ImportSummary(created=2, updated=0)
+    assert roster.get_physician(engine, npi_for(1)) == first[0]
 
     changed = physician_record(1, ("OK", "KS"), therapies=("laser",), max_clinics=9, active_clinics=4,
                                last_name="Renamed")
-    summary = repo.upsert_physicians(engine, [changed, physician_record(3, ("TX",))])
-    assert summary == repo.ImportSummary(created=1, updated=1)
+    summary = roster.upsert_physicians(engine, [changed, physician_record(3, ("TX",))])
+    assert summary == roster.ImportSummary(created=1, updated=1)
 
-    got = repo.get_physician(engine, npi_for(1))
+    got = roster.get_physician(engine, npi_for(1))
     assert got == changed  # children replaced, active_clinics taken from the file
     assert [lic.state for lic in got.licenses] == ["OK", "KS"] and got.dea == []
     assert _count(engine, t.Physician) == 3
     assert _count(engine, t.License) == 2 + 1 + 1  # npi 1: OK, KS; npi 2: FL; npi 3: TX
-    assert repo.upsert_physicians(engine, [changed]) == repo.ImportSummary(created=0, updated=1)
-    assert repo.get_physician(engine, npi_for(1)) == changed
-    assert repo.get_physician(engine, npi_for(99)) is None
+    assert roster.upsert_physicians(engine, [changed]) == roster.ImportSummary(created=0, updated=1)
+    assert roster.get_physician(engine, npi_for(1)) == changed
+    assert roster.get_physician(engine, npi_for(99)) is None
 
 
 def test_failed_import_changes_nothing(engine) -> None:
     before = [physician_record(n, ("TX",)) for n in range(1, 4)]
-    repo.upsert_physicians(engine, before)
+    roster.upsert_physicians(engine, before)
     # Passes the pydantic checks but breaks a NOT NULL column after physicians were already written.
     broken = physician_record(9, ("TX",)).model_copy(
         update={"licenses": [License.model_construct(state="TX", number=None, expires=date(2030, 1, 1))]})
     renamed = [physician_record(n, ("CA",), last_name="Changed") for n in range(1, 4)]
     with pytest.raises(ValueError, match="nothing imported") as err:
-        repo.upsert_physicians(engine, [*renamed, broken])
+        roster.upsert_physicians(engine, [*renamed, broken])
     assert "Last" not in str(err.value) and "example" not in str(err.value)  # no PII in the reason
-    assert repo.list_physicians(engine) == before
+    assert roster.list_physicians(engine) == before
     assert _count(engine, t.License) == 3
 
 
 def test_bad_batches_are_rejected_before_writing(engine) -> None:
     with pytest.raises(ValueError, match=f"npi: {npi_for(1)}"):
-        repo.upsert_physicians(engine, [physician_record(1), physician_record(1)])
+        roster.upsert_physicians(engine, [physician_record(1), physician_record(1)])
     twice_tx = physician_record(2, ("TX", "OK")).model_copy(
         update={"licenses": [License(state="TX", number="A", expires=date(2030, 1, 1))] * 2})
     with pytest.raises(ValueError, match="licenses: TX listed more than once"):
-        repo.upsert_physicians(engine, [twice_tx])
+        roster.upsert_physicians(engine, [twice_tx])
     assert _count(engine, t.Physician) == 0
 
 
 def test_licensed_in_requires_every_state(engine) -> None:
-    repo.upsert_physicians(engine, [
+    roster.upsert_physicians(engine, [
         physician_record(1, ("TX", "OK")), physician_record(2, ("TX",)),
         physician_record(3, ("OK", "FL")), physician_record(4, ("TX", "OK", "FL")),
     ])
-    npis = lambda states: [p.npi for p in repo.list_physicians(engine, licensed_in=states)]  # noqa: E731
+    npis = lambda states: [p.npi for p in roster.list_physicians(engine, licensed_in=states)]  # noqa: E731
     assert npis(["TX", "OK"]) == sorted([npi_for(1), npi_for(4)])
     assert npis(["tx"]) == sorted([npi_for(1), npi_for(2), npi_for(4)])
     assert npis(["FL", "OK", "TX"]) == [npi_for(4)]
     assert npis(["NV"]) == []
     assert len(npis(None)) == len(npis([])) == 4
     with pytest.raises(ValueError, match=r"licensed_in\[1\]"):
-        repo.list_physicians(engine, licensed_in=["TX", "XX"])
+        roster.list_physicians(engine, licensed_in=["TX", "XX"])
 
 
 def test_exclusion_survives_reimport_until_cleared(engine) -> None:
     rec = physician_record(1)
-    repo.upsert_physicians(engine, [rec])
-    repo.set_exclusion(engine, rec.npi, excluded=True, review=False)
-    repo.upsert_physicians(engine, [rec])
-    assert repo.get_physician(engine, rec.npi).excluded is True
-    repo.set_exclusion(engine, rec.npi, excluded=False, review=True)
-    got = repo.get_physician(engine, rec.npi)
+    roster.upsert_physicians(engine, [rec])
+    roster.set_exclusion(engine, rec.npi, excluded=True, review=False)
+    roster.upsert_physicians(engine, [rec])
+    assert roster.get_physician(engine, rec.npi).excluded is True
+    roster.set_exclusion(engine, rec.npi, excluded=False, review=True)
+    got = roster.get_physician(engine, rec.npi)
     assert (got.excluded, got.exclusion_review) == (False, True)
-    with pytest.raises(repo.NotFound, match="npi 123"):
-        repo.set_exclusion(engine, "123", excluded=True, review=False)
+    with pytest.raises(common.NotFound, match="npi 123"):
+        roster.set_exclusion(engine, "123", excluded=True, review=False)
 
 
 def test_pharmacies_create_update_no_duplicates(engine) -> None:
-    assert repo.upsert_pharmacies(engine, [pharmacy_record("austin-rx"), pharmacy_record("big-b", kind="503B")]) \
-        == repo.ImportSummary(created=2, updated=0)
+    assert roster.upsert_pharmacies(engine, [pharmacy_record("austin-rx"), pharmacy_record("big-b", kind="503B")]) \
+        == roster.ImportSummary(created=2, updated=0)
     changed = pharmacy_record("austin-rx", licensed_states=["TX"], services=["peptides"])
-    assert repo.upsert_pharmacies(engine, [changed]) == repo.ImportSummary(created=0, updated=1)
-    got = repo.list_pharmacies(engine)
+    assert roster.upsert_pharmacies(engine, [changed]) == roster.ImportSummary(created=0, updated=1)
+    got = roster.list_pharmacies(engine)
     assert [p.pharmacy_id for p in got] == ["austin-rx", "big-b"]
     assert got[0] == changed and got[1].kind == "503B"
     with pytest.raises(ValueError, match="pharmacy_id: x"):
-        repo.upsert_pharmacies(engine, [pharmacy_record("x"), pharmacy_record("x")])
+        roster.upsert_pharmacies(engine, [pharmacy_record("x"), pharmacy_record("x")])
 
 
 def test_ten_thousand_physicians_filter(engine) -> None:
     states = ("TX", "OK", "FL", "CA", "NY")
-    roster = [physician_record(n, (states[n % 5], states[(n + 1) % 5]), dea_states=(states[n % 5],))
+    records = [physician_record(n, (states[n % 5], states[(n + 1) % 5]), dea_states=(states[n % 5],))
               for n in range(10_000)]
-    assert repo.upsert_physicians(engine, roster).created == 10_000
-    both = repo.list_physicians(engine, licensed_in=["TX", "OK"])  # speed: bench/matching.py
+    assert roster.upsert_physicians(engine, records).created == 10_000
+    both = roster.list_physicians(engine, licensed_in=["TX", "OK"])  # speed: bench/matching.py
     assert len(both) == 2_000  # n % 5 == 0 holds TX+OK
     assert all(isinstance(p, PhysicianRecord) and {"TX", "OK"} <= {x.state for x in p.licenses} for p in both)
 
 
 def test_trim_to_states_loads_only_the_licences_matching_reads(engine) -> None:
-    repo.upsert_physicians(engine, [physician_record(1, ("TX", "OK", "FL"), dea_states=("TX", "FL"))])
-    (full,) = repo.list_physicians(engine, licensed_in=["TX", "OK"])
-    (trimmed,) = repo.list_physicians(engine, licensed_in=["TX", "OK"], trim_to_states=True)
+    roster.upsert_physicians(engine, [physician_record(1, ("TX", "OK", "FL"), dea_states=("TX", "FL"))])
+    (full,) = roster.list_physicians(engine, licensed_in=["TX", "OK"])
+    (trimmed,) = roster.list_physicians(engine, licensed_in=["TX", "OK"], trim_to_states=True)
     assert {x.state for x in full.licenses} == {"TX", "OK", "FL"}
     assert {x.state for x in trimmed.licenses} == {"TX", "OK"} and {x.state for x in trimmed.dea} == {"TX"}
     assert trimmed.therapies == full.therapies and trimmed.max_clinics == full.max_clinics

@@ -11,7 +11,7 @@ from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
-from starter.payload_codec import codec_from_spec
+from mdco_temporal.codec import codec_from_spec
 from workflows import search_attributes as sa
 
 
