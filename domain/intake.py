@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator,
+                      model_validator)
 
 from domain.codes import COMPOUNDED_SERVICES, JURISDICTIONS, CareModel, MidlevelRole, Service
+from domain.limits import (CLINIC_KEY_MAX, CLINIC_KEY_MIN, DOCUSIGN_TEXT_CUSTOM_FIELD_MAX, EMAIL_MAX, NAME_MAX,
+                           forbidden_character)
 
 #: How the clinic will source a service's drug: an FDA-approved product, or compounded by a 503A
 #: (patient-specific) pharmacy or a 503B outsourcing facility. Sales record it; the assessment checks it.
 ProductChoice = Literal["fda_approved", "compounded_503a", "compounded_503b"]
 
-SLUG = re.compile(r"^[a-z0-9-]{3,64}$")
+SLUG_CHARS = re.compile(r"^[a-z0-9-]+$")
+SLUG = re.compile(rf"^[a-z0-9-]{{{CLINIC_KEY_MIN},{CLINIC_KEY_MAX}}}$")
 PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{6,19}$")
 ZIP = re.compile(r"^[0-9]{5}(-[0-9]{4})?$")
 
@@ -26,13 +30,50 @@ def check_state(value: str) -> str:
     return code
 
 
+def _one_line_text(max_length: int, why: str = "") -> Callable[[str], str]:
+    """A validator for a one-line display text: trimmed, non-empty, at most ``max_length`` characters,
+    no control or line-break characters (they would break e-mail headers and DocuSign fields)."""
+
+    def check(value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        bad = forbidden_character(value)
+        if bad is not None:
+            position, char = bad
+            raise ValueError(f"must not contain control or line-break characters ({char} at position {position}); "
+                             "it goes into e-mail headers and DocuSign")
+        if len(value) > max_length:
+            raise ValueError(f"must be at most {max_length} characters{f' ({why})' if why else ''}, not {len(value)}")
+        return value
+
+    return check
+
+
+def _check_email_length(value: str) -> str:
+    if len(value) > EMAIL_MAX:
+        raise ValueError(f"must be at most {EMAIL_MAX} characters (DocuSign's limit for recipient e-mails), "
+                         f"not {len(value)}")
+    return value
+
+
+#: A person's name: a DocuSign recipient name and an e-mail header value.
+PersonName = Annotated[str, AfterValidator(_one_line_text(NAME_MAX, "DocuSign's limit for recipient names")),
+                       Field(json_schema_extra={"minLength": 1, "maxLength": NAME_MAX})]
+#: A name shown in DocuSign documents and subjects and in e-mail subjects (clinic, city).
+DisplayName = Annotated[str, AfterValidator(_one_line_text(NAME_MAX, "DocuSign's limit for names")),
+                        Field(json_schema_extra={"minLength": 1, "maxLength": NAME_MAX})]
+#: An e-mail address DocuSign can route to.
+Email = Annotated[EmailStr, AfterValidator(_check_email_length), Field(json_schema_extra={"maxLength": EMAIL_MAX})]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
 
 
 class Contact(_Strict):
-    name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    name: PersonName
+    email: Email
     phone: str
 
     @field_validator("phone")
@@ -45,7 +86,7 @@ class Contact(_Strict):
 
 class Location(_Strict):
     state: str
-    city: str = Field(min_length=1, max_length=100)
+    city: DisplayName
     zip: str
 
     @field_validator("state")
@@ -62,12 +103,13 @@ class Location(_Strict):
 
 
 class Midlevel(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: PersonName
     role: MidlevelRole
     state: str
-    license_number: str = Field(min_length=1, max_length=40)
+    license_number: Annotated[str, AfterValidator(_one_line_text(40)),
+                              Field(json_schema_extra={"minLength": 1, "maxLength": 40})]
     #: optional: an NP/PA with an e-mail signs the agreements that name them (after the medical director)
-    email: EmailStr | None = None
+    email: Email | None = None
 
     @field_validator("state")
     @classmethod
@@ -78,8 +120,8 @@ class Midlevel(_Strict):
 class Intake(_Strict):
     """What a closed deal tells us about the clinic; the onboarding's whole input from sales."""
 
-    clinic_key: str
-    clinic_name: str = Field(min_length=1, max_length=200)
+    clinic_key: str = Field(json_schema_extra={"pattern": SLUG.pattern})
+    clinic_name: DisplayName
     contact: Contact
     states: list[str] = Field(min_length=1)
     care_model: CareModel
@@ -93,8 +135,16 @@ class Intake(_Strict):
     @field_validator("clinic_key")
     @classmethod
     def _slug(cls, v: str) -> str:
-        if not SLUG.match(v):
-            raise ValueError("must be a lowercase slug of 3-64 characters from a-z, 0-9 and '-'")
+        if not SLUG_CHARS.fullmatch(v):
+            raise ValueError(f"must be a lowercase slug of {CLINIC_KEY_MIN}-{CLINIC_KEY_MAX} characters "
+                             "from a-z, 0-9 and '-'")
+        if len(v) < CLINIC_KEY_MIN:
+            raise ValueError(f"must be at least {CLINIC_KEY_MIN} characters, not {len(v)}")
+        if len(v) > CLINIC_KEY_MAX:
+            raise ValueError(
+                f"must be at most {CLINIC_KEY_MAX} characters, not {len(v)}: every DocuSign envelope carries "
+                f"'onboarding-<clinic_key>:<agreement>:<version>[:rN]' in a custom field DocuSign limits to "
+                f"{DOCUSIGN_TEXT_CUSTOM_FIELD_MAX} characters")
         return v
 
     @field_validator("states")
