@@ -191,5 +191,12 @@ class CancelRequest(BaseModel):
     actor: str = "ops"
 
 
+class RetryRequest(BaseModel):
+    """Ops retry a ``blocked`` onboarding from the step that failed."""
+
+    reason: str = Field(min_length=1)
+    actor: str = "ops"
+
+
 class PharmacyConfirmation(BaseModel):
     pharmacy_id: str

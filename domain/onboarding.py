@@ -32,6 +32,8 @@ class Timing(BaseModel):
     reconcile_min_gap: timedelta = timedelta(minutes=15)  # never more than one GET per envelope per gap
     chart_review_every: timedelta | None = None  # None -> the plan's chart-review cadence
     chart_review_deadline: timedelta = timedelta(days=14)
+    roster_retry_max: timedelta = timedelta(days=1)  # waits on the roster back off up to this
+    max_history_events: int = 10_000  # continue-as-new past this (or when the server suggests it)
 
     @classmethod
     def demo(cls) -> "Timing":
@@ -51,6 +53,7 @@ class OnboardingInput(BaseModel):
     timing: Timing = Field(default_factory=Timing)
     offer_fanout: int = Field(default=3, ge=1, le=10)
     as_of: date | None = None  # the assessment date; None -> the workflow's start date
+    carry: "OnboardingCarry | None" = None  # the state a continue-as-new hands to the next run
 
 
 # ---------------------------------------------------------------- stage 1: the oversight plan
@@ -213,6 +216,25 @@ class OnboardingStatus(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     cancel_reason: str = ""
     oversight_workflow_id: str = ""
+    blocked_stage: str = ""  # the stage that failed while ``stage`` is ``blocked``
+
+
+class OnboardingCarry(BaseModel):
+    """Everything a run hands to its continue-as-new successor (a long wait on the roster or on a
+    pharmacy gap), so the next run resumes the same stage with the same offers, SLA and timeline."""
+
+    stage: Stage
+    started_at: datetime
+    matched_at: datetime | None = None
+    sla: SlaStatus
+    plan: "OversightPlan"
+    offers: list[OfferView] = Field(default_factory=list)
+    physician: str | None = None
+    protocols: list[ProtocolView] = Field(default_factory=list)
+    pharmacies: list[PharmacyAssignment] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    roster_version: int = 0
+    runs: int = 1
 
 
 class OversightInput(BaseModel):
@@ -230,3 +252,6 @@ class OversightStatus(BaseModel):
     cycles_done: int
     next_chart_review_at: datetime | None = None
     open_reviews: list[str] = Field(default_factory=list)
+
+
+OnboardingInput.model_rebuild()

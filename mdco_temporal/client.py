@@ -7,7 +7,7 @@ import dataclasses
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
@@ -16,9 +16,21 @@ from workflows import search_attributes as sa
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic models on the wire; encrypted at rest when ``MDCO_PAYLOAD_KEYS`` is set."""
-    codec = codec_from_spec(settings.payload_keys)
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec) if codec else pydantic_data_converter
+    """Pydantic models on the wire; encrypted at rest when ``MDCO_PAYLOAD_KEYS`` is set.
+
+    With encryption on, failures (messages, stack traces) travel as encoded attributes too, so an
+    encrypted deployment writes no plaintext. Payloads written before encryption was switched on
+    still decode (the codec passes plaintext through), so running workflows survive the switch."""
+    return converter_for_keys(settings.payload_keys)
+
+
+def converter_for_keys(spec: str) -> DataConverter:
+    """The project's converter for a ``MDCO_PAYLOAD_KEYS`` value ('' = no encryption)."""
+    codec = codec_from_spec(spec)
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec,
+                               failure_converter_class=DefaultFailureConverterWithEncodedAttributes)
 
 
 async def connect(settings: Settings) -> Client:

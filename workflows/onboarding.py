@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import (
+    ActivityError, ApplicationError, ChildWorkflowError, FailureError, WorkflowAlreadyStartedError,
+)
 
 with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401  (pydantic imports these lazily to check e-mail fields)
@@ -23,21 +24,19 @@ with workflow.unsafe.imports_passed_through():
         AgreementRequest, AssessRequest, CancelRecord, CancelRequest, DecisionRecord, EnvelopeRecord,
         LaunchRequest, MatchRequest, Notice, OfferRequest, OfferStatusUpdate, PacketRequest,
         PharmacyConfirmation, PharmacyRequest, PharmacySelection, PhysicianAnswer, PlanDecision,
-        ProtocolRequest, ResendRequest, StageRecord, StartRecord, VoidRequest, AssignRequest, EligibilityRequest,
+        ProtocolRequest, ResendRequest, RetryRequest, StageRecord, StartRecord, VoidRequest, AssignRequest,
+        EligibilityRequest,
     )
     from domain.onboarding import (
-        AgreementSpec, EnvelopeEvent, EnvelopeView, MatchResult, OfferAnswer, OfferView,
+        AgreementSpec, EnvelopeEvent, EnvelopeView, MatchResult, OfferAnswer, OfferView, OnboardingCarry,
         OnboardingInput, OnboardingStatus, OversightInput, OversightPlan, PharmacyAssignment,
         ProtocolView, ReservationResult, TimelineEntry,
     )
+    from workflows import patches
     from workflows import search_attributes as sa
+    from workflows.activity_options import options_for
     from workflows.oversight import OversightWorkflow
 
-ACTIVITY_TIMEOUT = timedelta(seconds=20)  # every activity is short; a crashed worker is noticed fast
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1), non_retryable_error_types=["InvalidInput"],
-)
 MAX_PARALLEL_OFFERS = 10
 TERMINAL_ENVELOPE = {"completed", "declined", "voided"}
 ENVELOPE_ORDER = {"created": 0, "sent": 1, "delivered": 2, "completed": 3, "declined": 3, "voided": 4}
@@ -45,6 +44,20 @@ ENVELOPE_ORDER = {"created": 0, "sent": 1, "delivered": 2, "completed": 3, "decl
 
 class OnboardingCancelled(Exception):
     """Raised inside the stage task when ops cancel; unwinds to the cleanup path."""
+
+
+class ContinueAsNewDue(Exception):
+    """Raised inside the stage task at a long wait once the history is long; the run hands over."""
+
+
+def _failure_reason(err: FailureError) -> str:
+    """The innermost message of a failure chain (the business reason, not 'activity task failed')."""
+    cause: BaseException | None = err
+    message = str(err)
+    while cause is not None:
+        message = getattr(cause, "message", None) or str(cause) or message
+        cause = cause.__cause__
+    return message[:500]
 
 
 @workflow.defn
@@ -79,23 +92,49 @@ class OnboardingWorkflow:
         self._cancel: CancelRequest | None = None
         self._oversight_id = ""
         self._lock = asyncio.Lock()
+        self._blocked_stage: Stage | None = None
+        self._retry: RetryRequest | None = None
+        self._roster_waits = 0  # consecutive quiet waits on the roster (backoff exponent)
+        self._notified_gap: tuple[str, int] | None = None  # (what, roster version) ops were last told
+        self._runs = 1
+        self._stages_task: asyncio.Task | None = None
+        self._launching = False
+        carry = inp.carry
+        if carry is not None:
+            self._stage, self._started_at, self._matched_at, self._sla = (
+                carry.stage, carry.started_at, carry.matched_at, carry.sla)
+            self._plan, self._physician, self._protocols = carry.plan, carry.physician, carry.protocols
+            self._offers = {o.npi: o for o in carry.offers}
+            self._pharmacies = {p.pharmacy_id: p for p in carry.pharmacies}
+            self._timeline, self._roster_version, self._runs = carry.timeline, carry.roster_version, carry.runs
 
     # ------------------------------------------------------------------ run
     @workflow.run
     async def run(self, inp: OnboardingInput) -> OnboardingStatus:
+        if inp.carry is None and workflow.patched(patches.SLA_FROM_START_TIME):
+            self._started_at = workflow.info().workflow_start_time  # a late worker does not shift the SLA
         self._sla_deadline = self._started_at + self._timing.sla_breach
         self._upsert_search_attributes()
-        await self._act("record_start", StartRecord(
-            workflow_id=self._wf_id, intake=self._intake, started_at=self._started_at))
-        self._note("onboarding started")
+        if inp.carry is None:
+            await self._act("record_start", StartRecord(
+                workflow_id=self._wf_id, intake=self._intake, started_at=self._started_at))
+            self._note("onboarding started")
+        else:
+            self._note(f"run {self._runs} continues {inp.carry.stage.value} (history was long)")
         sla_clock = asyncio.create_task(self._sla_clock())
-        stages = asyncio.create_task(self._stages())
+        stages = self._stages_task = asyncio.create_task(self._stages())
         try:
             await workflow.wait_condition(stages.done)
         except asyncio.CancelledError:  # cancelled from the Temporal UI/CLI: same cleanup as ops cancel
             self._cancel = self._cancel or CancelRequest(reason="cancelled from Temporal", actor="temporal")
             await workflow.wait_condition(stages.done)
         error = stages.exception()
+        if isinstance(error, ContinueAsNewDue):
+            sla_clock.cancel()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if self._cancel is None:
+                workflow.continue_as_new(inp.model_copy(update={"carry": self._carry()}))
+            error = None  # a cancel arrived while handlers finished: clean up in this run
         if error is not None and not isinstance(error, OnboardingCancelled):
             raise error
         if self._cancel is not None and self._stage != Stage.launched:
@@ -105,12 +144,75 @@ class OnboardingWorkflow:
         return self._status()
 
     async def _stages(self) -> None:
-        await self._assess()
-        await self._match()
-        await self._setup_protocols()
-        await self._coordinate_pharmacies()
-        await self._sign_agreements()
-        await self._launch()
+        steps = [(Stage.needs_assessment, self._assess), (Stage.matching, self._match),
+                 (Stage.protocol_setup, self._setup_protocols),
+                 (Stage.pharmacy_coordination, self._coordinate_pharmacies),
+                 (Stage.agreements, self._sign_agreements), (Stage.launched, self._launch)]
+        first = [stage for stage, _ in steps].index(self._inp.carry.stage) if self._inp.carry else 0
+        for stage, step in steps[first:]:
+            await self._run_step(stage, step)
+
+    async def _run_step(self, stage: Stage, step: Callable[[], Any]) -> None:
+        """Run one stage; a business failure retrying cannot fix moves to ``blocked`` until ops retry
+        the stage (``retry`` update) or cancel. The workflow never ends FAILED for a business reason."""
+        while True:
+            try:
+                await step()
+                return
+            except (ActivityError, ChildWorkflowError) as err:
+                if not workflow.patched(patches.BLOCKED_STAGE):
+                    raise
+                await self._block(stage, _failure_reason(err))
+
+    async def _block(self, stage: Stage, reason: str) -> None:
+        self._blocked_stage, self._retry = stage, None
+        self._stage = Stage.blocked
+        self._wait_for("ops", f"{stage.value} failed: {reason}")
+        self._note(f"blocked in {stage.value}: {reason}")
+        await self._best_effort("record_stage", StageRecord(
+            workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, stage=Stage.blocked,
+            sla_status=self._sla.value, at=workflow.now(), physician_npi=self._physician, note=reason[:200]))
+        await self._notify(Notice(
+            workflow_id=self._wf_id, key=f"blocked-{stage.value}-{len(self._timeline)}", to_role="ops",
+            subject=f"Blocked: {self._wf_id} stopped in {stage.value}",
+            body=f"{reason}\n\nRetry the step with `mdco retry {self._wf_id} --reason ...` "
+                 f"(POST /onboardings/{self._wf_id}/retry) or cancel with `mdco cancel`."))
+        await self._wait(lambda: self._retry is not None)
+        assert self._retry is not None
+        self._note(f"retry of {stage.value} requested by {self._retry.actor}: {self._retry.reason}")
+        self._blocked_stage, self._retry = None, None
+        self._stage = stage
+
+    @workflow.update
+    async def retry(self, request: RetryRequest) -> str:
+        """Ops retry the step that failed (after fixing its cause: roster data, DocuSign account...)."""
+        await self._act("record_decision", DecisionRecord(
+            workflow_id=self._wf_id, actor=request.actor, action="retry_requested", at=workflow.now(),
+            reason=request.reason, detail={"stage": self._blocked_stage.value if self._blocked_stage else ""}))
+        if self._stage != Stage.blocked or self._cancel is not None:
+            raise ApplicationError("the onboarding is no longer blocked", type="Rejected")
+        self._retry = request
+        return "retrying"
+
+    @retry.validator
+    def _validate_retry(self, request: RetryRequest) -> None:
+        self._refuse_if_cancelling()
+        if self._stage != Stage.blocked:
+            raise ValueError(f"only a blocked onboarding can be retried (stage {self._stage.value})")
+        if self._retry is not None:
+            raise ValueError("a retry is already under way")
+
+    def _carry(self) -> OnboardingCarry:
+        assert self._plan is not None
+        return OnboardingCarry(
+            stage=self._stage, started_at=self._started_at, matched_at=self._matched_at, sla=self._sla,
+            plan=self._plan, offers=list(self._offers.values()), physician=self._physician,
+            protocols=self._protocols, pharmacies=list(self._pharmacies.values()),
+            timeline=self._timeline[-200:], roster_version=self._roster_version, runs=self._runs + 1)
+
+    def _refuse_if_cancelling(self) -> None:
+        if self._cancel is not None:
+            raise ValueError("the onboarding is being cancelled")
 
     # ------------------------------------------------------------------ stage 1
     async def _assess(self) -> None:
@@ -125,7 +227,7 @@ class OnboardingWorkflow:
         if not blocking:
             return
         self._wait_for("ops", "assessment has blocking findings: " + "; ".join(f.rule_id for f in blocking))
-        await self._act("notify", Notice(
+        await self._notify(Notice(
             workflow_id=self._wf_id, key="plan-review", to_role="ops",
             subject=f"Review needed: {self._wf_id} assessment has blocking findings",
             body="\n".join(f"- [{f.rule_id}] {f.message}" for f in blocking)))
@@ -150,6 +252,7 @@ class OnboardingWorkflow:
 
     @review_plan.validator
     def _validate_review_plan(self, decision: PlanDecision) -> None:
+        self._refuse_if_cancelling()
         if self._stage != Stage.needs_assessment or self._plan is None or not self._plan.blocking:
             raise ValueError("no assessment is waiting for review")
         if self._plan_decision is not None:
@@ -181,10 +284,14 @@ class OnboardingWorkflow:
                 lambda: self._physician is not None or self._offers_version != seen,
                 max(next_expiry - workflow.now(), timedelta(seconds=1)))
             await self._expire_due_offers()
-        for offer in self._offers.values():
+        async with self._answer_lock():
+            await self._withdraw_open_offers()
+
+    async def _withdraw_open_offers(self) -> None:
+        for offer in list(self._offers.values()):
             if offer.status == "open":
                 await self._close_offer(offer.npi, "withdrawn", "another physician accepted")
-                await self._act("notify", Notice(
+                await self._notify(Notice(
                     workflow_id=self._wf_id, key=f"offer-withdrawn-{offer.npi}", to_role="physician",
                     to_id=offer.npi, subject=f"Offer withdrawn: {self._intake.clinic_name}",
                     body="Another physician accepted this placement first. Thank you for your time."))
@@ -209,18 +316,22 @@ class OnboardingWorkflow:
         if result.excluded:
             common = sorted({r for e in result.excluded for r in e.reasons})[:3]
             reason += f" ({len(result.excluded)} excluded; e.g. {'; '.join(common)})"
+        if self._quiet_repeat("roster", reason):  # nothing changed since ops were told: just wait
+            await self._wait_for_roster_change(also=lambda: self._physician is not None)
+            return
         self._wait_for("roster", reason)
         self._note(reason)
-        await self._act("notify", Notice(
+        await self._notify(Notice(
             workflow_id=self._wf_id, key=f"roster-empty-{self._roster_version}", to_role="ops",
             subject=f"No eligible physician for {self._wf_id}", body=reason))
         await self._wait_for_roster_change(also=lambda: self._physician is not None)  # or an ops assignment
 
     async def _expire_due_offers(self) -> None:
-        now = workflow.now()
-        for offer in list(self._offers.values()):
-            if offer.status == "open" and offer.expires_at <= now:
-                await self._close_offer(offer.npi, "expired", "no answer before expiry")
+        async with self._answer_lock():  # an accept being reserved is not expired under it
+            now = workflow.now()
+            for offer in list(self._offers.values()):
+                if offer.status == "open" and offer.expires_at <= now:
+                    await self._close_offer(offer.npi, "expired", "no answer before expiry")
 
     async def _close_offer(self, npi: str, status: str, reason: str) -> None:
         offer = self._offers[npi]
@@ -239,6 +350,9 @@ class OnboardingWorkflow:
             if self._physician is not None:
                 return OfferAnswer(accepted=False, npi=answer.npi, status="lost",
                                    message="another physician accepted this placement first")
+            closed = self._closed_meanwhile(answer.npi)
+            if closed is not None:
+                return closed
             reservation = await self._act("reserve_physician", args=[self._wf_id, answer.npi],
                                           result_type=ReservationResult)
             if not reservation.ok:
@@ -247,8 +361,7 @@ class OnboardingWorkflow:
             self._physician = answer.npi
             self._matched_at = workflow.now()
             await self._close_offer(answer.npi, "accepted", "accepted by the physician")
-            if self._sla in (SlaStatus.on_track, SlaStatus.at_risk, SlaStatus.breached):
-                self._set_sla(SlaStatus.met)
+            self._placement_made()
             return OfferAnswer(accepted=True, npi=answer.npi, status="accepted",
                                message=f"you are the medical director for {self._intake.clinic_name}")
 
@@ -256,9 +369,32 @@ class OnboardingWorkflow:
     def _validate_accept(self, answer: PhysicianAnswer) -> None:
         self._require_open_offer(answer.npi)
 
+    def _closed_meanwhile(self, npi: str) -> OfferAnswer | None:
+        """Re-checked after taking the lock: the offer may have expired, been withdrawn or the
+        onboarding cancelled while this answer waited for the lock."""
+        offer = self._offers.get(npi)
+        if not workflow.patched(patches.RACE_FREE) or (
+                offer is not None and offer.status == "open" and self._cancel is None):
+            return None
+        why = "the onboarding is being cancelled" if self._cancel is not None else \
+            f"the offer is {offer.status if offer else 'unknown'}"
+        return OfferAnswer(accepted=False, npi=npi, status="closed", message=why)
+
+    def _placement_made(self) -> None:
+        """A physician is placed: the SLA is met, unless it was already breached (then it stays
+        visible as breached, with ``matched_at`` saying how late)."""
+        if self._sla == SlaStatus.breached and workflow.patched(patches.SLA_LATE_STAYS_BREACHED):
+            self._note("placed after the SLA breach: SLA stays breached")
+            return
+        if self._sla != SlaStatus.met:
+            self._set_sla(SlaStatus.met)
+
     @workflow.update
     async def decline_offer(self, answer: PhysicianAnswer) -> OfferAnswer:
         async with self._lock:
+            closed = self._closed_meanwhile(answer.npi)
+            if closed is not None:
+                return closed
             await self._close_offer(answer.npi, "declined", "declined by the physician")
         return OfferAnswer(accepted=False, npi=answer.npi, status="declined", message="decline recorded")
 
@@ -267,6 +403,7 @@ class OnboardingWorkflow:
         self._require_open_offer(answer.npi)
 
     def _require_open_offer(self, npi: str) -> None:
+        self._refuse_if_cancelling()
         if self._stage != Stage.matching or self._physician is not None:
             raise ValueError(f"offers are closed: the onboarding is in stage {self._stage.value}")
         offer = self._offers.get(npi)
@@ -284,6 +421,8 @@ class OnboardingWorkflow:
         async with self._lock:
             if self._physician is not None:
                 raise ApplicationError("a physician was matched meanwhile", type="Rejected")
+            if self._cancel is not None and workflow.patched(patches.RACE_FREE):
+                raise ApplicationError("the onboarding is being cancelled", type="Rejected")
             reasons = await self._act("check_eligibility", EligibilityRequest(
                 workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=request.npi), result_type=list[str])
             if reasons:
@@ -297,12 +436,12 @@ class OnboardingWorkflow:
                 reason=request.reason, detail={"npi": request.npi}))
             self._physician, self._matched_at = request.npi, workflow.now()
             self._note(f"NPI {request.npi} assigned by {request.actor}: {request.reason}")
-            if self._sla != SlaStatus.met:
-                self._set_sla(SlaStatus.met)
+            self._placement_made()
             return OfferAnswer(accepted=True, npi=request.npi, status="assigned", message="assigned by ops")
 
     @assign_physician.validator
     def _validate_assign(self, request: AssignRequest) -> None:
+        self._refuse_if_cancelling()
         if self._stage != Stage.matching or self._physician is not None or self._plan is None:
             raise ValueError(f"no physician can be assigned in stage {self._stage.value}")
 
@@ -313,8 +452,11 @@ class OnboardingWorkflow:
 
     # ------------------------------------------------------------------ SLA clock
     async def _sla_clock(self) -> None:
+        reached = {SlaStatus.at_risk: {SlaStatus.at_risk, SlaStatus.breached}, SlaStatus.breached: {SlaStatus.breached}}
         for status, after in ((SlaStatus.at_risk, self._timing.sla_at_risk),
                               (SlaStatus.breached, self._timing.sla_breach)):
+            if self._sla in reached[status]:
+                continue  # reached in an earlier run (continue-as-new): told once already
             remaining = self._started_at + after - workflow.now()
             if remaining > timedelta(0):
                 try:
@@ -325,7 +467,7 @@ class OnboardingWorkflow:
                 return
             self._set_sla(status)
             self._note(f"placement SLA {status.value}")
-            await self._act("notify", Notice(
+            await self._notify(Notice(
                 workflow_id=self._wf_id, key=f"sla-{status.value}", to_role="ops",
                 subject=f"SLA {status.value.replace('_', ' ')}: {self._wf_id} has no medical director yet",
                 body=(f"Started {self._started_at.isoformat()}; deadline {self._sla_deadline.isoformat()}. "
@@ -363,6 +505,7 @@ class OnboardingWorkflow:
 
     @approve_protocols.validator
     def _validate_approve_protocols(self, answer: PhysicianAnswer) -> None:
+        self._refuse_if_cancelling()
         if self._stage != Stage.protocol_setup or not self._protocols:
             raise ValueError(f"no protocols await approval (stage {self._stage.value})")
         if self._protocols_approved:
@@ -379,10 +522,12 @@ class OnboardingWorkflow:
                 workflow_id=self._wf_id, intake=self._intake, plan=self._plan), result_type=PharmacySelection)
             if not selection.problems:
                 break
-            self._wait_for("ops", "; ".join(selection.problems))
-            await self._act("notify", Notice(
-                workflow_id=self._wf_id, key=f"pharmacy-gap-{self._roster_version}", to_role="ops",
-                subject=f"No pharmacy for part of {self._wf_id}", body="\n".join(selection.problems)))
+            gap = "; ".join(selection.problems)
+            if not self._quiet_repeat("ops", gap):
+                self._wait_for("ops", gap)
+                await self._notify(Notice(
+                    workflow_id=self._wf_id, key=f"pharmacy-gap-{self._roster_version}", to_role="ops",
+                    subject=f"No pharmacy for part of {self._wf_id}", body="\n".join(selection.problems)))
             await self._wait_for_roster_change()
         if not selection.assignments:
             self._note("no compounded service: no pharmacy needed")
@@ -411,7 +556,7 @@ class OnboardingWorkflow:
             return  # unknown or repeated confirmations change nothing
         assignment.status = "confirmed"
         self._note(f"pharmacy {confirmation.pharmacy_id} confirmed the prescriber account")
-        await self._act("record_decision", DecisionRecord(
+        await self._best_effort("record_decision", DecisionRecord(  # a signal handler must not fail the run
             workflow_id=self._wf_id, actor=f"pharmacy:{confirmation.pharmacy_id}", action="pharmacy_confirmed",
             at=workflow.now()))
 
@@ -426,8 +571,10 @@ class OnboardingWorkflow:
             workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician),
             result_type=list[AgreementSpec])
         self._specs = {spec.agreement_kind: spec for spec in specs}
+        already_out = {e.agreement_kind for e in self._current_envelopes()}  # a retried stage resends nothing
         for spec in specs:
-            await self._send_envelope(spec, attempt=1)
+            if spec.agreement_kind not in already_out:
+                await self._send_envelope(spec, attempt=1)
         t = self._timing
         reminders, next_reminder = 0, workflow.now() + t.reminder_every
         while True:
@@ -454,7 +601,7 @@ class OnboardingWorkflow:
             if now >= next_reminder:
                 reminders += 1
                 next_reminder = now + t.reminder_every
-                await self._act("notify", Notice(
+                await self._notify(Notice(
                     workflow_id=self._wf_id, key=f"agreement-reminder-{reminders}", to_role="clinic",
                     to_id=self._intake.clinic_key, subject=f"Reminder {reminders}: agreements await signature",
                     body="Your agreements are waiting for signature in DocuSign."))
@@ -497,7 +644,7 @@ class OnboardingWorkflow:
         kinds = ", ".join(f"{e.agreement_kind} ({e.status})" for e in stuck)
         if self._waiting_on != "ops":
             self._wait_for("ops", f"agreements need a decision: {kinds}")
-            await self._act("notify", Notice(
+            await self._notify(Notice(
                 workflow_id=self._wf_id, key=f"agreements-stuck-{'-'.join(e.envelope_id for e in stuck)}",
                 to_role="ops", subject=f"Agreements need ops for {self._wf_id}",
                 body=f"{kinds}. Resend with the resend_agreements update (POST .../agreements/resend) or cancel."))
@@ -531,6 +678,7 @@ class OnboardingWorkflow:
 
     @resend_agreements.validator
     def _validate_resend(self, request: ResendRequest) -> None:
+        self._refuse_if_cancelling()
         if self._stage != Stage.agreements or self._waiting_on != "ops":
             raise ValueError("no declined or expired agreement is waiting for a resend")
 
@@ -563,6 +711,7 @@ class OnboardingWorkflow:
         await self._act("launch_clinic", LaunchRequest(
             workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=self._physician,
             pharmacy_ids=sorted(self._pharmacies), at=workflow.now()))
+        self._launching = True  # from here a cancel is refused: offboarding ends a live clinic
         oversight_id = oversight_id_for(self._intake.clinic_key)
         try:
             await workflow.start_child_workflow(
@@ -586,17 +735,24 @@ class OnboardingWorkflow:
 
     @cancel.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
-        if self._stage in (Stage.launched, Stage.cancelled) or self._cancel is not None:
+        if self._cancel is not None:
+            raise ValueError("cannot cancel: a cancel is already under way")
+        if self._stage in (Stage.launched, Stage.cancelled):
             raise ValueError(f"cannot cancel an onboarding that is {self._stage.value}")
+        if self._launching:
+            raise ValueError("the clinic is being launched; offboard it instead")
 
     async def _cleanup_after_cancel(self) -> None:
+        """Withdraw open offers, release capacity, void envelopes: after any answer being handled
+        (it holds the lock) so an accept that reserved capacity meanwhile is released too."""
         assert self._cancel is not None
-        for offer in self._offers.values():
-            if offer.status == "open":
-                await self._close_offer(offer.npi, "withdrawn", "onboarding cancelled")
-        await self._act("record_cancellation", CancelRecord(
-            workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, reason=self._cancel.reason,
-            at=workflow.now()))
+        async with self._answer_lock():
+            for offer in list(self._offers.values()):
+                if offer.status == "open":
+                    await self._close_offer(offer.npi, "withdrawn", "onboarding cancelled")
+            await self._act("record_cancellation", CancelRecord(
+                workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, reason=self._cancel.reason,
+                at=workflow.now()))
         self._note(f"cancelled by {self._cancel.actor}: {self._cancel.reason}")
         self._wait_for("", "")
         await self._enter(Stage.cancelled)
@@ -619,14 +775,47 @@ class OnboardingWorkflow:
             findings=self._plan.findings if self._plan else [],
             quote_monthly_usd=self._plan.quote.monthly_usd if self._plan else None,
             timeline=self._timeline, cancel_reason=self._cancel.reason if self._cancel else "",
-            oversight_workflow_id=self._oversight_id)
+            oversight_workflow_id=self._oversight_id,
+            blocked_stage=self._blocked_stage.value if self._blocked_stage else "")
 
     # ------------------------------------------------------------------ helpers
     async def _act(self, name: str, arg: Any = None, *, args: list[Any] | None = None,
-                   result_type: Any = None, timeout: timedelta = ACTIVITY_TIMEOUT) -> Any:
+                   result_type: Any = None) -> Any:
+        """Run activity ``name`` with its own timeouts and retries (``activity_options``). On the
+        stage path a cancel accepted while it ran is honoured as soon as it returns."""
         call_args = args if args is not None else ([] if arg is None else [arg])
-        return await workflow.execute_activity(
-            name, args=call_args, result_type=result_type, start_to_close_timeout=timeout, retry_policy=RETRY)
+        result = await workflow.execute_activity(
+            name, args=call_args, result_type=result_type, **options_for(name).kwargs())
+        if (self._cancel is not None and self._stage != Stage.launched
+                and asyncio.current_task() is self._stages_task and workflow.patched(patches.RACE_FREE)):
+            raise OnboardingCancelled(self._cancel.reason)
+        return result
+
+    async def _best_effort(self, name: str, arg: Any) -> bool:
+        """An activity whose failure must not stop the onboarding (it is noted on the timeline)."""
+        try:
+            await workflow.execute_activity(name, arg, **options_for(name).kwargs())
+            return True
+        except ActivityError as err:
+            self._note(f"{name} failed and was skipped: {_failure_reason(err)}")
+            return False
+
+    async def _notify(self, notice: Notice) -> None:
+        """E-mail a party; a notice that cannot be sent never fails a placement."""
+        await self._best_effort("notify", notice)
+
+    def _answer_lock(self) -> Any:
+        """The lock answers take, for the main path's cleanup and expiry (new executions only)."""
+        return self._lock if workflow.patched(patches.RACE_FREE) else _NoLock()
+
+    def _quiet_repeat(self, who: str, reason: str) -> bool:
+        """True when this wait repeats the last one unchanged (same party, reason and roster): the
+        search-attribute upsert, timeline entry and ops e-mail were done then."""
+        key = (f"{who}:{reason}", self._roster_version)
+        if self._notified_gap == key and workflow.patched(patches.QUIET_LONG_WAITS):
+            return True
+        self._notified_gap = key
+        return False
 
     async def _enter(self, stage: Stage) -> None:
         self._stage = stage
@@ -655,9 +844,24 @@ class OnboardingWorkflow:
             pass
 
     async def _wait_for_roster_change(self, also: Callable[[], bool] = lambda: False) -> None:
-        """Until a roster/pharmacy import signals (``roster_updated``), ``also`` holds, or the retry timer."""
+        """Until a roster/pharmacy import signals (``roster_updated``), ``also`` holds, or the retry
+        timer, which backs off (doubling up to ``roster_retry_max``) while nothing changes; a long
+        history hands over to a fresh run here (continue-as-new)."""
         seen = self._roster_version
-        await self._wait_at_most(lambda: self._roster_version != seen or also(), self._timing.roster_retry)
+        timeout = self._timing.roster_retry
+        quiet = workflow.patched(patches.QUIET_LONG_WAITS)
+        if quiet:
+            timeout = min(timeout * (2 ** min(self._roster_waits, 20)), self._timing.roster_retry_max)
+        await self._wait_at_most(lambda: self._roster_version != seen or also(), timeout)
+        if not quiet:
+            return
+        if self._roster_version != seen or also():
+            self._roster_waits = 0
+            return
+        self._roster_waits += 1
+        info = workflow.info()
+        if info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._timing.max_history_events:
+            raise ContinueAsNewDue()
 
     def _wait_for(self, who: str, reason: str) -> None:
         self._waiting_on, self._waiting_reason = who, reason
@@ -676,12 +880,12 @@ class OnboardingWorkflow:
             except asyncio.TimeoutError:
                 pass
             sent += 1
-            await self._act("notify", reminder(sent))
+            await self._notify(reminder(sent))
             if escalation_subject and sent == self._timing.escalate_after_reminders:
                 await self._escalate(escalation_subject, sent)
 
     async def _escalate(self, subject: str, reminders: int) -> None:
-        await self._act("notify", Notice(
+        await self._notify(Notice(
             workflow_id=self._wf_id, key=f"escalation-{self._stage.value}", to_role="ops",
             subject=f"Escalation: {self._wf_id} {subject}",
             body=f"{reminders} reminders sent; waiting on {self._waiting_on}: {self._waiting_reason}"))
@@ -707,3 +911,13 @@ class OnboardingWorkflow:
         if self._waiting_on:
             details += f" · waiting on {self._waiting_on}: {self._waiting_reason}"
         workflow.set_current_details(details)
+
+
+class _NoLock:
+    """Release 1's behaviour for histories recorded before ``patches.RACE_FREE``: no lock taken."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

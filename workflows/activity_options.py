@@ -1,0 +1,72 @@
+"""Timeouts and retries per activity, sized to what each one does.
+
+Why per activity: a database write that takes more than seconds is a defect, a DocuSign call may wait
+out a rate limit, and an activity run from an update handler must answer while the caller waits
+(the API gives an update 30 s). Retries end (``maximum_attempts`` / ``schedule_to_close``) wherever an
+endless retry would hide a defect; the workflow then moves to ``blocked`` and ops decide. Cleanup on
+the way out is the exception: it must happen, so it retries until it does.
+
+Changing these values does not change a workflow's command sequence (replay-safe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy
+
+NON_RETRYABLE = ["InvalidInput", "ESignPermanent", "Rejected"]
+
+
+@dataclass(frozen=True)
+class ActivityOptions:
+    start_to_close: timedelta
+    schedule_to_close: timedelta | None
+    maximum_attempts: int = 0  # 0: bounded by schedule_to_close only
+    heartbeat: timedelta | None = None
+    maximum_interval: timedelta = timedelta(minutes=1)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                           maximum_interval=self.maximum_interval, maximum_attempts=self.maximum_attempts,
+                           non_retryable_error_types=NON_RETRYABLE)
+
+    def kwargs(self) -> dict:
+        return dict(start_to_close_timeout=self.start_to_close, schedule_to_close_timeout=self.schedule_to_close,
+                    heartbeat_timeout=self.heartbeat, retry_policy=self.retry_policy())
+
+
+S, M = timedelta(seconds=1), timedelta(minutes=1)
+
+#: A database write: fast, or the database is down (retried for 30 min, then ops).
+DB_WRITE = ActivityOptions(start_to_close=15 * S, schedule_to_close=30 * M)
+#: Run from an update handler while a person waits for the answer: three quick tries within 20 s.
+IN_UPDATE = ActivityOptions(start_to_close=6 * S, schedule_to_close=20 * S, maximum_attempts=3,
+                            maximum_interval=2 * S)
+#: An e-mail: a few tries over 10 minutes; the workflow carries on without it (never fails a placement).
+EMAIL = ActivityOptions(start_to_close=30 * S, schedule_to_close=10 * M, maximum_attempts=6)
+#: A DocuSign call that may wait out a 429 rate limit; heartbeats between its HTTP calls.
+ESIGN = ActivityOptions(start_to_close=2 * M, schedule_to_close=60 * M, heartbeat=30 * S,
+                        maximum_interval=5 * M)
+#: Cleanup on the way out (release capacity, void envelopes): retried until it happens.
+CLEANUP = ActivityOptions(start_to_close=2 * M, schedule_to_close=None, heartbeat=30 * S,
+                          maximum_interval=10 * M)
+#: Rules, matching and documents: CPU work over the roster (matching 10,000 physicians takes < 1 s).
+COMPUTE = ActivityOptions(start_to_close=60 * S, schedule_to_close=30 * M, heartbeat=None)
+
+BY_NAME: dict[str, ActivityOptions] = {
+    "record_start": DB_WRITE, "record_stage": DB_WRITE, "record_offer": DB_WRITE, "record_envelope": ESIGN,
+    "assess_needs": COMPUTE, "find_candidates": COMPUTE, "select_pharmacies": COMPUTE,
+    "prepare_protocols": COMPUTE, "prepare_agreements": COMPUTE,
+    "send_offer": EMAIL, "send_prescriber_packet": EMAIL, "notify": EMAIL,
+    "send_agreement": ESIGN, "void_envelope": ESIGN, "check_envelope": ESIGN,
+    "launch_clinic": DB_WRITE,
+    "record_decision": IN_UPDATE, "reserve_physician": IN_UPDATE, "check_eligibility": IN_UPDATE,
+    "record_cancellation": CLEANUP,
+}
+
+
+def options_for(name: str) -> ActivityOptions:
+    """The options of ``name``; an unknown activity gets the database-write bounds."""
+    return BY_NAME.get(name, DB_WRITE)

@@ -1,0 +1,18 @@
+"""Patch ids of changes to running workflows (``workflow.patched``).
+
+Release 1's command sequence is what production histories hold. Each change below alters it, so it
+runs only in executions that reach it after the deploy; histories recorded before replay the old
+branch. Retire a patch in two deploys: ``workflow.deprecate_patch(ID)`` once no open run predates it,
+then drop the old branch once no open run predates the deprecation (README, "Changing workflows").
+"""
+
+#: A business failure (non-retryable activity error, retries exhausted) moves to ``blocked`` for ops.
+BLOCKED_STAGE = "blocked-stage-v1"
+#: The SLA clock starts at the workflow's start time, not at the first workflow task.
+SLA_FROM_START_TIME = "sla-from-start-time-v1"
+#: A placement after the breach stays ``breached`` instead of turning ``met``.
+SLA_LATE_STAYS_BREACHED = "sla-late-stays-breached-v1"
+#: Cleanup and expiry take the answer lock; handlers re-check after it; cancel honoured after each activity.
+RACE_FREE = "race-free-handlers-v1"
+#: Roster / pharmacy waits back off to a day, skip unchanged upserts and e-mails, continue-as-new.
+QUIET_LONG_WAITS = "quiet-long-waits-v1"
