@@ -231,6 +231,7 @@ class OnboardingActivities:
                                            req.attempt)
         signers = [Signer(name=s.name, email=s.email, routing_order=s.routing_order,
                           recipient_id=str(s.routing_order), anchor=s.anchor) for s in signer_specs]
+        activity.heartbeat(external_id)
         with _esign_errors("send_agreement"):
             envelope_id = self.esign.send_envelope(
                 external_id, req.spec.title[:100],
@@ -309,8 +310,16 @@ class OnboardingActivities:
         released = roster.release_physician(self.engine, req.workflow_id)
         for agreement in agreements.list_agreements(self.engine, req.workflow_id):
             if agreement.get("envelope_id") and agreement.get("status") not in ("completed", "voided", "declined"):
-                with _esign_errors("void"):
-                    self.esign.void(agreement["envelope_id"], f"Onboarding cancelled: {req.reason}"[:200])
+                activity.heartbeat(agreement["envelope_id"])
+                try:
+                    with _esign_errors("void"):
+                        self.esign.void(agreement["envelope_id"], f"Onboarding cancelled: {req.reason}"[:200])
+                except ApplicationError as exc:
+                    if not exc.non_retryable:
+                        raise  # DocuSign busy: the cleanup retries until it is done
+                    # already completed/voided at DocuSign, or gone: nothing left to release there
+                    log.warning("%s: envelope %s not voided on cancel: %s", req.workflow_id,
+                                agreement["envelope_id"], exc.message)
                 agreements.upsert_agreement(self.engine, req.workflow_id, agreement["kind"], agreement["template_version"],
                                       status="voided", status_at=req.at)
         onboardings.set_clinic_status(self.engine, req.clinic_key, "cancelled")
