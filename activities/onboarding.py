@@ -365,9 +365,19 @@ class OnboardingActivities:
 
 
 def envelope_external_id(workflow_id: str, kind: str, template_version: str, attempt: int = 1) -> str:
-    """DocuSign custom field ``external_id``: the idempotency key of one send (``:rN`` for resends)."""
-    base = f"{workflow_id}:{kind}:{template_version}"
-    return base if attempt <= 1 else f"{base}:r{attempt}"
+    """DocuSign custom field ``external_id``: the idempotency key of one send (``:rN`` for resends).
+
+    ``<workflow_id>:<kind>:<template_version>[:rN]`` whenever that fits DocuSign's 100-character custom
+    field (envelopes in flight are looked up by it); only a longer one becomes the compact
+    ``<workflow_id>:<first 10 hex of sha256(kind:template_version)>[:rN]`` (``domain.limits``)."""
+    from domain.limits import DOCUSIGN_TEXT_CUSTOM_FIELD_MAX, EXTERNAL_ID_DIGEST_CHARS
+
+    suffix = "" if attempt <= 1 else f":r{attempt}"
+    exact = f"{workflow_id}:{kind}:{template_version}{suffix}"
+    if len(exact) <= DOCUSIGN_TEXT_CUSTOM_FIELD_MAX:
+        return exact
+    digest = hashlib.sha256(f"{kind}:{template_version}".encode()).hexdigest()[:EXTERNAL_ID_DIGEST_CHARS]
+    return f"{workflow_id}:{digest}{suffix}"
 
 
 def write_document(folder: Path, name: str, content: bytes) -> tuple[Path, str]:

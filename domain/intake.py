@@ -1,4 +1,12 @@
-"""The intake sales submit (CONTRACT.md), validated so that every problem is reported at once."""
+"""The intake sales submit (CONTRACT.md), validated so that every problem is reported at once.
+
+Two rule sets: a NEW intake (``parse_intake``, what the API and the CLI call; validation context
+``{"new_intake": True}``) must also fit DocuSign and e-mail headers (``domain.limits``): names trimmed,
+at most 100 characters, no control or line-break characters; e-mails at most 100 characters; licence
+numbers on one line. Without that context (the Temporal data converter reading a running onboarding's
+input, the store reading an intake back) release 1's rules hold, so that onboardings started before
+the stricter limits keep running after a deploy.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +14,12 @@ import re
 from datetime import date
 from typing import Annotated, Any, Callable, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, EmailStr, Field, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from domain.codes import COMPOUNDED_SERVICES, JURISDICTIONS, CareModel, MidlevelRole, Service
-from domain.limits import (CLINIC_KEY_MAX, CLINIC_KEY_MIN, DOCUSIGN_TEXT_CUSTOM_FIELD_MAX, EMAIL_MAX, NAME_MAX,
-                           forbidden_character)
+from domain.limits import (CLINIC_KEY_MAX, CLINIC_KEY_MIN, EMAIL_MAX, LEGACY_CITY_MAX, LEGACY_NAME_MAX,
+                           LICENSE_NUMBER_MAX, NAME_MAX, forbidden_character)
 
 #: How the clinic will source a service's drug: an FDA-approved product, or compounded by a 503A
 #: (patient-specific) pharmacy or a 503B outsourcing facility. Sales record it; the assessment checks it.
@@ -30,14 +38,31 @@ def check_state(value: str) -> str:
     return code
 
 
-def _one_line_text(max_length: int, why: str = "") -> Callable[[str], str]:
-    """A validator for a one-line display text: trimmed, non-empty, at most ``max_length`` characters,
-    no control or line-break characters (they would break e-mail headers and DocuSign fields)."""
+#: The validation context key ``parse_intake`` sets: the stricter rules apply to a new intake only.
+NEW_INTAKE = "new_intake"
 
-    def check(value: str) -> str:
-        value = value.strip()
+
+def is_new_intake(info: ValidationInfo) -> bool:
+    """Whether this validation is of a newly submitted intake (``parse_intake``), not a read-back."""
+    return isinstance(info.context, dict) and bool(info.context.get(NEW_INTAKE))
+
+
+def _one_line_text(max_length: int, legacy_max: int, why: str = "") -> Callable[[str, ValidationInfo], str]:
+    """A validator for a one-line display text. A new intake's: trimmed, non-empty, at most ``max_length``
+    characters, no control or line-break characters (they would break e-mail headers and DocuSign fields).
+    Read back: release 1's rule, non-empty (after the model's whitespace stripping) and at most
+    ``legacy_max`` characters, the value unchanged."""
+
+    def check(value: str, info: ValidationInfo) -> str:
+        new = is_new_intake(info)
+        if new:
+            value = value.strip()
         if not value:
             raise ValueError("must not be empty")
+        if not new:
+            if len(value) > legacy_max:
+                raise ValueError(f"must be at most {legacy_max} characters, not {len(value)}")
+            return value
         bad = forbidden_character(value)
         if bad is not None:
             position, char = bad
@@ -50,19 +75,29 @@ def _one_line_text(max_length: int, why: str = "") -> Callable[[str], str]:
     return check
 
 
-def _check_email_length(value: str) -> str:
-    if len(value) > EMAIL_MAX:
+def _check_email_length(value: str, info: ValidationInfo) -> str:
+    if is_new_intake(info) and len(value) > EMAIL_MAX:
         raise ValueError(f"must be at most {EMAIL_MAX} characters (DocuSign's limit for recipient e-mails), "
                          f"not {len(value)}")
     return value
 
 
+# The JSON schema (the API's documented request body) describes what a new intake must meet.
+_ONE_LINE = "one line: no control or line-break characters; surrounding whitespace is trimmed"
 #: A person's name: a DocuSign recipient name and an e-mail header value.
-PersonName = Annotated[str, AfterValidator(_one_line_text(NAME_MAX, "DocuSign's limit for recipient names")),
-                       Field(json_schema_extra={"minLength": 1, "maxLength": NAME_MAX})]
-#: A name shown in DocuSign documents and subjects and in e-mail subjects (clinic, city).
-DisplayName = Annotated[str, AfterValidator(_one_line_text(NAME_MAX, "DocuSign's limit for names")),
-                        Field(json_schema_extra={"minLength": 1, "maxLength": NAME_MAX})]
+PersonName = Annotated[str, AfterValidator(_one_line_text(NAME_MAX, LEGACY_NAME_MAX,
+                                                          "DocuSign's limit for recipient names")),
+                       Field(json_schema_extra={"minLength": 1, "maxLength": NAME_MAX, "description": _ONE_LINE})]
+#: The clinic's name, shown in DocuSign documents and subjects and in e-mail subjects.
+ClinicName = Annotated[str, AfterValidator(_one_line_text(NAME_MAX, LEGACY_NAME_MAX, "DocuSign's limit for names")),
+                       Field(json_schema_extra={"minLength": 1, "maxLength": NAME_MAX, "description": _ONE_LINE})]
+#: A city, shown in DocuSign documents.
+CityName = Annotated[str, AfterValidator(_one_line_text(NAME_MAX, LEGACY_CITY_MAX, "DocuSign's limit for names")),
+                     Field(json_schema_extra={"minLength": 1, "maxLength": NAME_MAX, "description": _ONE_LINE})]
+#: A licence number, printed in the agreements.
+LicenseNumber = Annotated[str, AfterValidator(_one_line_text(LICENSE_NUMBER_MAX, LICENSE_NUMBER_MAX)),
+                          Field(json_schema_extra={"minLength": 1, "maxLength": LICENSE_NUMBER_MAX,
+                                                   "description": _ONE_LINE})]
 #: An e-mail address DocuSign can route to.
 Email = Annotated[EmailStr, AfterValidator(_check_email_length), Field(json_schema_extra={"maxLength": EMAIL_MAX})]
 
@@ -86,7 +121,7 @@ class Contact(_Strict):
 
 class Location(_Strict):
     state: str
-    city: DisplayName
+    city: CityName
     zip: str
 
     @field_validator("state")
@@ -106,8 +141,7 @@ class Midlevel(_Strict):
     name: PersonName
     role: MidlevelRole
     state: str
-    license_number: Annotated[str, AfterValidator(_one_line_text(40)),
-                              Field(json_schema_extra={"minLength": 1, "maxLength": 40})]
+    license_number: LicenseNumber
     #: optional: an NP/PA with an e-mail signs the agreements that name them (after the medical director)
     email: Email | None = None
 
@@ -120,8 +154,11 @@ class Midlevel(_Strict):
 class Intake(_Strict):
     """What a closed deal tells us about the clinic; the onboarding's whole input from sales."""
 
+    # Validate a newly submitted intake with ``parse_intake``: the new-intake limits apply only there.
+    # The JSON schema (the API's request body) describes those limits.
+
     clinic_key: str = Field(json_schema_extra={"pattern": SLUG.pattern})
-    clinic_name: DisplayName
+    clinic_name: ClinicName
     contact: Contact
     states: list[str] = Field(min_length=1)
     care_model: CareModel
@@ -141,10 +178,7 @@ class Intake(_Strict):
         if len(v) < CLINIC_KEY_MIN:
             raise ValueError(f"must be at least {CLINIC_KEY_MIN} characters, not {len(v)}")
         if len(v) > CLINIC_KEY_MAX:
-            raise ValueError(
-                f"must be at most {CLINIC_KEY_MAX} characters, not {len(v)}: every DocuSign envelope carries "
-                f"'onboarding-<clinic_key>:<agreement>:<version>[:rN]' in a custom field DocuSign limits to "
-                f"{DOCUSIGN_TEXT_CUSTOM_FIELD_MAX} characters")
+            raise ValueError(f"must be at most {CLINIC_KEY_MAX} characters, not {len(v)}")
         return v
 
     @field_validator("states")
@@ -216,10 +250,12 @@ def problems_from(error: ValidationError) -> list[Problem]:
 
 
 def parse_intake(data: Any) -> tuple[Intake | None, list[Problem]]:
-    """Validate raw intake data; returns the intake or every problem found."""
+    """Validate a newly submitted intake (the API and the CLI); returns the intake or every problem found.
+
+    The only place the new-intake limits apply (validation context ``{"new_intake": True}``)."""
     if not isinstance(data, dict):
         return None, [Problem(field="(intake)", reason="must be a JSON object")]
     try:
-        return Intake.model_validate(data), []
+        return Intake.model_validate(data, context={NEW_INTAKE: True}), []
     except ValidationError as exc:
         return None, problems_from(exc)
