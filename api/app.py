@@ -15,17 +15,19 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import service
+from api.idempotency import IdempotencyKeyMiddleware
 from config import Settings, get_settings
 from domain.codes import normalize_workflow_id
 from domain.intake import Intake, Problem, parse_intake
 from domain.onboarding import OfferAnswer, OnboardingStatus
 from esign.connect import verify_signature
+from observability import api as observability
 
 log = logging.getLogger("mdco.api")
 
@@ -227,10 +229,20 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
                   description="Onboard clinics onto a supervising medical director, durably, on Temporal.")
     app.state.settings = settings
     app.state.clients = ClientProvider(settings, client)
+    app.add_middleware(IdempotencyKeyMiddleware)
     _install_error_handlers(app)
+    observability.install(app, settings)
 
     async def temporal(request: Request) -> Client:
         return await request.app.state.clients.get()
+
+    async def metrics_access(request: Request) -> None:
+        """Who may read /metrics. Open for now; the access work requires an ops bearer token here."""
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics (mdco_* business and HTTP metrics)",
+             response_class=Response, dependencies=[Depends(metrics_access)])
+    async def metrics(request: Request) -> Response:
+        return Response(await request.app.state.metrics.render(), media_type=observability.METRICS_CONTENT_TYPE)
 
     @app.get("/healthz", tags=["health"], summary="Liveness (does not call Temporal)")
     async def healthz() -> dict[str, str]:
@@ -316,6 +328,14 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
     async def resend_agreements(body: ReasonBody, workflow_id: str = _id_path(),
                                 client: Client = Depends(temporal)) -> ActionResponse:
         result = await service.resend_agreements(client, workflow_id, body.reason, actor=API_ACTOR)
+        return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
+
+    @app.post("/onboardings/{workflow_id}/retry", tags=["ops"], response_model=ActionResponse,
+              summary="Ops retry a blocked onboarding from the step that failed",
+              responses={404: {"description": "unknown id"}, 409: {"description": "not blocked"}})
+    async def retry(body: ReasonBody, workflow_id: str = _id_path(),
+                    client: Client = Depends(temporal)) -> ActionResponse:
+        result = await service.retry(client, workflow_id, body.reason, actor=API_ACTOR)
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
     @app.post("/onboardings/{workflow_id}/cancel", tags=["ops"], response_model=ActionResponse,

@@ -22,11 +22,13 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.idempotency import update_id
 from config import Settings
 from domain.codes import SlaStatus, Stage, normalize_workflow_id, workflow_id_for
 from domain.intake import Intake, Problem, problems_from
 from domain.messages import (
     AssignRequest, CancelRequest, PharmacyConfirmation, PhysicianAnswer, PlanDecision, ResendRequest,
+    RetryRequest,
 )
 from domain.onboarding import EnvelopeEvent, OfferAnswer, OnboardingInput, OnboardingStatus, Timing
 from esign.connect import parse_connect_event, verify_signature
@@ -149,10 +151,13 @@ async def get_status(client: Client, id_or_key: str) -> OnboardingStatus:
 
 # ---------------------------------------------------------------- human answers (updates / signals)
 async def _update(client: Client, id_or_key: str, update: Any, arg: BaseModel, result_type: type) -> Any:
-    """Run an update; a validator's refusal becomes ``Rejected`` with its message."""
+    """Run an update; a validator's refusal becomes ``Rejected`` with its message. The caller's
+    idempotency key (if any) is the update id, so a retried request is answered, not run again."""
     handle = _handle(client, id_or_key)
+    name = update.__name__  # the update names are the method names
     try:
-        return await handle.execute_update(update, arg, result_type=result_type, rpc_timeout=UPDATE_TIMEOUT)
+        return await handle.execute_update(update, arg, id=update_id(name), result_type=result_type,
+                                           rpc_timeout=UPDATE_TIMEOUT)
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         raise Unavailable(f"onboarding {handle.id} did not answer within {UPDATE_TIMEOUT.seconds} s "
                           "(is a worker running?); it may still be applied once a worker picks it up — "
@@ -207,6 +212,12 @@ async def cancel(client: Client, id_or_key: str, reason: str, actor: str = "ops"
     """Ops cancel; the workflow releases capacity, offers and envelopes."""
     return await _update(client, id_or_key, OnboardingWorkflow.cancel,
                          _message(CancelRequest, reason=reason, actor=actor), str)
+
+
+async def retry(client: Client, id_or_key: str, reason: str, actor: str = "ops") -> str:
+    """Ops retry a ``blocked`` onboarding from the step that failed."""
+    return await _update(client, id_or_key, OnboardingWorkflow.retry,
+                         _message(RetryRequest, reason=reason, actor=actor), str)
 
 
 async def assign_physician(client: Client, id_or_key: str, npi: str, reason: str, actor: str = "ops") -> OfferAnswer:

@@ -234,6 +234,10 @@ class OnboardingCarry(BaseModel):
     pharmacies: list[PharmacyAssignment] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     roster_version: int = 0
+    roster_waits: int = 0  # the wait's back-off exponent
+    told_ops: str = ""  # the wait ops were last told about (not told again by the next run)
+    waiting_on: str = ""
+    waiting_reason: str = ""
     runs: int = 1
 
 

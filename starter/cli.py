@@ -68,9 +68,12 @@ def _run(coro: Any) -> Any:
 
 
 def _call(operation: Any, *args: Any, **kwargs: Any) -> Any:
-    """One ``api.service`` call with a fresh client: ``operation(client, *args, **kwargs)``."""
+    """One ``api.service`` call with a fresh client: ``operation(client, *args, **kwargs)``; the
+    invocation's own idempotency key goes with it (an update it sends acts once, even if resent)."""
+    from api.idempotency import new_key, use_key
 
     async def go():
+        use_key(new_key())
         return await operation(await _client(), *args, **kwargs)
 
     return _run(go())
@@ -370,6 +373,14 @@ def agreements_resend(id: str, reason: str = typer.Option(..., "--reason")) -> N
     from api import service
 
     out.print(_call(service.resend_agreements, id, reason))
+
+
+@app.command()
+def retry(id: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Ops retry a blocked onboarding from the step that failed (after fixing its cause)."""
+    from api import service
+
+    out.print(_call(service.retry, id, reason))
 
 
 @app.command()

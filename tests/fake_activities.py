@@ -7,10 +7,12 @@ workflow asked for without a database, SMTP or e-sign server.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import date
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from domain.codes import PharmacyKind, Service
 from domain.messages import (
@@ -36,6 +38,9 @@ class FakeWorld:
     envelopes: dict[str, str] = field(default_factory=dict)  # external id -> envelope id
     envelope_status: dict[str, str] = field(default_factory=dict)  # what a status GET answers
     ineligible: dict[str, list[str]] = field(default_factory=dict)  # npi -> reasons
+    failures: dict[str, str] = field(default_factory=dict)  # activity name -> non-retryable business failure
+    delays: dict[str, float] = field(default_factory=dict)  # activity name -> real seconds it takes
+    released: list[str] = field(default_factory=list)  # workflow ids whose capacity was released
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def called(self, name: str) -> list[object]:
@@ -47,6 +52,11 @@ class FakeWorld:
         def record(name: str, arg: object) -> None:
             with world.lock:
                 world.calls.append((name, arg))
+                failure, delay = world.failures.get(name), world.delays.get(name, 0.0)
+            if delay:
+                time.sleep(delay)
+            if failure:
+                raise ApplicationError(failure, type="InvalidInput", non_retryable=True)
 
         @activity.defn(name="record_start")
         def record_start(req: StartRecord) -> None:
@@ -166,6 +176,11 @@ class FakeWorld:
         @activity.defn(name="record_cancellation")
         def record_cancellation(req: CancelRecord) -> None:
             record("record_cancellation", req)
+            with world.lock:
+                npi = world.reservations.pop(req.workflow_id, None)
+                if npi is not None:
+                    world.capacity[npi] = world.capacity.get(npi, 0) + 1
+                world.released.append(req.workflow_id)
 
         @activity.defn(name="open_chart_review")
         def open_chart_review(req: ChartReviewRequest) -> None:

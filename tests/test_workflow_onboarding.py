@@ -175,7 +175,7 @@ async def test_validators_reject_wrong_answers(harness: Harness, unique_key):
     await rejected(handle, OnboardingWorkflow.cancel, CancelRequest(reason="again"), "cannot cancel")
     final = await handle.result()
     assert final.stage == "cancelled"
-    assert harness.world.reservations  # reserved capacity is released by record_cancellation
+    assert not harness.world.reservations and harness.world.released  # capacity released by record_cancellation
 
 
 async def test_blocking_findings_wait_for_ops_review(harness: Harness, unique_key):

@@ -107,6 +107,9 @@ class OnboardingWorkflow:
             self._offers = {o.npi: o for o in carry.offers}
             self._pharmacies = {p.pharmacy_id: p for p in carry.pharmacies}
             self._timeline, self._roster_version, self._runs = carry.timeline, carry.roster_version, carry.runs
+            self._roster_waits = carry.roster_waits
+            self._waiting_on, self._waiting_reason = carry.waiting_on, carry.waiting_reason
+            self._notified_gap = (carry.told_ops, carry.roster_version) if carry.told_ops else None
 
     # ------------------------------------------------------------------ run
     @workflow.run
@@ -208,7 +211,9 @@ class OnboardingWorkflow:
             stage=self._stage, started_at=self._started_at, matched_at=self._matched_at, sla=self._sla,
             plan=self._plan, offers=list(self._offers.values()), physician=self._physician,
             protocols=self._protocols, pharmacies=list(self._pharmacies.values()),
-            timeline=self._timeline[-200:], roster_version=self._roster_version, runs=self._runs + 1)
+            timeline=self._timeline[-200:], roster_version=self._roster_version, roster_waits=self._roster_waits,
+            told_ops=self._notified_gap[0] if self._notified_gap and self._notified_gap[1] == self._roster_version
+            else "", waiting_on=self._waiting_on, waiting_reason=self._waiting_reason, runs=self._runs + 1)
 
     def _refuse_if_cancelling(self) -> None:
         if self._cancel is not None:
@@ -317,6 +322,7 @@ class OnboardingWorkflow:
             common = sorted({r for e in result.excluded for r in e.reasons})[:3]
             reason += f" ({len(result.excluded)} excluded; e.g. {'; '.join(common)})"
         if self._quiet_repeat("roster", reason):  # nothing changed since ops were told: just wait
+            self._wait_for_if_changed("roster", reason)
             await self._wait_for_roster_change(also=lambda: self._physician is not None)
             return
         self._wait_for("roster", reason)
@@ -523,7 +529,9 @@ class OnboardingWorkflow:
             if not selection.problems:
                 break
             gap = "; ".join(selection.problems)
-            if not self._quiet_repeat("ops", gap):
+            if self._quiet_repeat("ops", gap):
+                self._wait_for_if_changed("ops", gap)
+            else:
                 self._wait_for("ops", gap)
                 await self._notify(Notice(
                     workflow_id=self._wf_id, key=f"pharmacy-gap-{self._roster_version}", to_role="ops",
@@ -862,6 +870,11 @@ class OnboardingWorkflow:
         info = workflow.info()
         if info.is_continue_as_new_suggested() or info.get_current_history_length() >= self._timing.max_history_events:
             raise ContinueAsNewDue()
+
+    def _wait_for_if_changed(self, who: str, reason: str) -> None:
+        """``_wait_for`` without the search-attribute upsert when nothing changed."""
+        if (self._waiting_on, self._waiting_reason) != (who, reason):
+            self._wait_for(who, reason)
 
     def _wait_for(self, who: str, reason: str) -> None:
         self._waiting_on, self._waiting_reason = who, reason
