@@ -248,6 +248,7 @@ class OversightInput(BaseModel):
     chart_review: ChartReview = Field(default_factory=ChartReview)
     timing: Timing = Field(default_factory=Timing)
     cycles_done: int = 0
+    open_reviews: list[str] = Field(default_factory=list)  # carried through continue-as-new
 
 
 class OversightStatus(BaseModel):

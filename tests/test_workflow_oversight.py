@@ -47,4 +47,6 @@ async def test_chart_reviews_follow_the_plan_cadence_and_history_stays_bounded(t
         assert status.cycles_done >= CYCLES_PER_RUN + 1
         desc = await time_env.client.get_workflow_handle(handle.id).describe()
         assert desc.run_id != handle.first_execution_run_id
+        assert len(status.open_reviews) == 12  # the open reviews travelled through continue-as-new too
+        assert status.open_reviews[-1] == f"{unique_key}-cr-{status.cycles_done}"
         await handle.signal(OversightWorkflow.end_engagement, "test over")

@@ -64,6 +64,8 @@ BY_NAME: dict[str, ActivityOptions] = {
     "launch_clinic": DB_WRITE,
     "record_decision": IN_UPDATE, "reserve_physician": IN_UPDATE, "check_eligibility": IN_UPDATE,
     "record_cancellation": CLEANUP,
+    # a chart review that cannot be opened must not be skipped silently: retried until the DB answers
+    "open_chart_review": ActivityOptions(start_to_close=60 * S, schedule_to_close=None, maximum_interval=10 * M),
 }
 
 

@@ -10,11 +10,11 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from domain.messages import ChartReviewRequest
     from domain.onboarding import OversightInput, OversightStatus
+    from workflows.activity_options import options_for
 
 CYCLES_PER_RUN = 12  # one year of monthly reviews per run keeps each history small
 
@@ -26,7 +26,7 @@ class OversightWorkflow:
         self._inp = inp
         self._cycles = inp.cycles_done
         self._next_at: datetime | None = None
-        self._open: list[str] = []
+        self._open: list[str] = list(inp.open_reviews)
         self._stop_reason = ""
 
     @workflow.run
@@ -50,11 +50,12 @@ class OversightWorkflow:
                 ChartReviewRequest(clinic_key=inp.clinic_key, physician_npi=inp.physician_npi,
                                    cycle=self._cycles, sample_percent=inp.chart_review.percent,
                                    due_at=workflow.now() + inp.timing.chart_review_deadline),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
+                **options_for("open_chart_review").kwargs())
             self._open = (self._open + [review_id])[-12:]
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(inp.model_copy(update={"cycles_done": self._cycles}))
+        if self._stop_reason:  # ended while the last cycle's handlers finished: do not start a new run
+            return self._status()
+        workflow.continue_as_new(inp.model_copy(update={"cycles_done": self._cycles, "open_reviews": self._open}))
 
     @workflow.signal
     def end_engagement(self, reason: str) -> None:
