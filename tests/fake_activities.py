@@ -40,6 +40,7 @@ class FakeWorld:
     ineligible: dict[str, list[str]] = field(default_factory=dict)  # npi -> reasons
     failures: dict[str, str] = field(default_factory=dict)  # activity name -> non-retryable business failure
     delays: dict[str, float] = field(default_factory=dict)  # activity name -> real seconds it takes
+    bad_data: dict[str, str] = field(default_factory=dict)  # activity name -> ValueError it raises
     released: list[str] = field(default_factory=list)  # workflow ids whose capacity was released
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -52,11 +53,13 @@ class FakeWorld:
         def record(name: str, arg: object) -> None:
             with world.lock:
                 world.calls.append((name, arg))
-                failure, delay = world.failures.get(name), world.delays.get(name, 0.0)
+                failure, delay, bad = world.failures.get(name), world.delays.get(name, 0.0), world.bad_data.get(name)
             if delay:
                 time.sleep(delay)
             if failure:
                 raise ApplicationError(failure, type="InvalidInput", non_retryable=True)
+            if bad:
+                raise ValueError(bad)
 
         @activity.defn(name="record_start")
         def record_start(req: StartRecord) -> None:

@@ -12,6 +12,7 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
+from activities.errors import BusinessFailureInterceptor
 from api import service
 from api.idempotency import use_key
 from domain.codes import workflow_id_for
@@ -202,3 +203,22 @@ async def test_validators_refuse_answers_once_a_cancel_is_pending(harness: Harne
         await handle.execute_update(OnboardingWorkflow.decline_offer, PhysicianAnswer(npi=st.offers[1].npi))
     final = await handle.result()
     assert final.stage == "cancelled" and all(o.status == "withdrawn" for o in final.offers)
+
+
+async def test_data_that_fails_validation_mid_flight_blocks_at_once(time_env, task_queue, unique_key):
+    world = FakeWorld()
+    world.bad_data["select_pharmacies"] = "pharmacy austin-rx: licensed_states has an unknown code 'XX'"
+    async with Worker(time_env.client, task_queue=task_queue, workflows=[OnboardingWorkflow, OversightWorkflow],
+                      activities=world.activities(), activity_executor=ThreadPoolExecutor(4),
+                      interceptors=[BusinessFailureInterceptor()]):
+        h = Harness(time_env, task_queue, world)
+        handle = await h.start(unique_key)
+        st = await until(handle, lambda s: s.offers)
+        await handle.execute_update(OnboardingWorkflow.accept_offer, PhysicianAnswer(npi=st.offers[0].npi))
+        await until(handle, lambda s: s.protocols)
+        await handle.execute_update(OnboardingWorkflow.approve_protocols, PhysicianAnswer(npi=st.offers[0].npi))
+        st = await until(handle, lambda s: s.stage == "blocked")
+        assert st.blocked_stage == "pharmacy_coordination" and "unknown code 'XX'" in st.waiting_reason
+        assert len(world.called("select_pharmacies")) == 1  # not retried: the same data fails every time
+        await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
+        assert (await handle.result()).stage == "cancelled"
