@@ -17,6 +17,7 @@ RUNTIME_KNOBS = (
     "burst_window_s",
     "token_ttl_s",
     "fault_seed",
+    "reject_envelopes",
 )
 
 
@@ -33,6 +34,7 @@ class ServerKnobs(BaseSettings):
     duplicate_deliveries: bool = False  # every Connect payload is delivered twice
     out_of_order: bool = False  # non-terminal events are held back so terminal ones arrive first
     wrong_signature: bool = False  # Connect HMACs are computed with a key nobody configured
+    reject_envelopes: bool = False  # envelope creation answers a permanent 400 (account lacks permission)
     connect_max_tries: int = Field(5, ge=1, le=20)
     connect_backoff_s: float = Field(0.5, ge=0.0, description="first retry delay; doubles each try")
     connect_timeout_s: float = Field(10.0, gt=0)

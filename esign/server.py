@@ -288,6 +288,9 @@ def create_app(settings: Settings, knobs: ServerKnobs | None = None) -> FastAPI:
 
     @app.post(base + "/envelopes", status_code=201)
     async def create_envelope(account_id: str, request: Request):
+        if knobs.reject_envelopes:
+            raise DocuSignError(400, "ACCOUNT_LACKS_PERMISSIONS",
+                                "This Account lacks sufficient permissions (injected: envelopes rejected).")
         envelope, events = lifecycle.create_envelope(account_id, await _json_body(request))
         envelope["senderUserId"] = settings.docusign_user_id
         srv.commit(envelope, events)

@@ -1,0 +1,40 @@
+"""A DocuSign permanent error on the real stack (real SDK, local e-sign server, SMTP sink): the
+onboarding stops in ``blocked`` with the reason and an ops e-mail, and `mdco retry` resumes it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from bench.esign_calls import demo_intakes, drive_to_launch, seed_demo_data, set_faults
+from esign.sandbox import sign_all
+from starter.smtp_sink import read_mailbox
+from tests.test_esign_lifecycle import wait_status
+from tests.test_integration import mdco
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def test_permanent_esign_error_blocks_then_ops_retry_launches(stack):
+    settings, env = stack
+    seed_demo_data(settings)
+    (intake,) = demo_intakes(1, f"b{uuid.uuid4().hex[:6]}")
+    wf = f"onboarding-{intake['clinic_key']}"
+    set_faults(settings, reject_envelopes=True)
+    try:
+        st = drive_to_launch(settings, [intake], until=lambda s: s.get("stage") == "blocked", sign=False)[wf]
+    finally:
+        set_faults(settings, reject_envelopes=False)
+    assert st["blocked_stage"] == "agreements" and st["waiting_on"] == "ops"
+    assert "ACCOUNT_LACKS_PERMISSIONS" in st["waiting_reason"] or "permission" in st["waiting_reason"].lower()
+    subjects = [m["Subject"] for m in read_mailbox(settings.mail_dir)]
+    assert f"Blocked: {wf} stopped in agreements" in subjects
+    refused = mdco(env, "protocols", "approve", wf, "--npi", st["physician_npi"], check=False)
+    assert refused.returncode == 2  # nothing else moves a blocked onboarding
+    assert mdco(env, "retry", wf, "--reason", "DocuSign account permission fixed").returncode == 0
+    wait_status(settings, wf, lambda s: s["stage"] == "agreements" and s["waiting_on"] == "signers")
+    sign_all(settings, wf)
+    final = wait_status(settings, wf, lambda s: s["stage"] == "launched")
+    assert final["stage"] == "launched" and final["blocked_stage"] == ""
+    assert any("retry of agreements requested by" in t["event"] for t in final["timeline"])
