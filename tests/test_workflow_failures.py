@@ -222,3 +222,34 @@ async def test_data_that_fails_validation_mid_flight_blocks_at_once(time_env, ta
         assert len(world.called("select_pharmacies")) == 1  # not retried: the same data fails every time
         await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
         assert (await handle.result()).stage == "cancelled"
+
+
+async def test_cancel_from_temporal_while_blocked_releases_capacity(harness: Harness, unique_key):
+    handle, _, npi = await _blocked_in_protocols(harness, unique_key)
+    await handle.cancel()  # what the Temporal UI's "Request Cancellation" does
+    final = await handle.result()
+    assert final.stage == "cancelled" and "cancelled from Temporal" in final.cancel_reason
+    assert workflow_id_for(unique_key) in harness.world.released and harness.world.capacity[npi] == 1
+
+
+async def test_encrypted_deployment_writes_no_plaintext_failures(time_env, task_queue, unique_key):
+    from temporalio.client import Client
+
+    from mdco_temporal.client import converter_for_keys
+    from mdco_temporal.codec import new_key_spec
+
+    client = Client(**{**time_env.client.config(), "data_converter": converter_for_keys(new_key_spec())})
+    world = FakeWorld()
+    world.failures["prepare_protocols"] = "SECRET-REASON template overlay missing"
+    async with Worker(client, task_queue=task_queue, workflows=[OnboardingWorkflow, OversightWorkflow],
+                      activities=world.activities(), activity_executor=ThreadPoolExecutor(4)):
+        handle = await Harness(type("E", (), {"client": client})(), task_queue, world).start(unique_key)
+        st = await until(handle, lambda s: s.offers)
+        await handle.execute_update(OnboardingWorkflow.accept_offer, PhysicianAnswer(npi=st.offers[0].npi))
+        st = await until(handle, lambda s: s.stage == "blocked")
+        assert "SECRET-REASON" in st.waiting_reason  # decoded for whoever holds the key
+        raw = (await time_env.client.get_workflow_handle(handle.id).fetch_history()).to_json()
+        assert "activityTaskFailedEventAttributes" in raw
+        assert "SECRET-REASON" not in raw and "Glow Aesthetics" not in raw and "dana@glow.example" not in raw
+        await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
+        await handle.result()
