@@ -58,28 +58,9 @@ async def test_business_failure_blocks_then_ops_retry_the_step(harness: Harness,
     await rejected(handle, OnboardingWorkflow.retry, RetryRequest(reason="again"), "only a blocked onboarding")
     st = await until(handle, lambda s: s.stage == "protocol_setup" and s.protocols)
     assert st.blocked_stage == "" and st.physician_npi == npi
-    final = await play_to_launch_from_protocols(harness, handle, npi)
+    final = await play_to_launch(harness, handle, npi, accept=False)
     assert final.stage == "launched"
     await harness.env.client.get_workflow_handle(final.oversight_workflow_id).terminate("test done")
-
-
-async def play_to_launch_from_protocols(h: Harness, handle, npi: str):
-    """``play_to_launch`` after the accept (the offer is already taken)."""
-    from datetime import datetime, timezone
-
-    from domain.messages import PharmacyConfirmation
-    from domain.onboarding import EnvelopeEvent
-
-    await handle.execute_update(OnboardingWorkflow.approve_protocols, PhysicianAnswer(npi=npi))
-    st = await until(handle, lambda s: s.stage == "pharmacy_coordination" and s.pharmacies)
-    for p in st.pharmacies:
-        await handle.signal(OnboardingWorkflow.confirm_pharmacy, PharmacyConfirmation(pharmacy_id=p.pharmacy_id))
-    st = await until(handle, lambda s: s.stage == "agreements" and s.waiting_on == "signers")
-    now = datetime.now(timezone.utc)
-    for i, env in enumerate(st.envelopes):
-        await handle.signal(OnboardingWorkflow.envelope_event, EnvelopeEvent(
-            envelope_id=env.envelope_id, status="completed", generated_at=now + timedelta(seconds=i)))
-    return await handle.result()
 
 
 async def test_blocked_then_cancel_releases_capacity(harness: Harness, unique_key):

@@ -60,8 +60,10 @@ async def harness(time_env, task_queue):
         yield Harness(time_env, task_queue, world)
 
 
-async def play_to_launch(h: Harness, handle: WorkflowHandle, npi: str) -> OnboardingStatus:
-    await handle.execute_update(OnboardingWorkflow.accept_offer, PhysicianAnswer(npi=npi))
+async def play_to_launch(h: Harness, handle: WorkflowHandle, npi: str, *, accept: bool = True) -> OnboardingStatus:
+    """Play every human from the offer (``accept=False``: the physician is already placed) to launch."""
+    if accept:
+        await handle.execute_update(OnboardingWorkflow.accept_offer, PhysicianAnswer(npi=npi))
     await until(handle, lambda s: s.stage == "protocol_setup" and s.protocols)
     await handle.execute_update(OnboardingWorkflow.approve_protocols, PhysicianAnswer(npi=npi))
     st = await until(handle, lambda s: s.stage == "pharmacy_coordination" and s.pharmacies)
