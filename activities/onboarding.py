@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -307,26 +307,37 @@ class OnboardingActivities:
 
     @activity.defn(name="record_cancellation")
     def record_cancellation(self, req: CancelRecord) -> None:
-        released = roster.release_physician(self.engine, req.workflow_id)
-        for agreement in agreements.list_agreements(self.engine, req.workflow_id):
+        self._release_everything(req.workflow_id, req.clinic_key, req.reason, req.at, "ops")
+
+    def _release_everything(self, workflow_id: str, clinic_key: str | None, reason: str, at: datetime,
+                            actor: str) -> bool:
+        """The cleanup of a cancelled onboarding, shared by ``record_cancellation`` and the reconciler
+        (activities/reconcile.py): release the capacity, void the envelopes still out, mark the clinic
+        and the onboarding cancelled (skipped when ``clinic_key`` is None: no record to mark) and audit.
+        Idempotent; True when this call released the capacity."""
+        released = roster.release_physician(self.engine, workflow_id)
+        for agreement in agreements.list_agreements(self.engine, workflow_id):
             if agreement.get("envelope_id") and agreement.get("status") not in ("completed", "voided", "declined"):
-                activity.heartbeat(agreement["envelope_id"])
+                if activity.in_activity():  # the reconciler also runs from the CLI, outside any activity
+                    activity.heartbeat(agreement["envelope_id"])
                 try:
                     with _esign_errors("void"):
-                        self.esign.void(agreement["envelope_id"], f"Onboarding cancelled: {req.reason}"[:200])
+                        self.esign.void(agreement["envelope_id"], f"Onboarding cancelled: {reason}"[:200])
                 except ApplicationError as exc:
                     if not exc.non_retryable:
                         raise  # DocuSign busy: the cleanup retries until it is done
                     # already completed/voided at DocuSign, or gone: nothing left to release there
-                    log.warning("%s: envelope %s not voided on cancel: %s", req.workflow_id,
+                    log.warning("%s: envelope %s not voided on cancel: %s", workflow_id,
                                 agreement["envelope_id"], exc.message)
-                agreements.upsert_agreement(self.engine, req.workflow_id, agreement["kind"], agreement["template_version"],
-                                      status="voided", status_at=req.at)
-        onboardings.set_clinic_status(self.engine, req.clinic_key, "cancelled")
-        onboardings.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.cancelled.value,
-                               cancelled_at=req.at, cancel_reason=req.reason)
-        audit.audit(self.engine, req.workflow_id, "ops", "onboarding_cancelled", reason=req.reason, at=req.at,
-                   detail={"capacity_released": released}, idem_key=f"{req.workflow_id}:cancelled")
+                agreements.upsert_agreement(self.engine, workflow_id, agreement["kind"], agreement["template_version"],
+                                      status="voided", status_at=at)
+        if clinic_key is not None:
+            onboardings.set_clinic_status(self.engine, clinic_key, "cancelled")
+            onboardings.record_onboarding(self.engine, workflow_id, clinic_key, stage=Stage.cancelled.value,
+                                   cancelled_at=at, cancel_reason=reason)
+        audit.audit(self.engine, workflow_id, actor, "onboarding_cancelled", reason=reason, at=at,
+                   detail={"capacity_released": released}, idem_key=f"{workflow_id}:cancelled")
+        return released
 
     # ------------------------------------------------------------------ e-mail
     @activity.defn(name="notify")

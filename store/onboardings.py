@@ -178,6 +178,18 @@ def list_offers(engine: Engine, workflow_id: str) -> list[OfferView]:
     return run(engine, work, write=False)
 
 
+def withdraw_open_offers(engine: Engine, workflow_id: str, reason: str, at: datetime) -> int:
+    """Withdraw the workflow's offers still ``open`` (answered ones stay as they are); returns how many."""
+    require(workflow_id, "workflow_id")
+    of = sql_table(t.Offer)
+
+    def work(s: Session) -> int:
+        return s.exec(update(of).where(of.c.workflow_id == workflow_id, of.c.status == "open")
+                      .values(status="withdrawn", answered_at=at, reason=reason)).rowcount
+
+    return run(engine, work)
+
+
 def offer_history(engine: Engine, npis: list[str] | None = None) -> dict[str, tuple[float, float]]:
     """Per physician, from accepted/declined offers: (median hours to answer, share accepted).
 

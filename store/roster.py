@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -359,3 +359,15 @@ def release_physician(engine: Engine, workflow_id: str) -> bool:
 def get_reservation(engine: Engine, workflow_id: str) -> dict | None:
     row = run(engine, lambda s: s.get(t.CapacityReservation, workflow_id), write=False)
     return row_dict(row) if row else None
+
+
+def open_reservations(engine: Engine) -> list[tuple[str, str, datetime]]:
+    """Every reservation not yet released, oldest first: ``(workflow_id, npi, reserved_at)``."""
+    res = sql_table(t.CapacityReservation)
+
+    def work(s: Session) -> list[tuple[str, str, datetime]]:
+        rows = s.exec(select(res.c.workflow_id, res.c.npi, res.c.reserved_at).where(res.c.released_at.is_(None))
+                      .order_by(res.c.reserved_at, res.c.workflow_id))
+        return [(r.workflow_id, r.npi, r.reserved_at) for r in rows]
+
+    return run(engine, work, write=False)
