@@ -56,7 +56,7 @@ def _run(coro: Any) -> Any:
     except service.NotFound as exc:
         _fail(str(exc))
     except service.Rejected as exc:
-        _fail(f"rejected: {exc}")
+        _fail(f"rejected: {exc}", 2)  # CONTRACT.md: refused commands exit 2 and change nothing
     except service.Invalid as exc:
         _fail(str(exc), 2)
     except service.Unavailable as exc:
@@ -389,6 +389,20 @@ def cancel(id: str, reason: str = typer.Option(..., "--reason")) -> None:
     from api import service
 
     out.print(_call(service.cancel, id, reason))
+
+
+@app.command()
+def reconcile() -> None:
+    """Release now what terminated onboardings left behind (capacity, open offers, envelopes); the
+    worker's schedule mdco-reservation-reconcile does the same every 15 minutes. Prints the summary."""
+    from activities.onboarding import OnboardingActivities
+    from activities.reconcile import ReconcileActivities
+
+    async def go():
+        acts = ReconcileActivities(OnboardingActivities(get_settings(), _engine()), await _client())
+        return await asyncio.to_thread(acts.reconcile)
+
+    _print_json(_run(go()).model_dump(mode="json"))
 
 
 # ---------------------------------------------------------------------------- embedded stack
