@@ -1,59 +1,422 @@
-"""Record workflow histories for the replay tests (run when a workflow change is intended to be
-compatible; commit the JSON it writes under tests/histories/).
+"""Record workflow histories for the replay tests from REAL runs of the code checked out here.
 
-    .venv/bin/python scripts/record_histories.py
+Replay tests are only as good as their histories: these come from the real embedded stack (Temporal dev
+server, worker with the real activities, e-sign server, SMTP sink, API) on free ports under a temp dir,
+with the demo roster loaded, every human playing through the public paths (HTTP API, the `mdco` CLI,
+the e-sign sandbox; the Temporal client only where ops would use the Temporal UI), and a Timing in
+seconds so the whole recording takes a few minutes. Each history is replayed against this code before
+it is written to ``<out>/<path>_<release>.json``. An existing file is never overwritten (it is skipped):
+recorded histories are what production ran, see tests/histories/README.md.
+
+    .venv/bin/python scripts/record_histories.py                  # every path not recorded yet
+    .venv/bin/python scripts/record_histories.py --only onboarding_ops_assign_v1 --out /tmp/h
+    .venv/bin/python scripts/record_histories.py --release v2     # from a later release's checkout
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
+import os
+import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+from typing import Awaitable, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
-from temporalio.worker import Worker  # noqa: E402
+import httpx  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.client import Client, WorkflowHistory  # noqa: E402
+from temporalio.worker import Replayer  # noqa: E402
 
-from domain.messages import CancelRequest, PhysicianAnswer  # noqa: E402
-from starter.binaries import temporal_test_server  # noqa: E402
-from mdco_temporal.client import ensure_search_attributes  # noqa: E402
-from tests.fake_activities import FakeWorld  # noqa: E402
-from tests.test_workflow_onboarding import Harness, play_to_launch, until  # noqa: E402
+from api import service  # noqa: E402
+from config import Settings  # noqa: E402
+from domain.intake import Intake  # noqa: E402
+from domain.onboarding import OversightStatus, Timing  # noqa: E402
+from esign.sandbox import admin_client, list_envelopes, sign_all  # noqa: E402
+from starter.demo import DEMO_DIR, load_demo_data  # noqa: E402
+from mdco_temporal.codec import new_key_spec  # noqa: E402
+from starter.stack import Stack, stack_env  # noqa: E402
+from mdco_temporal.client import connect, data_converter  # noqa: E402
+from store.db import engine_from_settings  # noqa: E402
+from tests.stack_fixtures import FAST_ENV, stack_settings  # noqa: E402
 from workflows.onboarding import OnboardingWorkflow  # noqa: E402
 from workflows.oversight import OversightWorkflow  # noqa: E402
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "histories"
+OUT = ROOT / "tests" / "histories"
+KEY_FILE = OUT / "TEST_PAYLOAD_KEYS.txt"  # test-only payload key of the *_encrypted_* histories
+REASON = "recorded for the replay tests"
+CLOSED = {EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+          EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED}
+
+#: Nothing fires by itself within a recording; each path shortens only the timers it is about.
+BASE = Timing(sla_at_risk=timedelta(minutes=10), sla_breach=timedelta(minutes=20), offer_ttl=timedelta(minutes=10),
+              roster_retry=timedelta(minutes=10), plan_review_reminder=timedelta(minutes=10),
+              reminder_every=timedelta(minutes=10), agreement_expiry=timedelta(minutes=30),
+              reconcile_after=timedelta(minutes=30), reconcile_min_gap=timedelta(minutes=5),
+              chart_review_every=timedelta(hours=1), chart_review_deadline=timedelta(hours=1))
 
 
-async def main() -> None:
-    env = await WorkflowEnvironment.start_time_skipping(data_converter=pydantic_data_converter,
-                                                        test_server_existing_path=temporal_test_server())
-    await ensure_search_attributes(env.client)
-    world = FakeWorld()
-    async with Worker(env.client, task_queue="record", workflows=[OnboardingWorkflow, OversightWorkflow],
-                      activities=world.activities(), activity_executor=ThreadPoolExecutor(4)):
-        h = Harness(env, "record", world)
-        # 1. happy path with one decline
-        handle = await h.start("history-happy")
-        st = await until(handle, lambda s: len(s.offers) == 1)
-        await handle.execute_update(OnboardingWorkflow.decline_offer, PhysicianAnswer(npi=st.offers[0].npi))
-        st = await until(handle, lambda s: len(s.offers) == 2)
-        final = await play_to_launch(h, handle, st.offers[1].npi)
-        await env.client.get_workflow_handle(final.oversight_workflow_id).terminate("recorded")
-        (OUT / "onboarding_happy_v1.json").write_text((await handle.fetch_history()).to_json())
-        # 2. cancelled while waiting on the roster
-        world.roster = []
-        handle = await h.start("history-cancel")
-        await until(handle, lambda s: s.waiting_on == "roster")
-        await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="recorded"))
-        await handle.result()
-        (OUT / "onboarding_cancelled_v1.json").write_text((await handle.fetch_history()).to_json())
-    await env.shutdown()
-    print(f"wrote histories to {OUT}")
+def timing(**seconds: float) -> Timing:
+    return BASE.model_copy(update={k: timedelta(seconds=v) for k, v in seconds.items()})
+
+
+# ---------------------------------------------------------------- the humans and the stack
+@dataclass
+class Rec:
+    """One running stack and the clients every path uses to play its humans."""
+
+    settings: Settings
+    client: Client
+    api: httpx.AsyncClient
+    done: dict[str, set[str]] = field(default_factory=dict)  # per workflow: which humans already answered
+
+    async def start(self, intake_file: str, key: str, t: Timing = BASE, fanout: int = 3) -> str:
+        """Start an onboarding as sales do, with this path's Timing (the API would take the default)."""
+        raw = json.loads((DEMO_DIR / "intakes" / f"{intake_file}.json").read_text())
+        intake = Intake.model_validate({**raw, "clinic_key": key})
+        result = await service.start_onboarding(self.client, self.settings, intake, timing=t, offer_fanout=fanout)
+        assert result.status == "started", result
+        return result.workflow_id
+
+    async def status(self, wf: str) -> dict:
+        r = await self.api.get(f"/onboardings/{wf}")
+        r.raise_for_status()
+        return r.json()
+
+    async def post(self, path: str, body: dict | None = None) -> dict:
+        r = await self.api.post(path, json=body)
+        if r.status_code != 200:
+            raise RuntimeError(f"POST {path}: {r.status_code} {r.text[:300]}")
+        return r.json()
+
+    async def play(self, wf: str, until: Callable[[dict], bool] = lambda s: s["stage"] == "launched", *,
+                   silent: tuple[str, ...] = (), timeout: float = 120) -> dict:
+        """Every human not ``silent`` answers what the onboarding waits on, until ``until(status)``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = await self.status(wf)
+            if until(st):
+                return st
+            await self.answer(st, silent)
+            await asyncio.sleep(0.3)
+        raise TimeoutError(f"{wf}: still {st['stage']}, waiting on {st['waiting_on']!r}: {st['waiting_reason']}")
+
+    async def answer(self, st: dict, silent: tuple[str, ...]) -> None:
+        """What each human does (as in ``mdco demo``): ops approve the plan with the CLI, physicians
+        and pharmacies use the HTTP API, signers sign on the e-sign sandbox (Connect reaches the API)."""
+        wf, stage, waiting = st["workflow_id"], st["stage"], st["waiting_on"]
+        done = self.done.setdefault(wf, set())
+        if stage == "needs_assessment" and waiting == "ops" and "ops" not in silent and "plan" not in done:
+            await self.cli("plan", "approve", wf, "--reason", "blocking findings reviewed: " + REASON)
+            done.add("plan")
+        elif stage == "matching" and not st["physician_npi"] and "physician" not in silent:
+            open_offers = [o["npi"] for o in st["offers"] if o["status"] == "open"]
+            if open_offers:
+                await self.api.post(f"/onboardings/{wf}/offers/{open_offers[-1]}/accept")
+        elif stage == "protocol_setup" and st["protocols"] and "protocols" not in done:
+            await self.post(f"/onboardings/{wf}/protocols/approve", {"npi": st["physician_npi"]})
+            done.add("protocols")
+        elif stage == "pharmacy_coordination" and "pharmacy" not in silent:
+            for p in st["pharmacies"]:
+                if p["status"] != "confirmed" and p["pharmacy_id"] not in done:
+                    await self.post(f"/onboardings/{wf}/pharmacies/{p['pharmacy_id']}/confirm")
+                    done.add(p["pharmacy_id"])
+        elif stage == "agreements" and waiting == "signers" and "signers" not in silent:
+            await asyncio.to_thread(sign_all, self.settings, wf)  # skips closed envelopes: safe to repeat
+
+    async def cli(self, *args: str) -> str:
+        """``mdco ARGS`` against this stack; its stdout."""
+        env = {**os.environ, **FAST_ENV, **stack_env(self.settings), "COLUMNS": "200"}
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "starter", *args, env=env, cwd=ROOT,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"mdco {' '.join(args)}: exit {proc.returncode}: {err.decode()[-300:]}")
+        return out.decode()
+
+    async def history(self, wf: str, run_id: str | None = None) -> WorkflowHistory:
+        return await self.client.get_workflow_handle(wf, run_id=run_id).fetch_history()
+
+    async def launched(self, wf: str) -> WorkflowHistory:
+        """Play to launch and let the run complete; its history. The oversight child it started is not
+        needed: terminated once the onboarding has closed (so its end is not in the onboarding's history)."""
+        st = await self.play(wf)
+        await asyncio.wait_for(self.client.get_workflow_handle(wf).result(), 60)
+        await self.client.get_workflow_handle(st["oversight_workflow_id"]).terminate(REASON)
+        return await self.history(wf)
+
+
+def offers(st: dict, status: str) -> list[dict]:
+    return [o for o in st["offers"] if o["status"] == status]
+
+
+def noted(st: dict, text: str) -> bool:
+    return any(text in e["event"] for e in st["timeline"])
+
+
+def check(ok: bool, what: str) -> None:
+    """A path that did not go the way it is named must not be written."""
+    if not ok:
+        raise AssertionError(f"the run did not go as intended: {what}")
+
+
+# ---------------------------------------------------------------- the paths (one history each)
+async def plan_review(r: Rec) -> WorkflowHistory:
+    """Blocking findings (compounded GLP-1) -> ops approve the plan -> all stages -> launched."""
+    wf = await r.start("peak-denver", "peak-denver-plan-review")
+    history = await r.launched(wf)
+    check(noted(await r.status(wf), "plan approved"), "plan approved by ops")
+    return history
+
+
+async def decline_then_accept(r: Rec) -> WorkflowHistory:
+    """Two offers out; one physician declines, so a third offer goes out; one accepts."""
+    wf = await r.start("glow-austin", "glow-austin-decline", fanout=2)
+    st = await r.play(wf, lambda s: len(offers(s, "open")) == 2, silent=("physician",))
+    await r.post(f"/onboardings/{wf}/offers/{offers(st, 'open')[0]['npi']}/decline")
+    await r.play(wf, lambda s: bool(offers(s, "declined")) and len(offers(s, "open")) == 2, silent=("physician",))
+    return await r.launched(wf)
+
+
+async def offer_expiry_widening(r: Rec) -> WorkflowHistory:
+    """The one offer (fan-out 1) expires unanswered, so two go out at once (fan-out + expired); one accepts.
+    (The demo roster has only a handful of eligible physicians per clinic: a wider fan-out runs out.)"""
+    wf = await r.start("sunrise-miami", "sunrise-miami-offer-expiry", timing(offer_ttl=6), fanout=1)
+    await r.play(wf, lambda s: len(offers(s, "expired")) >= 1 and len(offers(s, "open")) >= 2,
+                 silent=("physician",))
+    history = await r.launched(wf)  # accepts the newest open offer
+    check(len(offers(await r.status(wf), "accepted")) == 1, "an offer accepted after the widening")
+    return history
+
+
+async def sla_at_risk_breached(r: Rec) -> WorkflowHistory:
+    wf = await r.start("glow-austin", "glow-austin-sla", timing(sla_at_risk=3, sla_breach=6))
+    await r.play(wf, lambda s: s["sla_status"] == "breached" and bool(offers(s, "open")), silent=("physician",))
+    history = await r.launched(wf)
+    st = await r.status(wf)
+    check(noted(st, "placement SLA at_risk") and noted(st, "placement SLA breached"), "SLA at risk, then breached")
+    return history
+
+
+async def ops_assign(r: Rec) -> WorkflowHistory:
+    """Ops place a physician from the ranking (`mdco match`) who had no offer; open offers are withdrawn."""
+    wf = await r.start("sunrise-miami", "sunrise-miami-assign")
+    st = await r.play(wf, lambda s: len(offers(s, "open")) >= 3, silent=("physician",))
+    offered = {o["npi"] for o in st["offers"]}
+    ranked = re.findall(r"\b\d{10}\b", await r.cli("match", wf, "--top", "10"))
+    npi = next(n for n in ranked if n not in offered)
+    answer = await r.post(f"/onboardings/{wf}/physician/assign", {"npi": npi, "reason": REASON})
+    check(answer["status"] == "assigned", f"NPI {npi} assigned: {answer}")
+    return await r.launched(wf)
+
+
+async def cancel_ops(r: Rec) -> WorkflowHistory:
+    wf = await r.start("glow-austin", "glow-austin-cancel-ops")
+    await r.play(wf, lambda s: len(offers(s, "open")) >= 3 and s["waiting_on"] == "physician", silent=("physician",))
+    await r.post(f"/onboardings/{wf}/cancel", {"reason": REASON})
+    return await closed(r, wf)
+
+
+async def cancel_temporal(r: Rec) -> WorkflowHistory:
+    """A cancel request from the Temporal UI/CLI while offers are open (same cleanup as ops cancel)."""
+    wf = await r.start("sunrise-miami", "sunrise-miami-cancel-ui")
+    await r.play(wf, lambda s: len(offers(s, "open")) >= 3 and s["waiting_on"] == "physician", silent=("physician",))
+    await r.client.get_workflow_handle(wf).cancel()
+    return await closed(r, wf)
+
+
+async def closed(r: Rec, wf: str) -> WorkflowHistory:
+    """Wait until the cancelled onboarding has cleaned up and closed; its history."""
+    handle = r.client.get_workflow_handle(wf)
+    await asyncio.wait_for(handle.result(), 60)
+    st = await handle.query(OnboardingWorkflow.status)
+    check(st.stage.value == "cancelled" and not any(o.status == "open" for o in st.offers), "cancelled, offers closed")
+    return await r.history(wf)
+
+
+async def agreements_declined_resent(r: Rec) -> WorkflowHistory:
+    """A signer declines; the onboarding asks ops, who resend; the fresh envelope is signed."""
+    wf = await r.start("glow-austin", "glow-austin-env-declined")
+    await r.play(wf, lambda s: s["stage"] == "agreements" and s["waiting_on"] == "signers", silent=("signers",))
+    envelope = next(e for e in await asyncio.to_thread(list_envelopes, r.settings, f"{wf}:") if e["status"] == "sent")
+    signer = min(envelope["recipients"], key=lambda s: int(s["routingOrder"]))
+
+    def decline() -> None:
+        with admin_client(r.settings) as admin:
+            admin.post(f"/admin/envelopes/{envelope['envelopeId']}/recipients/{signer['recipientId']}/decline",
+                       json={"reason": "wrong practice address"}).raise_for_status()
+
+    await asyncio.to_thread(decline)
+    await r.play(wf, lambda s: s["stage"] == "agreements" and s["waiting_on"] == "ops", silent=("signers",))
+    await r.post(f"/onboardings/{wf}/agreements/resend", {"reason": REASON})
+    history = await r.launched(wf)
+    check(any(e["attempt"] == 2 for e in (await r.status(wf))["envelopes"]), "a second envelope sent")
+    return history
+
+
+async def agreement_expiry_resend(r: Rec) -> WorkflowHistory:
+    """Envelopes expire unsigned: voided and resent (attempt 2), which the signers then sign."""
+    wf = await r.start("sunrise-miami", "sunrise-miami-env-expiry", timing(agreement_expiry=10))
+
+    def resent(s: dict) -> bool:
+        current = [e for e in s["envelopes"] if e["current"]]
+        return s["stage"] == "agreements" and bool(current) and s["waiting_on"] == "signers" \
+            and len(current) == len({e["agreement_kind"] for e in s["envelopes"]}) \
+            and all(e["attempt"] == 2 and e["status"] in ("sent", "delivered") for e in current)
+
+    await r.play(wf, resent, silent=("signers",))
+    history = await r.launched(wf)
+    envelopes = (await r.status(wf))["envelopes"]
+    check(any(e["status"] == "voided" for e in envelopes), f"expired envelopes voided: {envelopes}")
+    return history
+
+
+async def pharmacy_reminder_escalation(r: Rec) -> WorkflowHistory:
+    """The pharmacy stays silent through the reminders until ops are told, then confirms."""
+    wf = await r.start("glow-austin", "glow-austin-pharmacy", timing(reminder_every=2))
+    await r.play(wf, lambda s: s["stage"] == "pharmacy_coordination" and noted(s, "pharmacy confirmation overdue"),
+                 silent=("pharmacy",))
+    return await r.launched(wf)
+
+
+async def oversight_runs(r: Rec) -> tuple[WorkflowHistory, WorkflowHistory]:
+    """The oversight child of a launch: its first run (12 chart reviews, then continue-as-new) and the
+    next run, ended by the ``end_engagement`` signal after a few cycles (no API path sends it yet)."""
+    wf = await r.start("sunrise-miami", "sunrise-miami-oversight", timing(chart_review_every=1))
+    oversight = (await r.play(wf))["oversight_workflow_id"]
+    handle = r.client.get_workflow_handle(oversight)
+    deadline = time.monotonic() + 90
+    while (await handle.query(OversightWorkflow.status, result_type=OversightStatus)).cycles_done < 15:
+        check(time.monotonic() < deadline, "15 chart-review cycles within 90 s")
+        await asyncio.sleep(0.3)
+    second_run = (await handle.describe()).run_id
+    await handle.signal(OversightWorkflow.end_engagement, "clinic offboarded: " + REASON)
+    await asyncio.wait_for(r.client.get_workflow_handle(oversight, run_id=second_run).result(), 30)
+    second = await r.history(oversight, second_run)
+    first_run = second.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    first = await r.history(oversight, first_run)
+    check(first.events[-1].HasField("workflow_execution_continued_as_new_event_attributes"),
+          "the first run ended in continue-as-new")
+    return first, second
+
+
+async def launched_encrypted(r: Rec) -> WorkflowHistory:
+    """The plain happy path with payload encryption on (this stack runs with MDCO_PAYLOAD_KEYS)."""
+    wf = await r.start("glow-austin", "glow-austin-encrypted")
+    history = await r.launched(wf)
+    check("dana@clinic.example" not in history.to_json(), "no intake contact in clear text")
+    return history
+
+
+@dataclass(frozen=True)
+class Scenario:
+    names: tuple[str, ...]  # without the release suffix; a path may give several histories
+    run: Callable[[Rec], Awaitable]
+    encrypted: bool = False
+
+
+SCENARIOS = [
+    Scenario(("onboarding_launched_plan_review",), plan_review),
+    Scenario(("onboarding_decline_then_accept",), decline_then_accept),
+    Scenario(("onboarding_offer_expiry_widening",), offer_expiry_widening),
+    Scenario(("onboarding_sla_at_risk_breached",), sla_at_risk_breached),
+    Scenario(("onboarding_ops_assign",), ops_assign),
+    Scenario(("onboarding_cancel_ops",), cancel_ops),
+    Scenario(("onboarding_cancel_temporal",), cancel_temporal),
+    Scenario(("onboarding_agreements_declined_resent",), agreements_declined_resent),
+    Scenario(("onboarding_agreement_expiry_resend",), agreement_expiry_resend),
+    Scenario(("onboarding_pharmacy_reminder_escalation",), pharmacy_reminder_escalation),
+    Scenario(("oversight_cycles_continue_as_new", "oversight_after_continue_as_new"), oversight_runs),
+    Scenario(("onboarding_launched_encrypted",), launched_encrypted, encrypted=True),
+]
+
+
+# ---------------------------------------------------------------- recording
+async def record(scenarios: list[Scenario], files: dict[str, Path], payload_keys: str = "") -> list[str]:
+    """Run the scenarios together on one fresh stack; write the ``files`` (name -> path) that replay;
+    the problems."""
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="mdco-record-") as tmp:
+        settings = stack_settings(Path(tmp), payload_keys=payload_keys, temporal_ui=False)
+        with Stack(settings, env=FAST_ENV) as stack:
+            settings = stack.settings
+            engine = engine_from_settings(settings)
+            load_demo_data(engine)
+            engine.dispose()
+            async with httpx.AsyncClient(base_url=settings.api_base_url, timeout=60) as api:
+                rec = Rec(settings, await connect(settings), api)
+                results = await asyncio.gather(*(sc.run(rec) for sc in scenarios), return_exceptions=True)
+            replayer = Replayer(workflows=[OnboardingWorkflow, OversightWorkflow],
+                                data_converter=data_converter(settings))
+            for sc, result in zip(scenarios, results):
+                if isinstance(result, BaseException):
+                    problems.append(f"{', '.join(sc.names)}: {type(result).__name__}: {result}")
+                    continue
+                for name, history in zip(sc.names, result if isinstance(result, tuple) else (result,)):
+                    if name in files:
+                        problems += await write(replayer, history, files[name])
+    return problems
+
+
+async def write(replayer: Replayer, history: WorkflowHistory, target: Path) -> list[str]:
+    """Replay against this checkout, then create the file (mode "x": never over an existing one)."""
+    if history.events[-1].event_type not in CLOSED:
+        return [f"{target.name}: the run is still open ({EventType.Name(history.events[-1].event_type)})"]
+    try:
+        await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    except Exception as exc:  # noqa: BLE001 - reported, not written
+        return [f"{target.name}: does not replay: {exc}"]
+    text = history.to_json() + "\n"
+    with open(target, "x") as fh:
+        fh.write(text)
+    print(f"wrote {target}: {len(history.events)} events, {len(text.encode()) // 1024} KiB")
+    return []
+
+
+def test_key() -> str:
+    """The fixed, test-only payload key of the *_encrypted_* histories (created once, then kept)."""
+    if not KEY_FILE.exists():
+        KEY_FILE.write_text(new_key_spec("replay-test") + "\n")
+        print(f"created {KEY_FILE} (a test-only key: never use it anywhere else)")
+    return KEY_FILE.read_text().strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", metavar="NAME", help="record just this history (its file name without .json)")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"directory to write to (default {OUT})")
+    parser.add_argument("--release", default="v1", help="file name suffix: the release recorded (default v1)")
+    args = parser.parse_args()
+    files = {n: args.out / f"{n}_{args.release}.json" for sc in SCENARIOS for n in sc.names}
+    if args.only:
+        files = {n: f for n, f in files.items() if f.stem == args.only}
+        if not files:
+            parser.error(f"--only: no scenario records {args.only!r}")
+    for name, target in list(files.items()):
+        if target.exists():
+            print(f"skipped {target}: it exists (recorded histories are never re-recorded)")
+            del files[name]
+    args.out.mkdir(parents=True, exist_ok=True)
+    started, problems = time.monotonic(), []
+    todo = [sc for sc in SCENARIOS if any(n in files for n in sc.names)]
+    plain, encrypted = [sc for sc in todo if not sc.encrypted], [sc for sc in todo if sc.encrypted]
+    if plain:
+        problems += asyncio.run(record(plain, files))
+    if encrypted:
+        problems += asyncio.run(record(encrypted, files, payload_keys=test_key()))
+    print(f"done in {time.monotonic() - started:.0f} s")
+    for problem in problems:
+        print(f"FAILED {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())
