@@ -19,6 +19,7 @@ COPY esign/ esign/
 COPY api/ api/
 COPY mdco_temporal/ mdco_temporal/
 COPY starter/ starter/
+COPY observability/ observability/
 
 RUN pip install . \
     && useradd --system --home-dir /app --shell /usr/sbin/nologin mdco \

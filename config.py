@@ -53,6 +53,13 @@ class Settings(BaseSettings):
 
     payload_keys: str = ""  # keyid:base64(32 bytes),... -> Temporal payloads encrypted (first key encrypts)
     ui_origins: str = ""  # Temporal UI origins allowed to call /codec; empty -> the embedded UI's
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464  # the worker's /metrics (SDK + mdco_*) and /healthz
+    worker_sdk_metrics_port: int = 0  # the SDK's own exporter, loopback only; 0 -> a free port at start-up
+    worker_shutdown_grace_s: float = 30.0  # on SIGTERM: stop polling, let running activities finish this long
+    log_format: str = "json"  # "json" (one object per line) | "text" (for a person at a terminal)
+    log_level: str = "INFO"
+
     timing_profile: str = "production"  # "demo" compresses every timer (hours become seconds)
     offer_fanout: int = 3
 

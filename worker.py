@@ -1,6 +1,10 @@
 """The Temporal worker: all workflows and activities of mdco-onboarding on one task queue.
 
-Run as ``python worker.py``; it writes ``var/run/worker.ready`` once it polls, for ``mdco up``.
+Run as ``python worker.py``. It serves the SDK's and its own metrics at
+``http://127.0.0.1:$MDCO_WORKER_METRICS_PORT/metrics`` and its readiness at ``/healthz`` (200 only
+while it polls; ``mdco up`` waits for that), and logs one JSON object per line. On SIGTERM (or
+SIGINT) it stops polling, lets running activities finish for ``MDCO_WORKER_SHUTDOWN_GRACE_S`` seconds
+(cancelling them after that) and exits 0; a fatal worker error exits 1.
 """
 
 from __future__ import annotations
@@ -8,48 +12,77 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Sequence
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.onboarding import OnboardingActivities
 from activities.oversight import OversightActivities
 from config import Settings, get_settings
-from mdco_temporal.client import connect
+from mdco_temporal.client import data_converter
+from observability.logging import configure_logging
+from observability.worker import WorkerTelemetry
 from store.db import engine_from_settings
 from workflows.onboarding import OnboardingWorkflow
 from workflows.oversight import OversightWorkflow
 
 WORKFLOWS = [OnboardingWorkflow, OversightWorkflow]
+MAX_CONCURRENT_ACTIVITIES = 16
+
+log = logging.getLogger("mdco.worker")
 
 
-def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor,
+                 interceptors: Sequence[Interceptor] = ()) -> Worker:
     onboarding = OnboardingActivities(settings, engine_from_settings(settings))
     oversight = OversightActivities(onboarding)
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                   activities=onboarding.all() + oversight.all(), activity_executor=executor,
-                  max_concurrent_activities=16)
+                  max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES, interceptors=interceptors,
+                  graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s))
 
 
-async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+async def main() -> int:
     settings = get_settings()
-    client = await connect(settings)
-    ready = settings.run_dir / "worker.ready"
+    configure_logging("worker", settings.log_format, settings.log_level)
+    telemetry = WorkerTelemetry(settings.worker_metrics_host, settings.worker_metrics_port,
+                                settings.worker_sdk_metrics_port, settings.worker_shutdown_grace_s,
+                                settings.task_queue)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        worker = build_worker(client, settings, executor)
-        async with worker:
-            ready.parent.mkdir(parents=True, exist_ok=True)
-            ready.write_text("ready\n")
-            logging.info("worker polling task queue %s", settings.task_queue)
-            await stop.wait()
-    ready.unlink(missing_ok=True)
+    runtime = telemetry.runtime()
+    await telemetry.start()  # /healthz answers 503 until the worker polls
+    try:
+        client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                      data_converter=data_converter(settings), runtime=runtime)
+        with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
+            worker = build_worker(client, settings, executor, [telemetry.interceptor()])
+            running = asyncio.create_task(worker.run())
+            telemetry.healthy = lambda: worker.is_running and not running.done() and not stop.is_set()
+            stopping = asyncio.create_task(stop.wait())
+            log.info("worker polling task queue %s", settings.task_queue, extra={"task_queue": settings.task_queue})
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                log.info("stop requested: no more polling; running activities get %.0f s to finish",
+                         settings.worker_shutdown_grace_s)
+                await worker.shutdown()
+            stopping.cancel()
+            try:
+                await running
+            except Exception:
+                log.exception("worker failed")
+                return 1
+        log.info("worker stopped")
+        return 0
+    finally:
+        await telemetry.stop()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

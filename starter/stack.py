@@ -1,7 +1,9 @@
 """The embedded stack behind ``mdco up``/``down``/``demo`` and the integration tests: Temporal dev
 server (+UI), local e-sign server, SMTP sink, API and worker, each a subprocess in its own process
 group, logging to ``var/log/<name>.log`` and recorded in ``var/run/<name>.pid`` so ``mdco down``
-can stop what ``mdco up --detach`` left running (and never a stranger that reused a pid)."""
+can stop what ``mdco up --detach`` left running (and never a stranger that reused a pid). Starting
+skips the services whose recorded process still runs (waiting until they are healthy), so ``mdco up``
+after a crash restarts only what died."""
 
 from __future__ import annotations
 
@@ -28,7 +30,6 @@ from workflows.search_attributes import dev_server_flags
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("temporal", "esign", "smtp", "api", "worker")  # start order; stop is the reverse
-WORKER_READY_FILE = "worker.ready"
 STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 20
 
@@ -97,11 +98,6 @@ def pid_file(settings: Settings, name: str) -> Path:
     return run_dir(settings) / f"{name}.pid"
 
 
-def worker_ready_file(settings: Settings) -> Path:
-    """The worker writes this once it polls; the stack waits for it."""
-    return run_dir(settings) / WORKER_READY_FILE
-
-
 # ---------------------------------------------------------------- what each service runs
 
 def service_argv(name: str, settings: Settings) -> list[str]:
@@ -139,6 +135,7 @@ def service_ports(name: str, settings: Settings) -> list[PortUse]:
         "esign": [PortUse(settings.esign_port, "E-sign port", "MDCO_ESIGN_PORT")],
         "smtp": [PortUse(settings.smtp_port, "SMTP port", "MDCO_SMTP_PORT")],
         "api": [PortUse(settings.api_port, "API port", "MDCO_API_PORT")],
+        "worker": [PortUse(settings.worker_metrics_port, "Worker metrics port", "MDCO_WORKER_METRICS_PORT")],
     }.get(name, [])
 
 
@@ -305,11 +302,15 @@ def down(settings: Settings, grace: float = STOP_GRACE_S) -> list[str]:
             continue
         pid = recorded_pid(settings, name)
         if pid is not None:
-            terminate_group(pid, grace)
+            terminate_group(pid, stop_grace(settings, name, grace))
             stopped.append(name)
         _remove_pid(settings, name)
-    worker_ready_file(settings).unlink(missing_ok=True)
     return stopped
+
+
+def stop_grace(settings: Settings, name: str, grace: float) -> float:
+    """Seconds between SIGTERM and SIGKILL: the worker gets its activity grace period and a margin."""
+    return max(grace, settings.worker_shutdown_grace_s + 5.0) if name == "worker" else grace
 
 
 # ---------------------------------------------------------------- health checks
@@ -362,8 +363,11 @@ def _api_ready(settings: Settings) -> None:
 
 
 def _worker_ready(settings: Settings) -> None:
-    if not worker_ready_file(settings).exists():
-        raise OSError(f"{worker_ready_file(settings)} not written yet")
+    """The worker's own /healthz: 200 only while it polls (its live state, nothing left on disk)."""
+    url = f"http://{_dial_host(settings.worker_metrics_host)}:{settings.worker_metrics_port}/healthz"
+    response = httpx.get(url, timeout=2)
+    if response.status_code != 200:
+        raise OSError(f"worker /healthz answered {response.status_code}")
 
 
 HEALTH: dict[str, Callable[[Settings], None]] = {
@@ -390,6 +394,7 @@ class Stack:
                     "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
         self.grace = grace
         self.procs: dict[str, subprocess.Popen] = {}
+        self.adopted: list[str] = []  # already running when start() was called; left alone by stop()
         self._atexit = False
         self._saved_handlers: dict[int, object] = {}
 
@@ -399,15 +404,18 @@ class Stack:
         ``wait()``/``stop()`` (and they are stopped at interpreter exit at the latest)."""
         if self.procs:
             raise StackError("this stack is already started")
-        self._refuse_if_running()
-        check_ports(self.settings, self.services)
+        self.adopted = self._already_running()
+        check_ports(self.settings, [s for s in self.services if s not in self.adopted])
         for directory in (run_dir(self.settings), log_dir(self.settings), self.settings.mail_dir):
             directory.mkdir(parents=True, exist_ok=True)
         if not detach:
             self._own_the_children()
         try:
             for name in self.services:
-                self._start_one(name)
+                if name in self.adopted:
+                    self._wait_healthy(name, None, log_dir(self.settings) / f"{name}.log", None)
+                else:
+                    self._start_one(name)
         except BaseException:
             self.stop()
             raise
@@ -418,13 +426,12 @@ class Stack:
         for name in reversed(list(self.procs)):
             proc = self.procs.pop(name)
             try:
-                terminate_group(proc.pid, self.grace, proc)
+                terminate_group(proc.pid, stop_grace(self.settings, name, self.grace), proc)
                 proc.wait(5)
             except (StackError, subprocess.TimeoutExpired) as exc:
                 errors.append(f"{name}: {exc}")
             if recorded_pid(self.settings, name) in (None, proc.pid):
                 _remove_pid(self.settings, name)
-        worker_ready_file(self.settings).unlink(missing_ok=True)
         while self._saved_handlers:
             sig, handler = self._saved_handlers.popitem()
             signal.signal(sig, handler)
@@ -484,16 +491,15 @@ class Stack:
             for sig in (signal.SIGTERM, signal.SIGHUP):
                 self._saved_handlers.setdefault(sig, signal.signal(sig, interrupt))
 
-    def _refuse_if_running(self) -> None:
+    def _already_running(self) -> list[str]:
+        """The selected services whose recorded process still runs; stale pid files are removed."""
         running = []
         for name in self.services:
-            pid = recorded_pid(self.settings, name)
-            if pid is not None:
-                running.append(f"{name} pid {pid}")
+            if recorded_pid(self.settings, name) is not None:
+                running.append(name)
             elif pid_file(self.settings, name).exists():
                 _remove_pid(self.settings, name)  # stale: its process is gone or is someone else's
-        if running:
-            raise StackError(f"the stack is already running ({', '.join(running)}); run `mdco down` first")
+        return running
 
     def restart(self, name: str, sig: int = signal.SIGTERM) -> int:
         """Stop one service with ``sig`` (SIGKILL simulates a crash) and start it again; the new pid."""
@@ -512,8 +518,6 @@ class Stack:
     def _start_one(self, name: str) -> None:
         argv = service_argv(name, self.settings)
         log_path = log_dir(self.settings) / f"{name}.log"
-        if name == "worker":
-            worker_ready_file(self.settings).unlink(missing_ok=True)
         with open(log_path, "ab") as log:
             log.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
             log.flush()
@@ -524,12 +528,15 @@ class Stack:
         _write_pid(self.settings, name, proc.pid, argv)
         self._wait_healthy(name, proc, log_path, offset)
 
-    def _wait_healthy(self, name: str, proc: subprocess.Popen, log_path: Path, offset: int) -> None:
+    def _wait_healthy(self, name: str, proc: subprocess.Popen | None, log_path: Path, offset: int | None) -> None:
+        """Until ``name`` answers its health check; ``proc`` None: one already running (adopted)."""
         timeout = TIMEOUT_S[name]
         deadline = time.monotonic() + timeout
         last = "no answer"
+        if offset is None:
+            offset = log_path.stat().st_size if log_path.exists() else 0
         while True:
-            if proc.poll() is not None:
+            if proc is not None and proc.poll() is not None:
                 raise StackError(f"{name} exited with code {proc.returncode} during start-up; "
                                  f"last lines of {log_path}:\n{_tail(log_path, offset)}")
             try:
