@@ -20,10 +20,13 @@ from typing import Sequence
 from temporalio.client import Client
 from temporalio.worker import Interceptor, Worker
 
+from activities.errors import BusinessFailureInterceptor
 from activities.onboarding import OnboardingActivities
 from activities.oversight import OversightActivities
+from activities.reconcile import reconcile_registrations
 from config import Settings, get_settings
 from mdco_temporal.client import data_converter
+from mdco_temporal.schedules import ensure_reconcile_schedule
 from observability.logging import configure_logging
 from observability.worker import WorkerTelemetry
 from store.db import engine_from_settings
@@ -40,9 +43,11 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
                  interceptors: Sequence[Interceptor] = ()) -> Worker:
     onboarding = OnboardingActivities(settings, engine_from_settings(settings))
     oversight = OversightActivities(onboarding)
-    return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
-                  activities=onboarding.all() + oversight.all(), activity_executor=executor,
-                  max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES, interceptors=interceptors,
+    reconcile_workflows, reconcile_activities = reconcile_registrations(onboarding, client)
+    return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS + reconcile_workflows,
+                  activities=onboarding.all() + oversight.all() + reconcile_activities, activity_executor=executor,
+                  max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+                  interceptors=[*interceptors, BusinessFailureInterceptor()],
                   graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s))
 
 
@@ -61,6 +66,7 @@ async def main() -> int:
     try:
         client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
                                       data_converter=data_converter(settings), runtime=runtime)
+        await ensure_reconcile_schedule(client, settings.task_queue)  # idempotent: one schedule per namespace
         with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
             worker = build_worker(client, settings, executor, [telemetry.interceptor()])
             running = asyncio.create_task(worker.run())
