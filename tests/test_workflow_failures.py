@@ -234,3 +234,30 @@ async def test_encrypted_deployment_writes_no_plaintext_failures(time_env, task_
         assert "SECRET-REASON" not in raw and "Glow Aesthetics" not in raw and "dana@glow.example" not in raw
         await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
         await handle.result()
+
+
+async def test_cancel_during_launch_is_honoured_when_the_activity_returns(harness: Harness, unique_key):
+    from datetime import datetime, timezone
+
+    from domain.messages import PharmacyConfirmation
+    from domain.onboarding import EnvelopeEvent
+
+    harness.world.delays["launch_clinic"] = 1.5
+    handle = await harness.start(unique_key)
+    st = await until(handle, lambda s: s.offers)
+    npi = st.offers[0].npi
+    await handle.execute_update(OnboardingWorkflow.accept_offer, PhysicianAnswer(npi=npi))
+    await until(handle, lambda s: s.protocols)
+    await handle.execute_update(OnboardingWorkflow.approve_protocols, PhysicianAnswer(npi=npi))
+    st = await until(handle, lambda s: s.stage == "pharmacy_coordination" and s.pharmacies)
+    await handle.signal(OnboardingWorkflow.confirm_pharmacy, PharmacyConfirmation(pharmacy_id=st.pharmacies[0].pharmacy_id))
+    st = await until(handle, lambda s: s.waiting_on == "signers")
+    for e in st.envelopes:
+        await handle.signal(OnboardingWorkflow.envelope_event, EnvelopeEvent(
+            envelope_id=e.envelope_id, status="completed", generated_at=datetime.now(timezone.utc)))
+    while not harness.world.called("launch_clinic"):
+        await asyncio.sleep(0.05)
+    await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="clinic sold"))
+    final = await handle.result()
+    assert final.stage == "cancelled" and final.oversight_workflow_id == ""  # no oversight was started
+    assert workflow_id_for(unique_key) in harness.world.released
