@@ -269,3 +269,32 @@ async def test_an_answer_nobody_processes_gets_503_not_a_hang(time_env, task_que
         assert r.status_code == 503 and "is a worker running" in r.json()["detail"]
         assert r.headers["retry-after"] == "30"
     await time_env.client.get_workflow_handle(f"onboarding-{unique_key}").terminate("test over")
+
+
+async def test_idempotency_key_makes_a_retried_answer_act_once(api: Api, unique_key):
+    r = await api.http.post("/onboardings", json=sample_intake(unique_key))
+    wf = r.json()["workflow_id"]
+    st = await api.until(wf, lambda s: s["offers"])
+    npi = st["offers"][0]["npi"]
+    key = {"Idempotency-Key": f"decline-{uuid.uuid4().hex}"}
+    first = await api.http.post(f"/onboardings/{wf}/offers/{npi}/decline", headers=key)
+    again = await api.http.post(f"/onboardings/{wf}/offers/{npi}/decline", headers=key)  # the client retried
+    assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    assert len([c for c in api.world.called("record_offer") if c.npi == npi and c.status == "declined"]) == 1
+    fresh = await api.http.post(f"/onboardings/{wf}/offers/{npi}/decline", headers={"Idempotency-Key": "other"})
+    assert fresh.status_code == 409  # a new request is validated again: the offer is already declined
+    bad = await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "x"},
+                              headers={"Idempotency-Key": "has spaces and ;"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "Idempotency-Key (header)"
+    assert (await api.http.get(f"/onboardings/{wf}")).json()["stage"] == "matching"  # the refused cancel did nothing
+    await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "test over"})
+
+
+async def test_retry_route_refuses_an_onboarding_that_is_not_blocked(api: Api, unique_key):
+    r = await api.http.post("/onboardings", json=sample_intake(unique_key))
+    wf = r.json()["workflow_id"]
+    await api.until(wf, lambda s: s["offers"])
+    refused = await api.http.post(f"/onboardings/{wf}/retry", json={"reason": "try"})
+    assert refused.status_code == 409 and "only a blocked onboarding" in refused.text
+    assert (await api.http.post(f"/onboardings/{wf}/retry", json={})).status_code == 422
+    await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "test over"})
