@@ -11,6 +11,11 @@ recorded histories are what production ran, see tests/histories/README.md.
     .venv/bin/python scripts/record_histories.py                  # every path not recorded yet
     .venv/bin/python scripts/record_histories.py --only onboarding_ops_assign_v1 --out /tmp/h
     .venv/bin/python scripts/record_histories.py --release v2     # from a later release's checkout
+
+Each path lists the releases it is recorded for (``Scenario.releases``): the release-1 paths stay as
+they were recorded from caee9ee; release 2 adds its own (blocked stage, late placement after a breach,
+long roster wait with continue-as-new, cancel racing an accept) and re-records a path with the patch
+markers. A path that turns a server-wide knob (the e-sign server's faults) runs on a stack of its own.
 """
 
 from __future__ import annotations
@@ -41,7 +46,12 @@ from config import Settings  # noqa: E402
 from domain.intake import Intake  # noqa: E402
 from domain.onboarding import OversightStatus, Timing  # noqa: E402
 from esign.sandbox import admin_client, list_envelopes, sign_all  # noqa: E402
+from bench.esign_calls import set_faults  # noqa: E402
+from domain.identifiers import npi_with_check_digit  # noqa: E402
 from starter.demo import DEMO_DIR, load_demo_data  # noqa: E402
+from starter.smtp_sink import read_mailbox  # noqa: E402
+from store.roster import get_reservation  # noqa: E402
+from workflows import patches  # noqa: E402
 from mdco_temporal.codec import new_key_spec  # noqa: E402
 from starter.stack import Stack, stack_env  # noqa: E402
 from mdco_temporal.client import connect, data_converter  # noqa: E402
@@ -83,6 +93,13 @@ class Rec:
         raw = json.loads((DEMO_DIR / "intakes" / f"{intake_file}.json").read_text())
         intake = Intake.model_validate({**raw, "clinic_key": key})
         result = await service.start_onboarding(self.client, self.settings, intake, timing=t, offer_fanout=fanout)
+        assert result.status == "started", result
+        return result.workflow_id
+
+    async def start_intake(self, raw: dict, t: Timing = BASE, fanout: int = 3) -> str:
+        """``start`` with an intake given inline (a clinic the demo files do not describe)."""
+        result = await service.start_onboarding(self.client, self.settings, Intake.model_validate(raw), timing=t,
+                                                offer_fanout=fanout)
         assert result.status == "started", result
         return result.workflow_id
 
@@ -315,12 +332,182 @@ async def launched_encrypted(r: Rec) -> WorkflowHistory:
     check("dana@clinic.example" not in history.to_json(), "no intake contact in clear text")
     return history
 
+# ---------------------------------------------------------------- release 2 (workflow.patched guards)
+PATCH_IDS = {v for k, v in vars(patches).items() if k.isupper() and isinstance(v, str)}
+
+
+def patch_markers(history: WorkflowHistory) -> set[str]:
+    """The ``workflow.patched`` ids recorded in the history (its ``core_patch`` markers)."""
+    found = set()
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            for payloads in e.marker_recorded_event_attributes.details.values():
+                for p in payloads.payloads:
+                    found |= {pid for pid in PATCH_IDS if pid.encode() in p.data}
+    return found
+
+
+def activity_inputs(history: WorkflowHistory, activity: str) -> list:
+    """The JSON inputs of every ``activity`` scheduled in a history recorded without the codec."""
+    out = []
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            a = e.activity_task_scheduled_event_attributes
+            if a.activity_type.name == activity:
+                out += [json.loads(p.data) for p in a.input.payloads]
+    return out
+
+
+def has_event(history: WorkflowHistory, event_type: int) -> bool:
+    return any(e.event_type == event_type for e in history.events)
+
+
+def subjects(r: Rec) -> list[str]:
+    """Subjects of the mail the SMTP sink holds (a folded long subject reads back with a leading space)."""
+    return [str(m["Subject"]).strip() for m in read_mailbox(r.settings.mail_dir)]
+
+
+def capacity_released(r: Rec, wf: str) -> bool:
+    """No reservation, or one released (the cleanup gave back whatever the onboarding held)."""
+    engine = engine_from_settings(r.settings)
+    try:
+        held = get_reservation(engine, wf)
+    finally:
+        engine.dispose()
+    return held is None or held["released_at"] is not None
+
+
+async def decline_then_accept_v2(r: Rec) -> WorkflowHistory:
+    """The v1 path on release-2 code: the same commands plus the patch markers."""
+    history = await decline_then_accept(r)
+    check({patches.SLA_FROM_START_TIME, patches.RACE_FREE} <= patch_markers(history),
+          f"patch markers recorded: {sorted(patch_markers(history))}")
+    return history
+
+
+async def blocked_retry_and_cancel(r: Rec) -> tuple[WorkflowHistory, WorkflowHistory]:
+    """The e-sign server rejects envelope creation (permanent 400, runtime knob ``reject_envelopes``):
+    two onboardings stop in ``blocked`` (agreements) and ops are e-mailed. The knob is turned off; ops
+    ``mdco retry`` one (signed -> launched) and ``mdco cancel`` the other (capacity released)."""
+    await asyncio.to_thread(set_faults, r.settings, reject_envelopes=True)
+    try:
+        retried = await r.start("glow-austin", "glow-austin-blocked-retry")
+        cancelled = await r.start("sunrise-miami", "sunrise-miami-blocked-cancel")
+        blocked = await asyncio.gather(*(r.play(wf, lambda s: s["stage"] == "blocked") for wf in (retried, cancelled)))
+    finally:
+        await asyncio.to_thread(set_faults, r.settings, reject_envelopes=False)
+    for wf, st in zip((retried, cancelled), blocked):
+        check(st["blocked_stage"] == "agreements" and st["waiting_on"] == "ops", f"{wf} blocked in agreements: {st}")
+        deadline = time.monotonic() + 30  # the stage shows blocked before the e-mail activity has run
+        while f"Blocked: {wf} stopped in agreements" not in subjects(r):
+            check(time.monotonic() < deadline, f"ops e-mailed about {wf} within 30 s: {subjects(r)}")
+            await asyncio.sleep(0.3)
+    await r.cli("retry", retried, "--reason", "DocuSign account permission fixed: " + REASON)
+    first = await r.launched(retried)
+    st = await r.status(retried)
+    check(st["blocked_stage"] == "" and noted(st, "retry of agreements requested by"), "retried, then launched")
+    await r.cli("cancel", cancelled, "--reason", "clinic withdrew while blocked: " + REASON)
+    second = await closed(r, cancelled)
+    check(capacity_released(r, cancelled), "the cancelled onboarding's capacity released")
+    for wf, history in ((retried, first), (cancelled, second)):
+        stages = [a.get("stage") for a in activity_inputs(history, "record_stage")]
+        check("blocked" in stages and has_event(history, EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED),
+              f"{wf}: an envelope creation failed and the blocked stage was recorded ({stages})")
+        check(patches.BLOCKED_STAGE in patch_markers(history), f"{wf}: patch {patches.BLOCKED_STAGE} marked")
+    return first, second
+
+
+async def sla_breached_late(r: Rec) -> WorkflowHistory:
+    """No answer until after the SLA breach, then an accept: the SLA stays ``breached``."""
+    wf = await r.start("glow-austin", "glow-austin-sla-late", timing(sla_at_risk=3, sla_breach=6))
+    await r.play(wf, lambda s: s["sla_status"] == "breached" and bool(offers(s, "open")), silent=("physician",))
+    history = await r.launched(wf)
+    st = await r.status(wf)
+    check(st["sla_status"] == "breached" and noted(st, "SLA stays breached"), f"SLA stays breached: {st['sla_status']}")
+    check(patches.SLA_LATE_STAYS_BREACHED in patch_markers(history), "patch sla-late-stays-breached marked")
+    return history
+
+
+#: A physician licensed in Montana, where the demo roster has nobody (imported by the roster-wait path).
+MONTANA_NPI = npi_with_check_digit("177000301")
+MONTANA_ROSTER = (
+    "npi,first_name,last_name,degree,email,phone,home_state,licenses,dea,therapies,max_clinics,active_clinics,"
+    "malpractice_expires,board_certifications,telehealth,supervised_midlevels\n"
+    f"{MONTANA_NPI},Mara,Holt,MD,mara.holt@md.example,+15554060100,MT,MT:MT40601:2029-10-31,,"
+    "neurotoxins;dermal_fillers;laser,5,0,2029-06-30,dermatology,true,\n")
+
+
+async def roster_wait_continue_as_new(r: Rec) -> tuple[WorkflowHistory, WorkflowHistory]:
+    """A Montana clinic: nobody in the demo roster is licensed there, so the onboarding waits on the
+    roster, backing off (1 s doubling to 4 s) until its history passes 120 events and it continues as
+    new. Then a roster import adds a Montana physician (``mdco roster import`` signals
+    ``roster_updated``); the offer is accepted in the new run -> launched."""
+    raw = json.loads((DEMO_DIR / "intakes" / "glow-austin.json").read_text())
+    raw.update(clinic_key="big-sky-billings-roster-wait", clinic_name="Big Sky Aesthetics Billings LLC",
+               states=["MT"], services=["neurotoxins", "dermal_fillers"], product_choices={},
+               locations=[{"state": "MT", "city": "Billings", "zip": "59101"}],
+               midlevels=[{**raw["midlevels"][0], "state": "MT"}])
+    t = timing(roster_retry=1, roster_retry_max=4).model_copy(update={"max_history_events": 120})
+    wf = await r.start_intake(raw, t)
+    handle = r.client.get_workflow_handle(wf)
+    first_run = (await handle.describe()).run_id
+    await r.play(wf, lambda s: s["waiting_on"] == "roster", silent=("physician",))
+    deadline = time.monotonic() + 150
+    while (await handle.describe()).run_id == first_run:
+        check(time.monotonic() < deadline, "continue-as-new within 150 s")
+        await asyncio.sleep(0.5)
+    second_run = (await handle.describe()).run_id
+    await r.play(wf, lambda s: s["waiting_on"] == "roster", silent=("physician",))  # the new run waits again
+    with tempfile.TemporaryDirectory(prefix="mdco-roster-") as tmp:
+        roster_file = Path(tmp) / "montana.csv"
+        roster_file.write_text(MONTANA_ROSTER)
+        imported = await r.cli("roster", "import", str(roster_file))
+    check(f"signalled {wf}" in imported, f"the import signalled the waiting onboarding: {imported}")
+    await r.play(wf, lambda s: bool(offers(s, "open")), silent=("physician",))
+    await r.launched(wf)
+    st = await r.status(wf)
+    check(st["physician_npi"] == MONTANA_NPI, f"the imported physician placed: {st['physician_npi']}")
+    first, second = await r.history(wf, first_run), await r.history(wf, second_run)
+    check(first.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+          "the first run ended in continue-as-new")
+    check(second.events[0].workflow_execution_started_event_attributes.continued_execution_run_id == first_run,
+          "the second run continues the first")
+    check(any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+              and e.workflow_execution_signaled_event_attributes.signal_name == "roster_updated"
+              for e in second.events), "roster_updated signalled to the second run")
+    check(second.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, "second run completed")
+    check(patches.QUIET_LONG_WAITS in patch_markers(first), "patch quiet-long-waits marked")
+    return first, second
+
+
+async def cancel_racing_accept(r: Rec) -> WorkflowHistory:
+    """An accept and an ops cancel sent at once through the HTTP API while three offers are open:
+    cancelled whichever the server applies first, the capacity a winning accept took released."""
+    wf = await r.start("glow-austin", "glow-austin-cancel-race")
+    st = await r.play(wf, lambda s: len(offers(s, "open")) >= 3 and s["waiting_on"] == "physician",
+                      silent=("physician",))
+    npi = offers(st, "open")[0]["npi"]
+    accept, cancel = await asyncio.gather(
+        r.api.post(f"/onboardings/{wf}/offers/{npi}/accept"),
+        r.api.post(f"/onboardings/{wf}/cancel", json={"reason": "deal lost, racing an accept: " + REASON}))
+    check(cancel.status_code == 200, f"cancel accepted: {cancel.status_code} {cancel.text[:200]}")
+    print(f"{wf}: accept answered {accept.status_code} {accept.text[:160]}")
+    history = await closed(r, wf)
+    check(capacity_released(r, wf), "capacity released")
+    check(patches.RACE_FREE in patch_markers(history), "patch race-free-handlers marked")
+    return history
+
 
 @dataclass(frozen=True)
 class Scenario:
     names: tuple[str, ...]  # without the release suffix; a path may give several histories
     run: Callable[[Rec], Awaitable]
     encrypted: bool = False
+    releases: frozenset[str] = frozenset({"v1"})  # the releases whose code this path is recorded from
+    own_stack: bool = False  # turns a server-wide knob: runs on a stack of its own
+
+
+V2 = frozenset({"v2"})
 
 
 SCENARIOS = [
@@ -336,6 +523,14 @@ SCENARIOS = [
     Scenario(("onboarding_pharmacy_reminder_escalation",), pharmacy_reminder_escalation),
     Scenario(("oversight_cycles_continue_as_new", "oversight_after_continue_as_new"), oversight_runs),
     Scenario(("onboarding_launched_encrypted",), launched_encrypted, encrypted=True),
+    # release 2
+    Scenario(("onboarding_decline_then_accept",), decline_then_accept_v2, releases=V2),
+    Scenario(("onboarding_blocked_retry", "onboarding_blocked_cancel"), blocked_retry_and_cancel,
+             releases=V2, own_stack=True),
+    Scenario(("onboarding_sla_breached_late",), sla_breached_late, releases=V2),
+    Scenario(("onboarding_roster_wait_continue_as_new", "onboarding_roster_wait_after_continue_as_new"),
+             roster_wait_continue_as_new, releases=V2),
+    Scenario(("onboarding_cancel_racing_accept",), cancel_racing_accept, releases=V2),
 ]
 
 
@@ -395,7 +590,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=OUT, help=f"directory to write to (default {OUT})")
     parser.add_argument("--release", default="v1", help="file name suffix: the release recorded (default v1)")
     args = parser.parse_args()
-    files = {n: args.out / f"{n}_{args.release}.json" for sc in SCENARIOS for n in sc.names}
+    scenarios = [sc for sc in SCENARIOS if args.release in sc.releases]
+    if not scenarios:
+        parser.error(f"--release: no path is recorded for {args.release!r} (see Scenario.releases)")
+    files = {n: args.out / f"{n}_{args.release}.json" for sc in scenarios for n in sc.names}
     if args.only:
         files = {n: f for n, f in files.items() if f.stem == args.only}
         if not files:
@@ -406,12 +604,15 @@ def main() -> int:
             del files[name]
     args.out.mkdir(parents=True, exist_ok=True)
     started, problems = time.monotonic(), []
-    todo = [sc for sc in SCENARIOS if any(n in files for n in sc.names)]
-    plain, encrypted = [sc for sc in todo if not sc.encrypted], [sc for sc in todo if sc.encrypted]
-    if plain:
-        problems += asyncio.run(record(plain, files))
+    todo = [sc for sc in scenarios if any(n in files for n in sc.names)]
+    shared = [sc for sc in todo if not sc.encrypted and not sc.own_stack]
+    encrypted = [sc for sc in todo if sc.encrypted and not sc.own_stack]
+    if shared:
+        problems += asyncio.run(record(shared, files))
     if encrypted:
         problems += asyncio.run(record(encrypted, files, payload_keys=test_key()))
+    for sc in (sc for sc in todo if sc.own_stack):
+        problems += asyncio.run(record([sc], files, payload_keys=test_key() if sc.encrypted else ""))
     print(f"done in {time.monotonic() - started:.0f} s")
     for problem in problems:
         print(f"FAILED {problem}", file=sys.stderr)
