@@ -138,7 +138,7 @@ class OnboardingActivities:
         clinic = onboardings.get_clinic(self.engine, req.clinic_key) or {}
         base = f"{self.settings.api_base_url}/onboardings/{req.workflow_id}/offers/{req.npi}"
         self._mail(Notice(
-            workflow_id=req.workflow_id, key=f"offer-{req.npi}", to_role="physician", to_id=req.npi,
+            workflow_id=req.workflow_id, key=offer_key(req.npi, req.round), to_role="physician", to_id=req.npi,
             subject=f"Medical director offer: {clinic.get('name', req.clinic_key)} ({', '.join(clinic.get('states', []))})",
             body=(f"You are invited to become the supervising physician of {clinic.get('name', req.clinic_key)}.\n"
                   f"States: {', '.join(clinic.get('states', []))}; services: {', '.join(clinic.get('services', []))}.\n"
@@ -156,7 +156,7 @@ class OnboardingActivities:
                           answered_at=req.at, reason=req.reason)
         audit.audit(self.engine, req.workflow_id, f"physician:{req.npi}" if req.status in ("accepted", "declined")
                    else "workflow", f"offer_{req.status}", detail={"npi": req.npi}, reason=req.reason, at=req.at,
-                   idem_key=f"{req.workflow_id}:offer:{req.npi}:{req.status}")
+                   idem_key=f"{req.workflow_id}:offer:{req.npi}:{req.status}" + (f":r{req.round}" if req.round > 1 else ""))
 
     @activity.defn(name="check_eligibility")
     def check_eligibility(self, req: EligibilityRequest) -> list[str]:
@@ -373,6 +373,11 @@ class OnboardingActivities:
         if physician is None:
             raise _invalid(f"NPI {npi} is not on the roster")
         return physician
+
+
+def offer_key(npi: str, round_: int = 1) -> str:
+    """The idempotency key of one offer: round 1 keeps release 1's key, a later round its own."""
+    return f"offer-{npi}" if round_ <= 1 else f"offer-{npi}-r{round_}"
 
 
 def envelope_external_id(workflow_id: str, kind: str, template_version: str, attempt: int = 1) -> str:

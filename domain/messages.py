@@ -41,6 +41,7 @@ class OfferRequest(BaseModel):
     npi: str
     sent_at: datetime
     expires_at: datetime
+    round: int = 1  # a later round re-offers a physician whose earlier offer expired unanswered
 
 
 class OfferStatusUpdate(BaseModel):
@@ -49,6 +50,7 @@ class OfferStatusUpdate(BaseModel):
     status: str
     at: datetime
     reason: str = ""
+    round: int = 1
 
 
 class Notice(BaseModel):

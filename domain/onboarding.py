@@ -34,6 +34,7 @@ class Timing(BaseModel):
     chart_review_deadline: timedelta = timedelta(days=14)
     roster_retry_max: timedelta = timedelta(days=1)  # waits on the roster back off up to this
     max_history_events: int = 10_000  # continue-as-new past this (or when the server suggests it)
+    offer_rounds_max: int = 3  # rounds of offers per onboarding (later rounds re-ask silent physicians)
 
     @classmethod
     def demo(cls) -> "Timing":
@@ -131,6 +132,7 @@ class OfferView(BaseModel):
     status: Literal["open", "accepted", "declined", "expired", "withdrawn", "lost"] = "open"
     sent_at: datetime
     expires_at: datetime
+    round: int = 1  # 2+: re-offered after an earlier offer to this physician expired unanswered
     answered_at: datetime | None = None
     reason: str = ""
 
