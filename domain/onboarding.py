@@ -210,6 +210,7 @@ class OnboardingStatus(BaseModel):
     waiting_reason: str = ""
     physician_npi: str | None = None
     offers: list[OfferView] = Field(default_factory=list)
+    offer_round: int = 1  # the matching round (2+: silent physicians re-offered)
     protocols: list[ProtocolView] = Field(default_factory=list)
     pharmacies: list[PharmacyAssignment] = Field(default_factory=list)
     envelopes: list[EnvelopeView] = Field(default_factory=list)
@@ -231,6 +232,8 @@ class OnboardingCarry(BaseModel):
     sla: SlaStatus
     plan: "OversightPlan"
     offers: list[OfferView] = Field(default_factory=list)
+    past_offers: list[OfferView] = Field(default_factory=list)
+    offer_round: int = 1
     physician: str | None = None
     protocols: list[ProtocolView] = Field(default_factory=list)
     pharmacies: list[PharmacyAssignment] = Field(default_factory=list)

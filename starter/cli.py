@@ -231,6 +231,23 @@ def match(id: str, explain: bool = typer.Option(False, "--explain", help="also s
     if explain:
         for e in result.excluded:
             out.print(f"[dim]{e.npi} {e.display_name}: {'; '.join(e.reasons)}[/dim]", highlight=False)
+        _print_offer_rounds(wf)
+
+
+def _print_offer_rounds(wf: str) -> None:
+    """The offers made so far, with the round each belongs to (from the live workflow status)."""
+    from api import service
+
+    try:
+        status = _call(service.get_status, wf)
+    except typer.Exit:
+        return  # no running workflow to ask (the ranking above still stands)
+    if not status.offers:
+        return
+    out.print(f"offers so far (round {status.offer_round} now):")
+    for o in status.offers:
+        out.print(f"  round {o.round}: NPI {o.npi} {o.status}" + (f" ({o.reason})" if o.reason else ""),
+                  highlight=False)
 
 
 # ---------------------------------------------------------------------------- onboarding lifecycle

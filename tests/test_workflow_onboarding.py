@@ -45,10 +45,10 @@ class Harness:
     def __init__(self, env, task_queue: str, world: FakeWorld):
         self.env, self.task_queue, self.world = env, task_queue, world
 
-    async def start(self, key: str, fanout: int = 1, **intake_overrides) -> WorkflowHandle:
+    async def start(self, key: str, fanout: int = 1, timing: Timing | None = None, **intake_overrides) -> WorkflowHandle:
         intake = Intake.model_validate(sample_intake(key, **intake_overrides))
         return await self.env.client.start_workflow(
-            OnboardingWorkflow.run, OnboardingInput(intake=intake, timing=Timing(), offer_fanout=fanout),
+            OnboardingWorkflow.run, OnboardingInput(intake=intake, timing=timing or Timing(), offer_fanout=fanout),
             id=workflow_id_for(key), task_queue=self.task_queue)
 
 
@@ -123,7 +123,7 @@ async def test_decline_moves_to_next_physician(harness: Harness, unique_key):
 
 async def test_offer_expiry_then_sla_at_risk_and_breach(harness: Harness, unique_key):
     harness.world.roster = ["1000000001", "1000000002"]
-    handle = await harness.start(unique_key)
+    handle = await harness.start(unique_key, timing=Timing(offer_rounds_max=1))  # no later rounds here
     await until(handle, lambda s: len(s.offers) == 1)
     await harness.env.sleep(timedelta(hours=4, minutes=5))
     st = await until(handle, lambda s: len(s.offers) == 2)

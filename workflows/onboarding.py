@@ -76,7 +76,9 @@ class OnboardingWorkflow:
         self._waiting_reason = ""
         self._plan: OversightPlan | None = None
         self._plan_decision: PlanDecision | None = None
-        self._offers: dict[str, OfferView] = {}
+        self._offers: dict[str, OfferView] = {}  # each physician's latest offer
+        self._past_offers: list[OfferView] = []  # offers a later round superseded
+        self._round = 1
         self._offers_version = 0
         self._physician: str | None = None
         self._protocols: list[ProtocolView] = []
@@ -105,6 +107,7 @@ class OnboardingWorkflow:
                 carry.stage, carry.started_at, carry.matched_at, carry.sla)
             self._plan, self._physician, self._protocols = carry.plan, carry.physician, carry.protocols
             self._offers = {o.npi: o for o in carry.offers}
+            self._past_offers, self._round = carry.past_offers, carry.offer_round
             self._pharmacies = {p.pharmacy_id: p for p in carry.pharmacies}
             self._timeline, self._roster_version, self._runs = carry.timeline, carry.roster_version, carry.runs
             self._roster_waits = carry.roster_waits
@@ -209,7 +212,8 @@ class OnboardingWorkflow:
         assert self._plan is not None
         return OnboardingCarry(
             stage=self._stage, started_at=self._started_at, matched_at=self._matched_at, sla=self._sla,
-            plan=self._plan, offers=list(self._offers.values()), physician=self._physician,
+            plan=self._plan, offers=list(self._offers.values()), past_offers=self._past_offers,
+            offer_round=self._round, physician=self._physician,
             protocols=self._protocols, pharmacies=list(self._pharmacies.values()),
             timeline=self._timeline[-200:], roster_version=self._roster_version, roster_waits=self._roster_waits,
             told_ops=self._notified_gap[0] if self._notified_gap and self._notified_gap[1] == self._roster_version
@@ -273,13 +277,15 @@ class OnboardingWorkflow:
             if wanted > 0:
                 result = await self._act("find_candidates", MatchRequest(
                     workflow_id=self._wf_id, intake=self._intake, plan=self._plan,
-                    exclude_npis=sorted(self._offers), top=wanted), result_type=MatchResult)
+                    exclude_npis=self._not_to_ask(), top=wanted), result_type=MatchResult)
                 for cand in result.candidates[:wanted]:
                     if self._physician is not None:
                         break  # accepted while the fan-out was going out: send no more
                     await self._send_offer(cand.npi)
                 open_offers = [o for o in self._offers.values() if o.status == "open"]
                 if not open_offers:
+                    if await self._start_next_round():
+                        continue
                     await self._wait_for_roster(result)
                     continue
             self._wait_for("physician", f"{len(open_offers)} offer(s) open")
@@ -304,17 +310,45 @@ class OnboardingWorkflow:
     def _parallel_offers(self) -> int:
         """How many offers may be open at once: the fan-out, plus one for every offer that expired
         unanswered (up to MAX_PARALLEL_OFFERS), so a quiet roster widens the search before the SLA."""
-        expired = sum(o.status == "expired" for o in self._offers.values())
+        expired = sum(o.status == "expired" for o in self._all_offers())
         return min(MAX_PARALLEL_OFFERS, self._inp.offer_fanout + expired)
+
+    def _all_offers(self) -> list[OfferView]:
+        return self._past_offers + list(self._offers.values())
+
+    def _not_to_ask(self) -> list[str]:
+        """Physicians this round must not be offered: everyone asked already, except those whose
+        offer expired unanswered in an earlier round (a decline is never re-asked)."""
+        return sorted(npi for npi, o in self._offers.items() if not (o.status == "expired" and o.round < self._round))
+
+    async def _start_next_round(self) -> bool:
+        """Fresh candidates are used up and nobody has an open offer: when some offers expired
+        unanswered, start the next round (re-offer those physicians, ranked again with their silence
+        counting against them), up to ``offer_rounds_max``; ops are told. False: wait on the roster."""
+        silent = [o for o in self._offers.values() if o.status == "expired"]
+        if not silent or self._round >= self._timing.offer_rounds_max or not workflow.patched(patches.OFFER_ROUNDS):
+            return False
+        self._round += 1
+        self._note(f"offer round {self._round}: re-offering {len(silent)} physician(s) whose offers expired unanswered")
+        self._refresh_details()
+        await self._notify(Notice(
+            workflow_id=self._wf_id, key=f"offer-round-{self._round}", to_role="ops",
+            subject=f"Offer round {self._round} for {self._wf_id}",
+            body=(f"Every eligible physician was offered this placement; {len(silent)} offer(s) expired unanswered "
+                  f"and are re-offered now (round {self._round} of {self._timing.offer_rounds_max}). "
+                  "Ops may still assign a physician by hand.")))
+        return True
 
     async def _send_offer(self, npi: str) -> None:
         now = workflow.now()
-        offer = OfferView(npi=npi, sent_at=now, expires_at=now + self._timing.offer_ttl)
+        offer = OfferView(npi=npi, sent_at=now, expires_at=now + self._timing.offer_ttl, round=self._round)
         await self._act("send_offer", OfferRequest(
             workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=npi,
-            sent_at=offer.sent_at, expires_at=offer.expires_at))
+            sent_at=offer.sent_at, expires_at=offer.expires_at, round=self._round))
+        if npi in self._offers:
+            self._past_offers.append(self._offers[npi])
         self._offers[npi] = offer
-        self._note(f"offer sent to NPI {npi}")
+        self._note(f"offer sent to NPI {npi}" + (f" (round {self._round})" if self._round > 1 else ""))
 
     async def _wait_for_roster(self, result: MatchResult) -> None:
         reason = "no eligible physician left"
@@ -347,7 +381,7 @@ class OnboardingWorkflow:
         self._offers_version += 1
         self._note(f"offer to NPI {npi} {status}")
         await self._act("record_offer", OfferStatusUpdate(
-            workflow_id=self._wf_id, npi=npi, status=status, at=offer.answered_at, reason=reason))
+            workflow_id=self._wf_id, npi=npi, status=status, at=offer.answered_at, reason=reason, round=offer.round))
 
     @workflow.update
     async def accept_offer(self, answer: PhysicianAnswer) -> OfferAnswer:
@@ -761,6 +795,11 @@ class OnboardingWorkflow:
             await self._act("record_cancellation", CancelRecord(
                 workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, reason=self._cancel.reason,
                 at=workflow.now()))
+        if self._physician is not None and workflow.patched(patches.CANCEL_TELLS_PHYSICIAN):
+            await self._notify(Notice(  # the placed physician (even one whose accept just won) is told
+                workflow_id=self._wf_id, key=f"placement-cancelled-{self._physician}", to_role="physician",
+                to_id=self._physician, subject=f"Placement cancelled: {self._intake.clinic_name}",
+                body="This placement will not go ahead: the onboarding was cancelled. Your capacity is released."))
         self._note(f"cancelled by {self._cancel.actor}: {self._cancel.reason}")
         self._wait_for("", "")
         await self._enter(Stage.cancelled)
@@ -778,7 +817,8 @@ class OnboardingWorkflow:
             time_to_match_minutes=round((self._matched_at - self._started_at).total_seconds() / 60, 1)
             if self._matched_at else None,
             waiting_reason=self._waiting_reason, physician_npi=self._physician,
-            offers=list(self._offers.values()), protocols=self._protocols,
+            offers=sorted(self._all_offers(), key=lambda o: o.sent_at), offer_round=self._round,
+            protocols=self._protocols,
             pharmacies=list(self._pharmacies.values()), envelopes=list(self._envelopes.values()),
             findings=self._plan.findings if self._plan else [],
             quote_monthly_usd=self._plan.quote.monthly_usd if self._plan else None,
@@ -921,6 +961,8 @@ class OnboardingWorkflow:
     def _refresh_details(self) -> None:
         """What the Temporal UI shows for this run: stage, SLA and what it waits on."""
         details = f"**{self._stage.value}** · SLA {self._sla.value}"
+        if self._round > 1 and self._stage == Stage.matching:
+            details += f" · offer round {self._round} of {self._timing.offer_rounds_max}"
         if self._waiting_on:
             details += f" · waiting on {self._waiting_on}: {self._waiting_reason}"
         workflow.set_current_details(details)

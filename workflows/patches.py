@@ -16,3 +16,7 @@ SLA_LATE_STAYS_BREACHED = "sla-late-stays-breached-v1"
 RACE_FREE = "race-free-handlers-v1"
 #: Roster / pharmacy waits back off to a day, skip unchanged upserts and e-mails, continue-as-new.
 QUIET_LONG_WAITS = "quiet-long-waits-v1"
+#: Offers that expired unanswered are re-offered in later rounds before waiting on the roster.
+OFFER_ROUNDS = "offer-rounds-v1"
+#: A cancel tells the physician who was placed (or whose accept raced the cancel) it will not go ahead.
+CANCEL_TELLS_PHYSICIAN = "cancel-tells-physician-v1"
