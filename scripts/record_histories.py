@@ -42,6 +42,7 @@ from temporalio.client import Client, WorkflowHistory  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
 from api import service  # noqa: E402
+from api.auth import auth_headers  # noqa: E402
 from config import Settings  # noqa: E402
 from domain.intake import Intake  # noqa: E402
 from domain.onboarding import OversightStatus, Timing  # noqa: E402
@@ -498,6 +499,38 @@ async def cancel_racing_accept(r: Rec) -> WorkflowHistory:
     return history
 
 
+#: Two Vermont physicians (the demo roster has nobody there) for the offer-rounds path.
+VERMONT_NPIS = (npi_with_check_digit("180200401"), npi_with_check_digit("180200402"))
+VERMONT_ROSTER = (
+    "npi,first_name,last_name,degree,email,phone,home_state,licenses,dea,therapies,max_clinics,active_clinics,"
+    "malpractice_expires,board_certifications,telehealth,supervised_midlevels\n" + "".join(
+        f"{npi},Val{i},Green,MD,val{i}.green@md.example,+1802555010{i},VT,VT:VT8020{i}:2029-10-31,,"
+        "neurotoxins;dermal_fillers;laser,5,0,2029-06-30,dermatology,true,\n" for i, npi in enumerate(VERMONT_NPIS)))
+
+
+async def second_offer_round(r: Rec) -> WorkflowHistory:
+    """A Vermont clinic whose two eligible physicians do not answer their first offers: both expire,
+    round 2 re-offers them (ops told) instead of waiting on the roster, one accepts -> launched."""
+    with tempfile.TemporaryDirectory(prefix="mdco-roster-") as tmp:
+        roster_file = Path(tmp) / "vermont.csv"
+        roster_file.write_text(VERMONT_ROSTER)
+        await r.cli("roster", "import", str(roster_file))
+    raw = json.loads((DEMO_DIR / "intakes" / "glow-austin.json").read_text())
+    raw.update(clinic_key="green-mountain-second-round", clinic_name="Green Mountain Aesthetics LLC",
+               states=["VT"], services=["neurotoxins", "dermal_fillers"], product_choices={},
+               locations=[{"state": "VT", "city": "Burlington", "zip": "05401"}],
+               midlevels=[{**raw["midlevels"][0], "state": "VT"}])
+    wf = await r.start_intake(raw, timing(offer_ttl=3), fanout=2)
+    st = await r.play(wf, lambda s: s.get("offer_round") == 2 and len(offers(s, "open")) == 2, silent=("physician",))
+    check(sorted(o["npi"] for o in offers(st, "open")) == sorted(VERMONT_NPIS), "both silent physicians re-offered")
+    history = await r.launched(wf)
+    st = await r.status(wf)
+    check(noted(st, "offer round 2") and st["physician_npi"] in VERMONT_NPIS, "placed in round 2")
+    check("Offer round 2 for " + wf in [s.strip() for s in subjects(r)], "ops told when round 2 started")
+    check(patches.OFFER_ROUNDS in patch_markers(history), "patch offer-rounds marked")
+    return history
+
+
 @dataclass(frozen=True)
 class Scenario:
     names: tuple[str, ...]  # without the release suffix; a path may give several histories
@@ -508,6 +541,7 @@ class Scenario:
 
 
 V2 = frozenset({"v2"})
+V3 = frozenset({"v3"})
 
 
 SCENARIOS = [
@@ -531,6 +565,8 @@ SCENARIOS = [
     Scenario(("onboarding_roster_wait_continue_as_new", "onboarding_roster_wait_after_continue_as_new"),
              roster_wait_continue_as_new, releases=V2),
     Scenario(("onboarding_cancel_racing_accept",), cancel_racing_accept, releases=V2),
+    # release 3: later offer rounds
+    Scenario(("onboarding_second_offer_round",), second_offer_round, releases=V3),
 ]
 
 
@@ -546,7 +582,8 @@ async def record(scenarios: list[Scenario], files: dict[str, Path], payload_keys
             engine = engine_from_settings(settings)
             load_demo_data(engine)
             engine.dispose()
-            async with httpx.AsyncClient(base_url=settings.api_base_url, timeout=60) as api:
+            async with httpx.AsyncClient(base_url=settings.api_base_url, timeout=60,
+                                         headers=auth_headers(settings, "ops", "recorder")) as api:
                 rec = Rec(settings, await connect(settings), api)
                 results = await asyncio.gather(*(sc.run(rec) for sc in scenarios), return_exceptions=True)
             replayer = Replayer(workflows=[OnboardingWorkflow, OversightWorkflow],
