@@ -144,6 +144,8 @@ class Midlevel(_Strict):
     license_number: LicenseNumber
     #: optional: an NP/PA with an e-mail signs the agreements that name them (after the medical director)
     email: Email | None = None
+    #: optional: the licence's expiry date; with it the licence is on the renewal ladder (domain/renewals.py)
+    license_expires: date | None = None
 
     @field_validator("state")
     @classmethod
