@@ -102,6 +102,8 @@ async def test_cancel_racing_an_accept_releases_the_reservation(harness: Harness
     assert names.index("record_cancellation") > names.index("reserve_physician")  # cleanup waited for the lock
     assert workflow_id_for(unique_key) not in harness.world.reservations  # whatever the accept reserved is freed
     assert answer.accepted and harness.world.capacity[first] == 1
+    told = [n for n in harness.world.notices if n.key == f"placement-cancelled-{first}"]
+    assert told and told[0].to_role == "physician" and told[0].to_id == first  # the winner learns it is off
 
 
 async def test_same_idempotency_key_acts_once(harness: Harness, unique_key):
