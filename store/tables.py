@@ -266,3 +266,73 @@ class LeieExclusion(SQLModel, table=True):
     rein_date: date | None = None
     waiver_date: date | None = None
     waiver_state: str = ""
+
+
+# ---------------------------------------------------------------- ongoing oversight (store/oversight.py)
+class RenewalNotice(SQLModel, table=True):
+    """A renewal-ladder step already sent: once per credential key, expiry date and step."""
+
+    __tablename__ = "renewal_notices"
+    __table_args__ = (UniqueConstraint("credential_key", "expires_on", "step", name="uq_renewal_notices_step"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    credential_key: str = Field(index=True)
+    credential: str
+    holder_id: str
+    state: str = ""
+    expires_on: date
+    step: str  # "90" ... "0" or "lapsed"
+    clinics: list[str] = Field(default_factory=list, sa_type=JSON)
+    sent_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
+
+
+class OversightSuspension(SQLModel, table=True):
+    """Prescribing oversight suspended in one state for one clinic (a lapse or an exclusion)."""
+
+    __tablename__ = "oversight_suspensions"
+
+    clinic_key: str = Field(primary_key=True, max_length=64)
+    state: str = Field(primary_key=True, max_length=2)
+    cause: str  # the credential key, or exclusion:<npi>
+    reason: str
+    since: datetime = Field(sa_type=UtcDateTime)
+    lifted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class ChartReviewRecord(SQLModel, table=True):
+    """One chart-review cycle of a clinic and what its medical director recorded."""
+
+    __tablename__ = "chart_reviews"
+
+    review_id: str = Field(primary_key=True)
+    clinic_key: str = Field(index=True, max_length=64)
+    physician_npi: str
+    cycle: int
+    sample_percent: int
+    opened_at: datetime = Field(sa_type=UtcDateTime)
+    due_at: datetime = Field(sa_type=UtcDateTime)
+    status: str = "open"  # open | submitted (overdue is open past due_at)
+    charts_reviewed: int | None = None
+    deficiencies: int | None = None
+    notes: str = ""
+    submitted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    submitted_by: str | None = None
+    escalated: str = ""  # "" | director | ops: how far an overdue review has been escalated
+
+
+class AdverseEventRecord(SQLModel, table=True):
+    """An adverse event the clinic reported and its acknowledgement by the medical director."""
+
+    __tablename__ = "adverse_events"
+
+    event_id: str = Field(primary_key=True)
+    clinic_key: str = Field(index=True, max_length=64)
+    severity: str  # minor | serious | sentinel
+    summary: str
+    reported_at: datetime = Field(sa_type=UtcDateTime)
+    ack_due_at: datetime = Field(sa_type=UtcDateTime)
+    status: str = "open"  # open | acknowledged | escalated
+    acked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    acked_by: str | None = None
+    ack_notes: str = ""
+    escalated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

@@ -1,0 +1,308 @@
+"""Ongoing oversight of live clinics: renewal notices sent, suspensions, chart reviews, adverse events,
+offboarding. Every write is idempotent (business keys), one transaction per call, like the rest of store/.
+
+``Refused`` (a ``ValueError``) is a request the business rules turn down: someone other than the
+clinic's director submitting a review, acknowledging an event twice differently, and so on; nothing
+is written then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import Engine, select, update
+from sqlmodel import Session
+from sqlmodel import select as select_rows
+
+from domain.renewals import Credential, NoticeRecord, Step, parse_step
+from store import tables as t
+from store.common import NotFound, one_of, require, retry_race, row_dict, sql_table
+from store.db import insert_for, run
+
+SEVERITIES = frozenset({"minor", "serious", "sentinel"})
+
+
+class Refused(ValueError):
+    """The request is well-formed but the rules refuse it (nothing changed)."""
+
+
+# ---------------------------------------------------------------- live clinics
+def live_clinics(engine: Engine) -> list[dict]:
+    """Clinics under oversight now (status ``active``), by key."""
+    def work(s: Session) -> list[dict]:
+        rows = s.exec(select_rows(t.Clinic).where(t.Clinic.status == "active").order_by(t.Clinic.key)).all()
+        return [row_dict(r) for r in rows]
+
+    return run(engine, work, write=False)
+
+
+def launched_onboarding(engine: Engine, clinic_key: str) -> dict | None:
+    """The clinic's most recent launched onboarding (its workflow id, launch time and plan)."""
+    def work(s: Session) -> dict | None:
+        row = s.exec(select_rows(t.Onboarding).where(t.Onboarding.clinic_key == clinic_key,
+                                                     t.Onboarding.stage == "launched")
+                     .order_by(t.Onboarding.launched_at.desc())).first()  # type: ignore[union-attr]
+        return row_dict(row) if row else None
+
+    return run(engine, work, write=False)
+
+
+def mark_offboarded(engine: Engine, clinic_key: str) -> bool:
+    """The engagement ended: the clinic leaves oversight. True when this call changed it."""
+    cl = sql_table(t.Clinic)
+
+    def work(s: Session) -> bool:
+        if s.get(t.Clinic, clinic_key) is None:
+            raise NotFound(f"clinic_key {clinic_key}: no such clinic")
+        return s.exec(update(cl).where(cl.c.key == clinic_key, cl.c.status != "offboarded")
+                      .values(status="offboarded")).rowcount == 1
+
+    return run(engine, work)
+
+
+# ---------------------------------------------------------------- renewal notices
+def sent_notices(engine: Engine, credential_keys: Iterable[str] | None = None) -> list[NoticeRecord]:
+    rn = sql_table(t.RenewalNotice)
+
+    def work(s: Session) -> list[NoticeRecord]:
+        q = select(rn.c.credential_key, rn.c.expires_on, rn.c.step)
+        if credential_keys is not None:
+            q = q.where(rn.c.credential_key.in_(list(credential_keys)))
+        return [NoticeRecord(credential_key=k, expires_on=e, step=parse_step(st)) for k, e, st in s.exec(q)]
+
+    return run(engine, work, write=False)
+
+
+def record_notice(engine: Engine, cred: Credential, step: Step, clinics: Iterable[str],
+                  at: datetime | None = None) -> bool:
+    """Remember that ``step`` went out for ``cred`` (at its current expiry); True the first time."""
+    parse_step(step)
+    rn = sql_table(t.RenewalNotice)
+    values = dict(credential_key=cred.key, credential=cred.credential, holder_id=cred.holder_id, state=cred.state,
+                  expires_on=cred.expires_on, step=str(step), clinics=sorted(set(clinics)))
+    if at is not None:
+        values["sent_at"] = at
+
+    def work(s: Session) -> bool:
+        stmt = insert_for(s)(rn).values(**values).on_conflict_do_nothing(
+            index_elements=[rn.c.credential_key, rn.c.expires_on, rn.c.step])
+        return s.exec(stmt.returning(rn.c.id)).first() is not None
+
+    return run(engine, work, retry_on=retry_race)
+
+
+def list_notices(engine: Engine, clinic_key: str | None = None) -> list[dict]:
+    """Renewal notices sent, oldest first; with ``clinic_key`` only those about that clinic."""
+    def work(s: Session) -> list[dict]:
+        rows = s.exec(select_rows(t.RenewalNotice).order_by(t.RenewalNotice.sent_at, t.RenewalNotice.id)).all()
+        return [row_dict(r) for r in rows if clinic_key is None or clinic_key in r.clinics]
+
+    return run(engine, work, write=False)
+
+
+# ---------------------------------------------------------------- suspensions
+def suspend(engine: Engine, clinic_key: str, state: str, cause: str, reason: str, at: datetime) -> bool:
+    """Suspend prescribing oversight in ``state`` for ``clinic_key``. True when it was not suspended
+    already (a new suspension, or again after a lift); an active one keeps its first cause and time."""
+    require(clinic_key, "clinic_key")
+    require(cause, "cause")
+
+    def work(s: Session) -> bool:
+        row = s.get(t.OversightSuspension, (clinic_key, state), with_for_update=True)
+        if row is not None and row.lifted_at is None:
+            return False
+        if row is None:
+            row = t.OversightSuspension(clinic_key=clinic_key, state=state, cause=cause, reason=reason, since=at)
+        row.cause, row.reason, row.since, row.lifted_at = cause, reason, at, None
+        s.add(row)
+        return True
+
+    return run(engine, work, retry_on=retry_race)
+
+
+def lift(engine: Engine, clinic_key: str, state: str, at: datetime) -> bool:
+    su = sql_table(t.OversightSuspension)
+
+    def work(s: Session) -> bool:
+        return s.exec(update(su).where(su.c.clinic_key == clinic_key, su.c.state == state, su.c.lifted_at.is_(None))
+                      .values(lifted_at=at)).rowcount == 1
+
+    return run(engine, work)
+
+
+def suspensions(engine: Engine, clinic_key: str, *, active_only: bool = True) -> list[dict]:
+    def work(s: Session) -> list[dict]:
+        q = select_rows(t.OversightSuspension).where(t.OversightSuspension.clinic_key == clinic_key)
+        if active_only:
+            q = q.where(t.OversightSuspension.lifted_at.is_(None))  # type: ignore[union-attr]
+        return [row_dict(r) for r in s.exec(q.order_by(t.OversightSuspension.state)).all()]
+
+    return run(engine, work, write=False)
+
+
+# ---------------------------------------------------------------- chart reviews
+def review_status(row: dict, now: datetime) -> str:
+    """``submitted``, ``overdue`` (open past its due time) or ``open``."""
+    if row["status"] == "submitted":
+        return "submitted"
+    return "overdue" if now > row["due_at"] else "open"
+
+
+def open_review(engine: Engine, review_id: str, clinic_key: str, physician_npi: str, cycle: int,
+                sample_percent: int, opened_at: datetime, due_at: datetime) -> bool:
+    """Open a chart-review cycle; a retried open changes nothing. True when this call opened it."""
+    require(review_id, "review_id")
+    if due_at < opened_at:
+        raise ValueError("due_at: must not be before opened_at")
+    cr = sql_table(t.ChartReviewRecord)
+
+    def work(s: Session) -> bool:
+        stmt = insert_for(s)(cr).values(review_id=review_id, clinic_key=clinic_key, physician_npi=physician_npi,
+                                        cycle=cycle, sample_percent=sample_percent, opened_at=opened_at,
+                                        due_at=due_at, status="open", notes="", escalated="")
+        return s.exec(stmt.on_conflict_do_nothing(index_elements=[cr.c.review_id])
+                      .returning(cr.c.review_id)).first() is not None
+
+    return run(engine, work, retry_on=retry_race)
+
+
+def get_review(engine: Engine, review_id: str) -> dict | None:
+    row = run(engine, lambda s: s.get(t.ChartReviewRecord, review_id), write=False)
+    return row_dict(row) if row else None
+
+
+def submit_review(engine: Engine, review_id: str, npi: str, charts: int, deficiencies: int, notes: str,
+                  at: datetime) -> dict:
+    """The clinic's medical director records the review. Only the clinic's current director may; a
+    second identical submission is answered with the first; a different one is refused."""
+    if charts < 0 or deficiencies < 0:
+        raise ValueError("charts and deficiencies: must not be negative")
+    if deficiencies > charts:
+        raise ValueError(f"deficiencies: {deficiencies} is more than the {charts} charts reviewed")
+
+    def work(s: Session) -> dict:
+        row = s.get(t.ChartReviewRecord, review_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"review {review_id}: no such chart review")
+        clinic = s.get(t.Clinic, row.clinic_key)
+        director = clinic.physician_npi if clinic is not None else row.physician_npi
+        if npi != director:
+            raise Refused(f"NPI {npi} is not the medical director of clinic {row.clinic_key}")
+        if row.status == "submitted":
+            if (row.charts_reviewed, row.deficiencies) != (charts, deficiencies):
+                raise Refused(f"review {review_id} was already submitted ({row.charts_reviewed} charts, "
+                              f"{row.deficiencies} deficiencies)")
+            return row_dict(row)
+        row.status, row.charts_reviewed, row.deficiencies, row.notes = "submitted", charts, deficiencies, notes
+        row.submitted_at, row.submitted_by = at, npi
+        s.add(row)
+        return row_dict(row)
+
+    return run(engine, work)
+
+
+def list_reviews(engine: Engine, clinic_key: str) -> list[dict]:
+    def work(s: Session) -> list[dict]:
+        rows = s.exec(select_rows(t.ChartReviewRecord).where(t.ChartReviewRecord.clinic_key == clinic_key)
+                      .order_by(t.ChartReviewRecord.cycle)).all()
+        return [row_dict(r) for r in rows]
+
+    return run(engine, work, write=False)
+
+
+def overdue_reviews(engine: Engine, now: datetime) -> list[dict]:
+    """Open reviews past their due time, of clinics still under oversight."""
+    def work(s: Session) -> list[dict]:
+        rows = s.exec(select_rows(t.ChartReviewRecord).join(t.Clinic, t.Clinic.key == t.ChartReviewRecord.clinic_key)
+                      .where(t.ChartReviewRecord.status == "open", t.ChartReviewRecord.due_at < now,
+                             t.Clinic.status == "active")
+                      .order_by(t.ChartReviewRecord.due_at)).all()
+        return [row_dict(r) for r in rows]
+
+    return run(engine, work, write=False)
+
+
+def mark_review_escalated(engine: Engine, review_id: str, level: str) -> bool:
+    one_of(level, {"director", "ops"}, "level")
+    cr = sql_table(t.ChartReviewRecord)
+
+    def work(s: Session) -> bool:
+        return s.exec(update(cr).where(cr.c.review_id == review_id, cr.c.escalated != level)
+                      .values(escalated=level)).rowcount == 1
+
+    return run(engine, work)
+
+
+# ---------------------------------------------------------------- adverse events
+def report_event(engine: Engine, event_id: str, clinic_key: str, severity: str, summary: str, at: datetime,
+                 ack_due_at: datetime) -> dict:
+    """Record an event the clinic reported; a retried report (same id) returns the first."""
+    require(event_id, "event_id")
+    one_of(severity, SEVERITIES, "severity")
+    require(summary, "summary")
+
+    def work(s: Session) -> dict:
+        clinic = s.get(t.Clinic, clinic_key)
+        if clinic is None:
+            raise NotFound(f"clinic_key {clinic_key}: no such clinic")
+        if clinic.status != "active":
+            raise Refused(f"clinic {clinic_key} is not under oversight (status {clinic.status})")
+        row = s.get(t.AdverseEventRecord, event_id)
+        if row is None:
+            row = t.AdverseEventRecord(event_id=event_id, clinic_key=clinic_key, severity=severity, summary=summary,
+                                       reported_at=at, ack_due_at=ack_due_at)
+            s.add(row)
+            s.flush()
+        return row_dict(row)
+
+    return run(engine, work, retry_on=retry_race)
+
+
+def get_event(engine: Engine, event_id: str) -> dict | None:
+    row = run(engine, lambda s: s.get(t.AdverseEventRecord, event_id), write=False)
+    return row_dict(row) if row else None
+
+
+def ack_event(engine: Engine, event_id: str, npi: str, notes: str, at: datetime) -> dict:
+    """The clinic's medical director acknowledges the event (also after an escalation); anyone else is
+    refused. Acknowledging again returns the first acknowledgement."""
+    def work(s: Session) -> dict:
+        row = s.get(t.AdverseEventRecord, event_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"event {event_id}: no such adverse event")
+        clinic = s.get(t.Clinic, row.clinic_key)
+        if clinic is None or npi != clinic.physician_npi:
+            raise Refused(f"NPI {npi} is not the medical director of clinic {row.clinic_key}")
+        if row.acked_at is None:
+            row.status, row.acked_at, row.acked_by, row.ack_notes = "acknowledged", at, npi, notes
+            s.add(row)
+        return row_dict(row)
+
+    return run(engine, work)
+
+
+def escalate_event(engine: Engine, event_id: str, at: datetime) -> bool:
+    """Mark an event escalated to ops if it is still unacknowledged; True when this call did."""
+    ae = sql_table(t.AdverseEventRecord)
+
+    def work(s: Session) -> bool:
+        return s.exec(update(ae).where(ae.c.event_id == event_id, ae.c.status == "open")
+                      .values(status="escalated", escalated_at=at)).rowcount == 1
+
+    return run(engine, work)
+
+
+def list_events(engine: Engine, clinic_key: str) -> list[dict]:
+    def work(s: Session) -> list[dict]:
+        rows = s.exec(select_rows(t.AdverseEventRecord).where(t.AdverseEventRecord.clinic_key == clinic_key)
+                      .order_by(t.AdverseEventRecord.reported_at, t.AdverseEventRecord.event_id)).all()
+        return [row_dict(r) for r in rows]
+
+    return run(engine, work, write=False)
+
+
+__all__ = ["Refused", "live_clinics", "launched_onboarding", "mark_offboarded", "sent_notices", "record_notice",
+           "list_notices", "suspend", "lift", "suspensions", "review_status", "open_review", "get_review",
+           "submit_review", "list_reviews", "overdue_reviews", "mark_review_escalated", "report_event", "get_event",
+           "ack_event", "escalate_event", "list_events"]
