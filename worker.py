@@ -26,14 +26,15 @@ from activities.oversight import OversightActivities
 from activities.reconcile import reconcile_registrations
 from config import Settings, get_settings
 from mdco_temporal.client import data_converter
-from mdco_temporal.schedules import ensure_reconcile_schedule
+from mdco_temporal.schedules import ensure_compliance_schedule, ensure_reconcile_schedule
 from observability.logging import configure_logging
 from observability.worker import WorkerTelemetry
 from store.db import engine_from_settings
 from workflows.onboarding import OnboardingWorkflow
 from workflows.oversight import OversightWorkflow
+from workflows.compliance import COMPLIANCE_WORKFLOWS
 
-WORKFLOWS = [OnboardingWorkflow, OversightWorkflow]
+WORKFLOWS = [OnboardingWorkflow, OversightWorkflow, *COMPLIANCE_WORKFLOWS]
 MAX_CONCURRENT_ACTIVITIES = 16
 
 log = logging.getLogger("mdco.worker")
@@ -67,6 +68,7 @@ async def main() -> int:
         client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
                                       data_converter=data_converter(settings), runtime=runtime)
         await ensure_reconcile_schedule(client, settings.task_queue)  # idempotent: one schedule per namespace
+        await ensure_compliance_schedule(client, settings.task_queue)  # daily sweep, idempotent too
         with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
             worker = build_worker(client, settings, executor, [telemetry.interceptor()])
             running = asyncio.create_task(worker.run())

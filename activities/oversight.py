@@ -1,14 +1,31 @@
-"""Activities of the post-launch oversight loop."""
+"""Activities of the post-launch oversight: chart-review cycles, the daily compliance sweep (renewal
+ladder, lapses, OIG LEIE re-screen, overdue reviews and events), adverse-event escalation, offboarding.
+
+Every one is idempotent: notices go through the notification log (one e-mail per key), ladder steps
+and suspensions are unique rows, audit entries carry idempotency keys. Logs carry clinic keys, NPIs,
+pharmacy ids and credential kinds only.
+"""
 
 from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
 
-from domain.codes import oversight_id_for
-from domain.messages import ChartReviewRequest, Notice
 from activities.onboarding import OnboardingActivities
-from store import audit
+from domain import renewals
+from domain.codes import oversight_id_for
+from domain.intake import Intake
+from domain.messages import ChartReviewRequest, Notice
+from domain.oversight import AdverseEventWatch, ComplianceAlert, OffboardRecord, SweepRequest, SweepSummary
+from domain.renewals import LAPSED, Credential
+from store import agreements, audit, exclusions, onboardings, oversight, roster
+from store.tables import now_utc
+
+log = activity.logger
+SWEEP_WORKFLOW = "compliance"  # the audit trail / notification namespace of the sweep's own notices
 
 
 class OversightActivities:
@@ -17,16 +34,304 @@ class OversightActivities:
         self.engine: Engine = onboarding.engine
 
     def all(self) -> list:
-        return [self.open_chart_review]
+        return [self.open_chart_review, self.compliance_sweep, self.offboard_clinic, self.escalate_adverse_event]
 
+    # ------------------------------------------------------------------ chart reviews
     @activity.defn(name="open_chart_review")
     def open_chart_review(self, req: ChartReviewRequest) -> None:
-        """Open one chart-review cycle: audit it and ask the medical director for the sample."""
+        """Open one chart-review cycle: record and audit it and ask the medical director for the sample."""
         wf = oversight_id_for(req.clinic_key)
+        review_id = f"{req.clinic_key}-cr-{req.cycle}"
+        opened = activity.info().started_time if activity.in_activity() else now_utc()
+        oversight.open_review(self.engine, review_id, req.clinic_key, req.physician_npi, req.cycle, req.sample_percent,
+                              min(opened, req.due_at), req.due_at)
         audit.audit(self.engine, wf, "oversight", "chart_review_opened",
                    detail={"cycle": req.cycle, "sample_percent": req.sample_percent, "due": req.due_at.isoformat()},
                    idem_key=f"{wf}:chart-review:{req.cycle}")
         self._onb._mail(Notice(
             workflow_id=wf, key=f"chart-review-{req.cycle}", to_role="physician", to_id=req.physician_npi,
             subject=f"Chart review {req.cycle} for clinic {req.clinic_key}",
-            body=f"Please review {req.sample_percent}% of this period's charts by {req.due_at.date().isoformat()}."))
+            body=(f"Please review {req.sample_percent}% of this period's charts by {req.due_at.date().isoformat()}.\n"
+                  f"Record it: mdco reviews submit {review_id} --npi {req.physician_npi} --charts N "
+                  "--deficiencies K [--notes TEXT]\n")))
+
+    # ------------------------------------------------------------------ the daily sweep
+    @activity.defn(name="compliance_sweep")
+    def compliance_sweep(self, req: SweepRequest) -> SweepSummary:
+        return self.sweep(req.as_of)
+
+    def sweep(self, as_of: date | None = None, now: datetime | None = None) -> SweepSummary:
+        """One pass over every live clinic; safe to repeat (a second pass the same day sends nothing)."""
+        now = now or now_utc()
+        today = as_of or now.date()
+        summary = SweepSummary(as_of=today)
+        clinics = oversight.live_clinics(self.engine)
+        summary.clinics = len(clinics)
+        creds, by_clinic = self.credentials(clinics, today)
+        summary.credentials = len(creds)
+        sent = oversight.sent_notices(self.engine, list(creds))
+        states_of = {c["key"]: c["states"] for c in clinics}
+        for key, cred in sorted(creds.items()):
+            self._heartbeat(key)
+            step = renewals.due_step(cred, today, sent)
+            if step is None:
+                continue
+            served = sorted(by_clinic[key])
+            self._send_renewal(cred, step, served, today)
+            oversight.record_notice(self.engine, cred, step, served, at=now)
+            summary.notices += 1
+            for clinic in served:
+                states = renewals.suspended_states(cred, states_of[clinic]) if step == LAPSED else []
+                newly = [s for s in states if oversight.suspend(
+                    self.engine, clinic, s, cred.key, f"{cred.credential} expired {cred.expires_on}", now)]
+                if newly:
+                    summary.suspended += [f"{clinic}:{s}" for s in newly]
+                    self._tell_suspension(clinic, newly, f"{cred.credential.replace('_', ' ')} expired on "
+                                                         f"{cred.expires_on.isoformat()}", f"{cred.key}:{today}")
+                summary.alerts.append(ComplianceAlert(
+                    clinic_key=clinic, kind="lapse" if step == LAPSED else "renewal_notice", credential_key=cred.key,
+                    step=str(step), suspended_states=newly, at=now))
+        self._rescreen(clinics, today, now, summary)
+        self._escalate_reviews(now, summary)
+        self._escalate_events(now, summary)
+        log.info("compliance sweep %s: %d clinics, %d credentials, %d notices, %d suspended", today, summary.clinics,
+                 summary.credentials, summary.notices, len(summary.suspended))
+        return summary
+
+    def credentials(self, clinics: list[dict], today: date) -> tuple[dict[str, Credential], dict[str, set[str]]]:
+        """Every dated credential the live ``clinics`` depend on, by key, and the clinics each serves."""
+        creds: dict[str, Credential] = {}
+        by_clinic: dict[str, set[str]] = defaultdict(set)
+
+        def add(items: list[Credential], clinic: str) -> None:
+            for c in items:
+                creds[c.key] = c
+                by_clinic[c.key].add(clinic)
+
+        physicians: dict[str, object] = {}
+        for clinic in clinics:
+            key, states = clinic["key"], clinic["states"]
+            npi = clinic.get("physician_npi")
+            if npi:
+                if npi not in physicians:
+                    physicians[npi] = roster.get_physician(self.engine, npi)
+                if physicians[npi] is not None:
+                    add(renewals.physician_credentials(physicians[npi], states), key)  # type: ignore[arg-type]
+            if clinic.get("intake"):
+                add(renewals.midlevel_credentials(Intake.model_validate(clinic["intake"])), key)
+            launched = oversight.launched_onboarding(self.engine, key)
+            if launched is not None:
+                signed = [a["kind"] for a in agreements.list_agreements(self.engine, launched["workflow_id"])
+                          if a["status"] == "completed"]
+                launched_on = (launched.get("launched_at") or clinic.get("activated_at") or now_utc()).date()
+                add(renewals.agreement_credentials(launched["workflow_id"], signed, launched_on), key)
+        return creds, by_clinic
+
+    def renewals(self, today: date, clinic_key: str | None = None) -> list[renewals.RenewalView]:
+        """Every tracked credential of the live clinics (or of ``clinic_key``), soonest expiry first."""
+        clinics = [c for c in oversight.live_clinics(self.engine) if clinic_key is None or c["key"] == clinic_key]
+        creds, by_clinic = self.credentials(clinics, today)
+        sent = oversight.sent_notices(self.engine, list(creds))
+        views = [renewals.renewal_view(c, today, sent, by_clinic[k]) for k, c in creds.items()]
+        return sorted(views, key=lambda v: (v.expires_on, v.holder_id, v.credential, v.state))
+
+    def oversight_status(self, clinic_key: str, now: datetime | None = None) -> dict:
+        """``mdco oversight status --json`` (CONTRACT.md), read from the store."""
+        now = now or now_utc()
+        clinic = onboardings.get_clinic(self.engine, clinic_key) or {}
+        suspended = [s["state"] for s in oversight.suspensions(self.engine, clinic_key)]
+        state = "offboarded" if clinic.get("status") == "offboarded" else "suspended" if suspended else "active"
+        reviews = [{**{k: r[k] for k in ("review_id", "cycle", "due_at", "sample_percent", "charts_reviewed",
+                                          "deficiencies", "notes", "submitted_at", "escalated")},
+                    "status": oversight.review_status(r, now)} for r in oversight.list_reviews(self.engine, clinic_key)]
+        events = [{k: e[k] for k in ("event_id", "severity", "status", "reported_at", "ack_due_at", "acked_at")}
+                  for e in oversight.list_events(self.engine, clinic_key)]
+        views = self.renewals(now.date(), clinic_key) if clinic.get("status") == "active" else []
+        return {"workflow_id": oversight_id_for(clinic_key), "clinic_key": clinic_key, "status": state,
+                "physician_npi": clinic.get("physician_npi"), "suspended_states": suspended,
+                "replacement_workflow_id": None, "chart_reviews": reviews, "adverse_events": events,
+                "renewals": [v.model_dump(mode="json", exclude={"clinics"}) for v in views]}
+
+    def _send_renewal(self, cred: Credential, step: renewals.Step, clinics: list[str], today: date) -> None:
+        what = cred.credential.replace("_", " ") + (f" ({cred.state})" if cred.state else "") + \
+            (f" {cred.label}" if cred.label else "")
+        when = (f"expired on {cred.expires_on.isoformat()}" if step == LAPSED
+                else f"expires on {cred.expires_on.isoformat()} ({renewals.days_left(cred.expires_on, today)} days)")
+        subject = f"Renewal {'lapsed' if step == LAPSED else 'due'}: {what} {when}"
+        body = (f"{what} {when}. Clinics relying on it: {', '.join(clinics)}.\n"
+                "Send the renewed document to ops; a re-import with the new expiry date stops these notices.\n")
+        key = renewals.notice_key(cred, step)
+        holder = cred.holder_kind
+        if holder == "physician":
+            self._onb._mail(Notice(workflow_id=SWEEP_WORKFLOW, key=f"{key}:holder", to_role="physician",
+                                   to_id=cred.holder_id, subject=subject, body=body))
+        elif holder == "pharmacy":
+            self._onb._mail(Notice(workflow_id=SWEEP_WORKFLOW, key=f"{key}:holder", to_role="pharmacy",
+                                   to_id=cred.holder_id, subject=subject, body=body))
+        elif holder == "agreement":  # the agreement's parties: the director and the clinic
+            for clinic in clinics:
+                npi = (onboardings.get_clinic(self.engine, clinic) or {}).get("physician_npi")
+                if npi:
+                    self._onb._mail(Notice(workflow_id=oversight_id_for(clinic), key=f"{key}:physician",
+                                           to_role="physician", to_id=npi, subject=subject, body=body))
+        self._onb._mail(Notice(workflow_id=SWEEP_WORKFLOW, key=f"{key}:ops", to_role="ops", subject=subject, body=body))
+        # the clinic: near the expiry and at the lapse; a midlevel's or an agreement's holder side always
+        if renewals.tells_clinic(step) or holder in ("midlevel", "agreement"):
+            for clinic in clinics:
+                self._onb._mail(Notice(workflow_id=oversight_id_for(clinic), key=f"{key}:clinic", to_role="clinic",
+                                       to_id=clinic, subject=subject, body=body))
+        for clinic in clinics:
+            audit.audit(self.engine, oversight_id_for(clinic), "compliance-sweep", "renewal_notice",
+                       detail={"credential": cred.credential, "credential_key": cred.key, "state": cred.state,
+                               "expires_on": cred.expires_on.isoformat(), "step": str(step)},
+                       idem_key=f"{oversight_id_for(clinic)}:{key}")
+        log.info("renewal notice %s step %s for %d clinics", cred.credential, step, len(clinics))
+
+    def _tell_suspension(self, clinic_key: str, states: list[str], why: str, key: str) -> None:
+        """The clinic, its director, its pharmacies and ops hear that prescribing oversight is suspended."""
+        wf = oversight_id_for(clinic_key)
+        clinic = onboardings.get_clinic(self.engine, clinic_key) or {}
+        subject = f"Prescribing oversight suspended in {', '.join(states)}: {clinic.get('name', clinic_key)}"
+        body = (f"Prescribing oversight for {clinic.get('name', clinic_key)} is suspended in {', '.join(states)} "
+                f"from now: {why}. No new prescriptions under this supervision in those states until it is lifted; "
+                "ops arrange a replacement director.\n")
+        audit.audit(self.engine, wf, "compliance-sweep", "oversight_suspended", reason=why,
+                   detail={"states": states}, idem_key=f"{wf}:suspended:{key}:{','.join(states)}")
+        notices = [("clinic", clinic_key), ("ops", "")]
+        if clinic.get("physician_npi"):
+            notices.append(("physician", clinic["physician_npi"]))
+        launched = oversight.launched_onboarding(self.engine, clinic_key)
+        pharmacy_ids = [a.pharmacy_id for a in onboardings.list_pharmacy_assignments(
+            self.engine, launched["workflow_id"])] if launched else []
+        if pharmacy_ids:
+            notices.append(("pharmacies", ",".join(pharmacy_ids)))
+        for role, to_id in notices:
+            self._onb._mail(Notice(workflow_id=wf, key=f"suspended:{key}:{','.join(states)}:{role}", to_role=role,
+                                   to_id=to_id, subject=subject, body=body))
+        log.info("%s: oversight suspended in %s", wf, ",".join(states))
+
+    def _rescreen(self, clinics: list[dict], today: date, now: datetime, summary: SweepSummary) -> None:
+        """Re-screen the roster against the last imported LEIE list; a live clinic's excluded director
+        suspends every state of the clinic. Each clinic's screen is recorded (the audit packet lists them)."""
+        summary.leie_entries = exclusions.exclusion_count(self.engine)
+        if not summary.leie_entries:
+            return
+        exclusions.rescreen(self.engine, today)
+        for clinic in clinics:
+            npi = clinic.get("physician_npi")
+            if not npi:
+                continue
+            p = roster.get_physician(self.engine, npi)
+            if p is None:
+                continue
+            wf = oversight_id_for(clinic["key"])
+            audit.audit(self.engine, wf, "compliance-sweep", "exclusion_screen",
+                       detail={"npi": npi, "excluded": p.excluded, "review": p.exclusion_review,
+                               "list_entries": summary.leie_entries, "as_of": today.isoformat()},
+                       idem_key=f"{wf}:exclusion-screen:{npi}:{today.isoformat()}")
+            if not p.excluded:
+                continue
+            summary.excluded_npis.append(npi)
+            cause = f"exclusion:{npi}"
+            newly = [s for s in sorted(clinic["states"]) if oversight.suspend(
+                self.engine, clinic["key"], s, cause, "director on the OIG LEIE exclusion list", now)]
+            if newly:
+                summary.suspended += [f"{clinic['key']}:{s}" for s in newly]
+                self._tell_suspension(clinic["key"], newly, "the medical director is on the OIG LEIE exclusion list",
+                                      f"{cause}:{today}")
+                summary.alerts.append(ComplianceAlert(clinic_key=clinic["key"], kind="exclusion", credential_key=cause,
+                                                      suspended_states=newly, at=now))
+        summary.excluded_npis = sorted(set(summary.excluded_npis))
+
+    def _escalate_reviews(self, now: datetime, summary: SweepSummary) -> None:
+        """An overdue review goes to the director first, then (policy days later) to ops."""
+        after = renewals.policy().chart_review.escalate_to_ops_after_days
+        for review in oversight.overdue_reviews(self.engine, now):
+            late = (now - review["due_at"]).days
+            level = "ops" if late >= after else "director"
+            if review["escalated"] == level or (review["escalated"] == "ops"):
+                continue
+            wf = oversight_id_for(review["clinic_key"])
+            subject = f"Chart review {review['review_id']} is overdue (due {review['due_at'].date().isoformat()})"
+            body = (f"The chart review {review['review_id']} of clinic {review['clinic_key']} was due "
+                    f"{review['due_at'].isoformat()} and has not been submitted.\n")
+            if level == "ops":
+                self._onb._mail(Notice(workflow_id=wf, key=f"review-overdue-ops-{review['review_id']}", to_role="ops",
+                                       subject=subject, body=body))
+            else:
+                self._onb._mail(Notice(workflow_id=wf, key=f"review-overdue-{review['review_id']}",
+                                       to_role="physician", to_id=review["physician_npi"], subject=subject, body=body))
+            oversight.mark_review_escalated(self.engine, review["review_id"], level)
+            audit.audit(self.engine, wf, "compliance-sweep", f"chart_review_escalated_{level}",
+                       detail={"review_id": review["review_id"]}, idem_key=f"{wf}:{review['review_id']}:esc:{level}")
+            summary.reviews_escalated += 1
+
+    def _escalate_events(self, now: datetime, summary: SweepSummary) -> None:
+        """A back-stop for ``AdverseEventWorkflow``: any event past its deadline still open goes to ops."""
+        for clinic in oversight.live_clinics(self.engine):
+            for event in oversight.list_events(self.engine, clinic["key"]):
+                if event["status"] == "open" and event["ack_due_at"] < now:
+                    summary.events_escalated += self.escalate(event["event_id"], now)
+
+    # ------------------------------------------------------------------ adverse events
+    @activity.defn(name="escalate_adverse_event")
+    def escalate_adverse_event(self, watch: AdverseEventWatch) -> bool:
+        return self.escalate(watch.event_id, activity.info().started_time)
+
+    def escalate(self, event_id: str, at: datetime) -> bool:
+        """Tell ops about an event not acknowledged in time; True when this call escalated it."""
+        event = oversight.get_event(self.engine, event_id)
+        if event is None or event["status"] != "open":
+            return False
+        wf = oversight_id_for(event["clinic_key"])
+        self._onb._mail(Notice(
+            workflow_id=wf, key=f"event-escalated-{event_id}", to_role="ops",
+            subject=f"Adverse event {event_id} ({event['severity']}) not acknowledged in time",
+            body=(f"Clinic {event['clinic_key']} reported a {event['severity']} adverse event at "
+                  f"{event['reported_at'].isoformat()}; its medical director had until {event['ack_due_at'].isoformat()} "
+                  "to acknowledge it and has not.\n")))
+        escalated = oversight.escalate_event(self.engine, event_id, at)
+        audit.audit(self.engine, wf, "oversight", "adverse_event_escalated", detail={"event_id": event_id},
+                   idem_key=f"{wf}:event:{event_id}:escalated")
+        return escalated
+
+    # ------------------------------------------------------------------ offboarding
+    @activity.defn(name="offboard_clinic")
+    def offboard_clinic(self, req: OffboardRecord) -> None:
+        """The engagement ends: the clinic leaves oversight, the director's capacity is released, the
+        agreements are marked terminated (audit, with the date), and clinic, director, pharmacies and ops
+        are told. Idempotent."""
+        wf = oversight_id_for(req.clinic_key)
+        clinic = onboardings.get_clinic(self.engine, req.clinic_key) or {}
+        if clinic:
+            oversight.mark_offboarded(self.engine, req.clinic_key)
+        launched = oversight.launched_onboarding(self.engine, req.clinic_key)
+        released, kinds, pharmacy_ids = False, [], []
+        if launched is not None:
+            released = roster.release_physician(self.engine, launched["workflow_id"])
+            kinds = [a["kind"] for a in agreements.list_agreements(self.engine, launched["workflow_id"])
+                     if a["status"] == "completed"]
+            pharmacy_ids = [a.pharmacy_id for a in onboardings.list_pharmacy_assignments(
+                self.engine, launched["workflow_id"])]
+        audit.audit(self.engine, wf, "ops", "offboarded", reason=req.reason, at=req.at,
+                   detail={"npi": req.physician_npi, "capacity_released": released, "agreements_terminated": kinds,
+                           "terminated_on": req.at.date().isoformat()},
+                   idem_key=f"{wf}:offboarded")
+        name = clinic.get("name", req.clinic_key)
+        subject = f"Engagement ended: {name}"
+        body = (f"Medical-director oversight of {name} ends on {req.at.date().isoformat()}: {req.reason}.\n"
+                f"Agreements terminated on that date: {', '.join(kinds) or 'none on file'}.\n")
+        notices = [("ops", ""), ("physician", req.physician_npi)]
+        if clinic:
+            notices.append(("clinic", req.clinic_key))
+        if pharmacy_ids:
+            notices.append(("pharmacies", ",".join(pharmacy_ids)))
+        for role, to_id in notices:
+            self._onb._mail(Notice(workflow_id=wf, key=f"offboarded-{role}", to_role=role, to_id=to_id,
+                                   subject=subject, body=body))
+        log.info("%s: offboarded (capacity released: %s)", wf, released)
+
+    @staticmethod
+    def _heartbeat(detail: str) -> None:
+        if activity.in_activity():
+            activity.heartbeat(detail)

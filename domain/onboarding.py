@@ -254,6 +254,7 @@ class OversightInput(BaseModel):
     timing: Timing = Field(default_factory=Timing)
     cycles_done: int = 0
     open_reviews: list[str] = Field(default_factory=list)  # carried through continue-as-new
+    suspended_states: list[str] = Field(default_factory=list)  # carried: states suspended by a lapse/exclusion
 
 
 class OversightStatus(BaseModel):

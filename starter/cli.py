@@ -33,6 +33,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Payload encryption keys (MDCO
 from starter.exclusions_cli import exclusions_app  # noqa: E402
 
 app.add_typer(exclusions_app, name="exclusions")
+from starter.oversight_cli import register as _register_oversight; _register_oversight(app)  # noqa: E402,E702
 for sub, name in ((roster_app, "roster"), (pharmacies_app, "pharmacies"), (plan_app, "plan"), (offer_app, "offer"),
                   (protocols_app, "protocols"), (pharmacy_app, "pharmacy"), (sandbox_app, "sandbox"),
                   (agreements_app, "agreements"), (keys_app, "keys")):

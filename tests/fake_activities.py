@@ -21,6 +21,7 @@ from domain.messages import (
     PharmacySelection, ProtocolRequest, StageRecord, StartRecord, VoidRequest,
 )
 from activities.onboarding import envelope_external_id
+from domain.oversight import AdverseEventWatch, OffboardRecord, SweepRequest, SweepSummary
 from domain.onboarding import (
     AgreementSpec, Candidate, EnvelopeView, Exclusion, Finding, MatchResult, OversightPlan, PharmacyAssignment,
     ProtocolView, Quote, ReservationResult, StatePlan,
@@ -42,6 +43,8 @@ class FakeWorld:
     delays: dict[str, float] = field(default_factory=dict)  # activity name -> real seconds it takes
     bad_data: dict[str, str] = field(default_factory=dict)  # activity name -> ValueError it raises
     released: list[str] = field(default_factory=list)  # workflow ids whose capacity was released
+    sweep_alerts: list = field(default_factory=list)  # ComplianceAlerts the next compliance_sweep returns
+    acked_events: set = field(default_factory=set)  # event ids acknowledged (escalate_adverse_event: no-op)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def called(self, name: str) -> list[object]:
@@ -189,10 +192,27 @@ class FakeWorld:
         def open_chart_review(req: ChartReviewRequest) -> None:
             record("open_chart_review", req)
 
+        @activity.defn(name="compliance_sweep")
+        def compliance_sweep(req: SweepRequest) -> SweepSummary:
+            record("compliance_sweep", req)
+            with world.lock:
+                alerts, world.sweep_alerts = list(world.sweep_alerts), []
+            return SweepSummary(as_of=req.as_of or date(2027, 1, 1), alerts=alerts)
+
+        @activity.defn(name="offboard_clinic")
+        def offboard_clinic(req: OffboardRecord) -> None:
+            record("offboard_clinic", req)
+
+        @activity.defn(name="escalate_adverse_event")
+        def escalate_adverse_event(watch: AdverseEventWatch) -> bool:
+            record("escalate_adverse_event", watch)
+            return watch.event_id not in world.acked_events
+
         return [record_start, assess_needs, find_candidates, send_offer, record_offer, reserve_physician, notify,
                 record_stage, record_decision, prepare_protocols, select_pharmacies, send_prescriber_packet,
                 prepare_agreements, send_agreement, record_envelope, launch_clinic, record_cancellation,
-                open_chart_review, void_envelope, check_envelope, check_eligibility]
+                open_chart_review, void_envelope, check_envelope, check_eligibility, compliance_sweep,
+                offboard_clinic, escalate_adverse_event]
 
 
 def sample_intake(clinic_key: str, **overrides) -> dict:

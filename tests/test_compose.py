@@ -79,10 +79,10 @@ def test_temporal_persists_in_postgres(services):
     assert env["DB"].startswith("postgres") and env["POSTGRES_SEEDS"] in services
 
 
-def test_the_five_search_attributes_are_registered(services):
+def test_every_search_attribute_is_registered(services):
     flags = dev_server_flags()
     wanted = [flags[i + 1].split("=") for i in range(0, len(flags), 2)]
-    assert len(wanted) == 5
+    assert len(wanted) == 7
     script = "\n".join(services["temporal-search-attributes"]["command"])
     registered = dict(re.findall(r"^\s*add (\w+) (\w+)\s*$", script, re.M))
     assert registered == dict(wanted)
@@ -110,7 +110,7 @@ def test_dockerfile_installs_the_project_with_every_package():
 
 
 @pytest.mark.integration
-def test_search_attribute_script_registers_all_five_and_can_run_again(services, tmp_path):
+def test_search_attribute_script_registers_all_and_can_run_again(services, tmp_path):
     """The one-shot service's script, run with sh and the temporal CLI against a real dev server."""
     from starter.binaries import temporal_cli
     from tests.stack_fixtures import free_ports
@@ -129,7 +129,7 @@ def test_search_attribute_script_registers_all_five_and_can_run_again(services, 
         first = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
         assert first.returncode == 0, first.stderr
         again = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30)
-        assert again.returncode == 0 and again.stdout.count("already registered") == 5, again.stderr
+        assert again.returncode == 0 and again.stdout.count("already registered") == 7, again.stderr
         listed = subprocess.run([cli, "operator", "search-attribute", "list"], env=env, capture_output=True,
                                 text=True, timeout=30, check=True).stdout
         rows = dict(line.split()[:2] for line in listed.splitlines() if len(line.split()) >= 2)

@@ -66,6 +66,11 @@ BY_NAME: dict[str, ActivityOptions] = {
     "record_cancellation": CLEANUP,
     # a chart review that cannot be opened must not be skipped silently: retried until the DB answers
     "open_chart_review": ActivityOptions(start_to_close=60 * S, schedule_to_close=None, maximum_interval=10 * M),
+    # one pass over every live clinic (heartbeats per credential); the next day's run tries again anyway
+    "compliance_sweep": ActivityOptions(start_to_close=10 * M, schedule_to_close=2 * timedelta(hours=1),
+                                        maximum_attempts=5, heartbeat=60 * S, maximum_interval=5 * M),
+    "offboard_clinic": CLEANUP,  # an engagement that ended must release its capacity: until it happens
+    "escalate_adverse_event": EMAIL,
 }
 
 

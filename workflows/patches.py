@@ -20,3 +20,6 @@ QUIET_LONG_WAITS = "quiet-long-waits-v1"
 OFFER_ROUNDS = "offer-rounds-v1"
 #: A cancel tells the physician who was placed (or whose accept raced the cancel) it will not go ahead.
 CANCEL_TELLS_PHYSICIAN = "cancel-tells-physician-v1"
+#: Oversight: compliance alerts from the daily sweep, OversightStatus/OversightNextDue search attributes,
+#: offboarding (release, tell every party, terminate agreements) when the engagement ends.
+OVERSIGHT_COMPLIANCE = "oversight-compliance-v1"

@@ -1,0 +1,67 @@
+"""Values the ongoing oversight passes between the sweep, the workflows and the CLI (no PII: ids,
+states, credential kinds and dates only)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+OversightState = Literal["active", "suspended", "replacing", "offboarded"]
+
+
+class ComplianceAlert(BaseModel):
+    """What the sweep tells one clinic's ``OversightWorkflow`` (signal ``compliance_alert``)."""
+
+    clinic_key: str
+    kind: Literal["renewal_notice", "lapse", "exclusion"]
+    credential_key: str = ""  # domain.renewals.Credential.key, or exclusion:<npi>
+    step: str = ""  # the ladder step of a renewal notice ("90" ... "0", "lapsed")
+    suspended_states: list[str] = Field(default_factory=list)  # states this alert suspends
+    at: datetime
+
+
+class SweepRequest(BaseModel):
+    as_of: date | None = None  # the day to sweep for; None -> the activity's start date (UTC)
+
+
+class SweepSummary(BaseModel):
+    as_of: date
+    clinics: int = 0  # live clinics swept
+    credentials: int = 0  # dated credentials they depend on
+    notices: int = 0  # ladder notices sent now
+    suspended: list[str] = Field(default_factory=list)  # "<clinic_key>:<state>" newly suspended
+    excluded_npis: list[str] = Field(default_factory=list)  # directors of live clinics on the LEIE list
+    leie_entries: int = 0  # size of the list re-screened against (0: none imported yet)
+    reviews_escalated: int = 0
+    events_escalated: int = 0
+    alerts: list[ComplianceAlert] = Field(default_factory=list)
+
+
+class OffboardRecord(BaseModel):
+    """The oversight of ``clinic_key`` ends: release, tell every party, terminate the agreements."""
+
+    clinic_key: str
+    physician_npi: str
+    reason: str
+    at: datetime
+
+
+class AdverseEventWatch(BaseModel):
+    """Input of ``AdverseEventWorkflow``: escalate to ops unless acknowledged by ``ack_due_at``."""
+
+    event_id: str
+    clinic_key: str
+    severity: Literal["minor", "serious", "sentinel"]
+    ack_due_at: datetime
+
+
+class OversightCompliance(BaseModel):
+    """The oversight workflow's compliance view (query ``compliance``)."""
+
+    clinic_key: str
+    status: OversightState = "active"
+    suspended_states: list[str] = Field(default_factory=list)
+    alerts: list[ComplianceAlert] = Field(default_factory=list)  # the most recent ones
+    next_chart_review_at: datetime | None = None

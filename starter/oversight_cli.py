@@ -1,0 +1,302 @@
+"""The oversight verbs of ``mdco`` (CONTRACT.md): ``renewals``, ``oversight sweep|status``, ``reviews
+submit``, ``events report|ack``, ``offboard``, ``audit-packet``.
+
+Mounted in ``starter/cli.py`` with one line, ``register(app)``. ``ID`` is the clinic key or
+``oversight-<clinic_key>``. Exit codes: 0 done, 1 failed (Temporal or the database down), 2 refused or
+invalid input (the reason on stderr, nothing changed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config import get_settings
+
+oversight_app = typer.Typer(no_args_is_help=True, help="Ongoing oversight of live clinics.")
+reviews_app = typer.Typer(no_args_is_help=True, help="Chart reviews by the clinic's medical director.")
+events_app = typer.Typer(no_args_is_help=True, help="Adverse events reported by clinics.")
+
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the oversight verbs to the ``mdco`` app."""
+    app.add_typer(oversight_app, name="oversight")
+    app.add_typer(reviews_app, name="reviews")
+    app.add_typer(events_app, name="events")
+    app.command("renewals")(renewals)
+    app.command("offboard")(offboard)
+    app.command("audit-packet")(audit_packet)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _engine():
+    from store.db import engine_from_settings
+
+    return engine_from_settings(get_settings())
+
+
+def _activities():
+    from activities.onboarding import OnboardingActivities
+    from activities.oversight import OversightActivities
+
+    return OversightActivities(OnboardingActivities(get_settings(), _engine()))
+
+
+def clinic_key_of(id: str) -> str:
+    """``oversight-<key>``, ``onboarding-<key>`` or the bare key -> the clinic key."""
+    for prefix in ("oversight-", "onboarding-"):
+        if id.startswith(prefix):
+            return id[len(prefix):]
+    return id
+
+
+def _clinic(id: str) -> dict:
+    from store import onboardings
+
+    clinic = onboardings.get_clinic(_engine(), clinic_key_of(id))
+    if clinic is None:
+        _fail(f"{id}: no such clinic")
+    return clinic
+
+
+def _day(value: Optional[str], option: str) -> date:
+    try:
+        return date.fromisoformat(value) if value else date.today()
+    except ValueError:
+        _fail(f"{option}: {value!r} is not a date YYYY-MM-DD")
+        raise
+
+
+async def _temporal(action) -> Any:
+    """Run ``action(client)``; None when Temporal cannot be reached (the store already holds the facts)."""
+    from mdco_temporal.client import connect
+
+    try:
+        client = await connect(get_settings())
+    except RuntimeError:
+        err.print(f"[yellow]warning:[/yellow] Temporal at {get_settings().temporal_address} not reachable",
+                  highlight=False)
+        return None
+    return await action(client)
+
+
+# ---------------------------------------------------------------------------- renewals and the sweep
+def renewals(within: int = typer.Option(90, "--within", help="days ahead (default 90); lapsed ones always shown"),
+             as_of: Optional[str] = typer.Option(None, "--as-of", help="YYYY-MM-DD (default today)"),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Credentials of physicians, midlevels and pharmacies serving live clinics that expire within DAYS."""
+    if within < 0:
+        _fail("--within: must be 0 or more days")
+    views = [v for v in _activities().renewals(_day(as_of, "--as-of")) if v.days_left <= within]
+    if as_json:
+        _json([v.model_dump(mode="json") for v in views])
+        return
+    table = Table("holder", "credential", "state", "expires", "days", "step", "sent", "clinics")
+    for v in views:
+        table.add_row(v.npi or v.pharmacy_id or v.holder_id, v.credential, v.state or "-", v.expires_on.isoformat(),
+                      str(v.days_left), str(v.step if v.step is not None else "-"),
+                      ",".join(map(str, v.notified_steps)) or "-", ", ".join(v.clinics))
+    out.print(table)
+
+
+@oversight_app.command("sweep")
+def sweep(as_of: Optional[str] = typer.Option(None, "--as-of", help="YYYY-MM-DD (default today)")) -> None:
+    """Run the daily compliance sweep now (the code the `mdco-compliance-sweep` Schedule runs daily)."""
+    day = _day(as_of, "--as-of")
+    summary = _activities().sweep(day)
+
+    async def deliver(client):
+        from temporalio.service import RPCError
+
+        from domain.codes import oversight_id_for
+        from workflows.compliance import ALERT_SIGNAL
+
+        for alert in summary.alerts:
+            try:
+                await client.get_workflow_handle(oversight_id_for(alert.clinic_key)).signal(ALERT_SIGNAL, alert)
+            except RPCError:
+                err.print(f"oversight of {alert.clinic_key} not running: alert kept in the store", highlight=False)
+
+    if summary.alerts:
+        asyncio.run(_temporal(deliver))
+    _json(summary.model_dump(mode="json", exclude={"alerts"}) | {"alerts": len(summary.alerts)})
+
+
+@oversight_app.command("status")
+def status(id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The clinic's oversight: status, suspended states, chart reviews, adverse events, renewals."""
+    clinic = _clinic(id)
+    data = _activities().oversight_status(clinic["key"])
+    if as_json:
+        _json(data)
+        return
+    out.print(f"[bold]{data['workflow_id']}[/bold] {data['status']} · director NPI {data['physician_npi']}"
+              + (f" · suspended in {', '.join(data['suspended_states'])}" if data["suspended_states"] else ""),
+              highlight=False)
+    for r in data["chart_reviews"]:
+        out.print(f"  review {r['review_id']}: {r['status']} (due {r['due_at']})", highlight=False)
+    for e in data["adverse_events"]:
+        out.print(f"  event {e['event_id']}: {e['severity']} {e['status']}", highlight=False)
+    for v in data["renewals"]:
+        out.print(f"  {v['credential']} {v['state'] or ''} expires {v['expires_on']} (step {v['step']})",
+                  highlight=False)
+
+
+# ---------------------------------------------------------------------------- chart reviews and events
+@reviews_app.command("submit")
+def reviews_submit(review_id: str, npi: str = typer.Option(..., "--npi"), charts: int = typer.Option(..., "--charts"),
+                   deficiencies: int = typer.Option(..., "--deficiencies"),
+                   notes: str = typer.Option("", "--notes")) -> None:
+    """The clinic's medical director records a chart review (anyone else: refused, exit 2)."""
+    from store import oversight
+    from store.common import NotFound
+    from store.tables import now_utc
+
+    try:
+        row = oversight.submit_review(_engine(), review_id, npi, charts, deficiencies, notes, now_utc())
+    except (NotFound, ValueError) as exc:
+        _fail(str(exc))
+    out.print(f"review {row['review_id']} submitted: {row['charts_reviewed']} charts, "
+              f"{row['deficiencies']} deficiencies", highlight=False)
+
+
+@events_app.command("report")
+def events_report(id: str, severity: str = typer.Option(..., "--severity", help="minor | serious | sentinel"),
+                  summary: str = typer.Option(..., "--summary"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """The clinic reports an adverse event; the director must acknowledge it before the severity's deadline."""
+    from domain.codes import oversight_id_for
+    from domain.messages import Notice
+    from domain.oversight import AdverseEventWatch
+    from domain.renewals import policy
+    from store import audit, oversight
+    from store.common import NotFound
+    from store.tables import now_utc
+
+    if severity not in ("minor", "serious", "sentinel"):
+        _fail(f"--severity: {severity!r} is not one of minor, serious, sentinel")
+    if not summary.strip():
+        _fail("--summary: must not be empty")
+    clinic = _clinic(id)
+    at = now_utc()
+    due = at + policy().ack_deadline(severity)  # type: ignore[arg-type]
+    event_id = f"{clinic['key']}-ae-{uuid.uuid4().hex[:8]}"
+    try:
+        row = oversight.report_event(_engine(), event_id, clinic["key"], severity, summary.strip(), at, due)
+    except (NotFound, ValueError) as exc:
+        _fail(str(exc))
+    wf = oversight_id_for(clinic["key"])
+    audit.audit(_engine(), wf, f"clinic:{clinic['key']}", "adverse_event_reported",
+                detail={"event_id": event_id, "severity": severity, "ack_due_at": due.isoformat()},
+                idem_key=f"{wf}:event:{event_id}")
+    acts = _activities()
+    acts._onb._mail(Notice(workflow_id=wf, key=f"event-{event_id}", to_role="physician", to_id=clinic["physician_npi"],
+                           subject=f"Adverse event ({severity}) at clinic {clinic['key']}: acknowledge by "
+                                   f"{due.isoformat()}",
+                           body=f"{summary.strip()}\n\nAcknowledge: mdco events ack {event_id} --npi "
+                                f"{clinic['physician_npi']} [--notes TEXT]\n"))
+
+    async def watch(client):
+        from workflows.compliance import AdverseEventWorkflow
+
+        await client.start_workflow(AdverseEventWorkflow.run, AdverseEventWatch(
+            event_id=event_id, clinic_key=clinic["key"], severity=severity, ack_due_at=due),  # type: ignore[arg-type]
+            id=f"adverse-event-{event_id}", task_queue=get_settings().task_queue)
+
+    asyncio.run(_temporal(watch))
+    if as_json:
+        _json({"event_id": event_id, "severity": severity, "status": row["status"], "ack_due_at": due.isoformat()})
+    else:
+        out.print(f"event_id: {event_id} (acknowledge by {due.isoformat()})", highlight=False)
+
+
+@events_app.command("ack")
+def events_ack(event_id: str, npi: str = typer.Option(..., "--npi"), notes: str = typer.Option("", "--notes")) -> None:
+    """The clinic's medical director acknowledges an adverse event (anyone else: refused, exit 2)."""
+    from store import oversight
+    from store.common import NotFound
+    from store.tables import now_utc
+
+    try:
+        row = oversight.ack_event(_engine(), event_id, npi, notes, now_utc())
+    except (NotFound, ValueError) as exc:
+        _fail(str(exc))
+
+    async def tell(client):
+        from temporalio.service import RPCError
+
+        try:
+            await client.get_workflow_handle(f"adverse-event-{event_id}").signal("acknowledged")
+        except RPCError:
+            pass  # the watch already ended (escalated): the acknowledgement stands in the store
+
+    asyncio.run(_temporal(tell))
+    out.print(f"event {event_id} acknowledged by NPI {row['acked_by']}", highlight=False)
+
+
+# ---------------------------------------------------------------------------- ending an engagement
+def offboard(id: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Ops end the engagement: oversight closes, capacity is released, every party is told."""
+    from domain.codes import oversight_id_for
+    from domain.oversight import OffboardRecord
+    from store.tables import now_utc
+
+    if not reason.strip():
+        _fail("--reason: must not be empty")
+    clinic = _clinic(id)
+    if clinic["status"] != "active":
+        _fail(f"clinic {clinic['key']} is not under oversight (status {clinic['status']})")
+    wf = oversight_id_for(clinic["key"])
+
+    async def end(client):
+        from temporalio.service import RPCError
+
+        from workflows.oversight import OversightWorkflow
+
+        handle = client.get_workflow_handle(wf)
+        try:
+            await handle.signal(OversightWorkflow.end_engagement, reason.strip())
+        except RPCError:
+            return False
+        await asyncio.wait_for(handle.result(), timeout=60)
+        return True
+
+    if not asyncio.run(_temporal(end)):  # no oversight workflow to close: offboard from here
+        _activities().offboard_clinic(OffboardRecord(clinic_key=clinic["key"], physician_npi=clinic["physician_npi"],
+                                                     reason=reason.strip(), at=now_utc()))
+    out.print(f"{wf}: offboarded", highlight=False)
+
+
+def audit_packet(id: str, out_file: Path = typer.Option(..., "--out", help="FILE.zip")) -> None:
+    """The clinic's inspection-ready packet (zip with manifest.json and index.html)."""
+    from activities.audit_packet import build_packet
+
+    clinic = _clinic(id)
+    if out_file.suffix != ".zip":
+        _fail(f"--out: {out_file} must end in .zip")
+    if not out_file.parent.exists():
+        _fail(f"--out: folder {out_file.parent} does not exist")
+    manifest = build_packet(_engine(), clinic["key"], out_file)
+    out.print(f"{out_file}: {len(manifest['files'])} files", highlight=False)
+
+
+__all__ = ["register", "clinic_key_of"]

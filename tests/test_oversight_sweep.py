@@ -1,0 +1,172 @@
+"""The compliance sweep and the oversight activities against a real database (SQLite and Postgres):
+ladder notices once per step and expiry date, a moved expiry resets the ladder, a lapse or an LEIE
+exclusion suspends states and tells every party, overdue reviews escalate, offboarding releases."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.onboarding import OnboardingActivities
+from activities.oversight import OversightActivities
+from config import Settings
+from domain.exclusions import LeieEntry
+from domain.intake import Intake
+from domain.messages import ChartReviewRequest
+from domain.oversight import OffboardRecord, SweepRequest
+from domain.records import License
+from store import agreements, audit, exclusions, onboardings, oversight, roster
+from tests.db_fixtures import npi_for, pharmacy_record, physician_record
+from tests.fake_activities import sample_intake
+
+pytestmark = pytest.mark.timeout(120)
+TODAY = date(2027, 3, 1)
+NOW = datetime(2027, 3, 1, 6, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class FakeMailer:
+    sent: list[tuple[list[str], str, str]] = field(default_factory=list)
+
+    def send(self, to, subject, body, *, message_id_key=""):
+        self.sent.append((list(to), subject, message_id_key))
+
+    def keys(self, contains: str = "") -> list[str]:
+        return [k for _, _, k in self.sent if contains in k]
+
+
+@pytest.fixture
+def world(engine, tmp_path):
+    mailer = FakeMailer()
+    acts = OversightActivities(OnboardingActivities(Settings(var_dir=tmp_path / "var"), engine, mailer=mailer))
+    return acts, mailer
+
+
+def live_clinic(engine, n: int, *, licence_expires: date, midlevel_expires: date | None = None) -> str:
+    key = f"clinic-{uuid.uuid4().hex[:8]}"
+    p = physician_record(n, ("TX", "OK"), dea_states=("TX",))
+    p = p.model_copy(update={"licenses": [License(state="TX", number=f"L{n}", expires=licence_expires),
+                                          License(state="OK", number=f"M{n}", expires=date(2031, 1, 1))],
+                             "dea": [d.model_copy(update={"expires": date(2031, 1, 1)}) for d in p.dea]})
+    roster.upsert_physicians(engine, [p])
+    roster.upsert_pharmacies(engine, [pharmacy_record("austin-rx")])
+    data = sample_intake(key)
+    if midlevel_expires:
+        data["midlevels"][0]["license_expires"] = midlevel_expires.isoformat()
+    onboardings.upsert_clinic(engine, Intake.model_validate(data))
+    wf = f"onboarding-{key}"
+    onboardings.record_onboarding(engine, wf, key, stage="launched", launched_at=NOW - timedelta(days=200))
+    assert roster.reserve_physician(engine, wf, npi_for(n)).ok
+    onboardings.activate_clinic(engine, key, npi_for(n), NOW - timedelta(days=200))
+    onboardings.upsert_pharmacy_assignment(engine, wf, "austin-rx", ["testosterone_hrt"], "confirmed", NOW)
+    agreements.upsert_agreement(engine, wf, "medical_director", "v1", envelope_id=f"env-{key}", status="completed",
+                                status_at=NOW)
+    return key
+
+
+def test_ladder_notices_go_once_per_step_and_a_moved_expiry_resets_the_ladder(engine, world):
+    acts, mailer = world
+    key = live_clinic(engine, 1, licence_expires=TODAY + timedelta(days=25), midlevel_expires=TODAY + timedelta(days=10))
+    summary = ActivityEnvironment().run(acts.compliance_sweep, SweepRequest(as_of=TODAY))
+    assert summary.clinics >= 1 and summary.notices >= 2
+    lic = [k for k in mailer.keys("renewal:license:") if npi_for(1) in k]
+    # the 30-day step: holder and ops, not yet the clinic
+    assert sorted(k.split(":")[-1].split("@")[0] for k in lic) == ["holder", "ops"]
+    assert all(":30:" in k for k in lic)
+    mid = mailer.keys("renewal:midlevel_license:")
+    assert any(k.endswith(":clinic") for k in mid)  # the midlevel's notice reaches the clinic (14-day step)
+    assert all("AP123456" not in k for k in mailer.keys())  # no licence number in keys
+    alerts = [a for a in summary.alerts if a.clinic_key == key]
+    assert {a.kind for a in alerts} == {"renewal_notice"} and {a.step for a in alerts} == {"30", "14"}
+    # the same day again: nothing new
+    count = len(mailer.sent)
+    again = acts.sweep(TODAY, NOW)
+    assert again.notices == 0 and len(mailer.sent) == count
+    # the licence is renewed (re-import, new expiry): the ladder starts afresh at the new date's step
+    p = roster.get_physician(engine, npi_for(1))
+    renewed = [lic.model_copy(update={"expires": TODAY + timedelta(days=80)}) if lic.state == "TX" else lic
+               for lic in p.licenses]
+    roster.upsert_physicians(engine, [p.model_copy(update={"licenses": renewed})])
+    moved = acts.sweep(TODAY + timedelta(days=1), NOW + timedelta(days=1))
+    steps = {a.step for a in moved.alerts if a.clinic_key == key and a.credential_key.startswith("license:")}
+    assert steps == {"90"}
+    notices = [n for n in oversight.list_notices(engine, key) if n["credential"] == "license"]
+    assert sorted((n["expires_on"], n["step"]) for n in notices) == [
+        (TODAY + timedelta(days=25), "30"), (TODAY + timedelta(days=80), "90")]
+    assert any(e["action"] == "renewal_notice" for e in audit.list_audit(engine, f"oversight-{key}"))
+
+
+def test_a_lapse_suspends_the_state_and_tells_every_party(engine, world):
+    acts, mailer = world
+    key = live_clinic(engine, 2, licence_expires=TODAY - timedelta(days=1))
+    summary = acts.sweep(TODAY, NOW)
+    assert f"{key}:TX" in summary.suspended and f"{key}:OK" not in summary.suspended
+    (lapse,) = [a for a in summary.alerts if a.clinic_key == key and a.kind == "lapse"]
+    assert lapse.suspended_states == ["TX"] and lapse.step == "lapsed"
+    assert [s["state"] for s in oversight.suspensions(engine, key)] == ["TX"]
+    told = {k.split(":")[-1].split("@")[0] for k in mailer.keys(f"oversight-{key}:suspended:")}
+    assert told == {"clinic", "ops", "physician", "pharmacies"}
+    assert acts.sweep(TODAY, NOW).suspended == []  # already suspended: nobody told twice
+
+
+def test_an_excluded_director_suspends_every_state_of_the_clinic(engine, world):
+    acts, mailer = world
+    key = live_clinic(engine, 3, licence_expires=date(2031, 1, 1))
+    assert acts.sweep(TODAY, NOW).leie_entries == 0  # no list imported: no screen
+    exclusions.import_exclusions(engine, [LeieEntry(
+        line=2, last_name="LAST3", first_name="FIRST3", mid_name="", business_name="", general="", specialty="",
+        npi=npi_for(3), state="TX", excl_type="1128a1", excl_date=date(2027, 2, 1))])
+    summary = acts.sweep(TODAY, NOW)
+    assert summary.leie_entries == 1 and summary.excluded_npis == [npi_for(3)]
+    assert sorted(s for s in summary.suspended if s.startswith(key)) == [f"{key}:OK", f"{key}:TX"]
+    assert [a.kind for a in summary.alerts if a.clinic_key == key] == ["exclusion"]
+    screens = [e for e in audit.list_audit(engine, f"oversight-{key}") if e["action"] == "exclusion_screen"]
+    assert screens and screens[0]["detail"]["excluded"] is True
+    assert mailer.keys(f"oversight-{key}:suspended:exclusion:")
+
+
+def test_overdue_reviews_escalate_to_the_director_then_ops(engine, world):
+    acts, mailer = world
+    key = live_clinic(engine, 4, licence_expires=date(2031, 1, 1))
+    ActivityEnvironment().run(acts.open_chart_review, ChartReviewRequest(
+        clinic_key=key, physician_npi=npi_for(4), cycle=1, sample_percent=10, due_at=NOW - timedelta(days=2)))
+    (review,) = oversight.list_reviews(engine, key)
+    assert review["review_id"] == f"{key}-cr-1"
+    assert acts.sweep(TODAY, NOW).reviews_escalated >= 1
+    assert oversight.get_review(engine, f"{key}-cr-1")["escalated"] == "director"
+    assert acts.sweep(TODAY, NOW).reviews_escalated == 0
+    assert acts.sweep(TODAY + timedelta(days=7), NOW + timedelta(days=7)).reviews_escalated >= 1
+    assert oversight.get_review(engine, f"{key}-cr-1")["escalated"] == "ops"
+    assert mailer.keys(f"review-overdue-ops-{key}-cr-1")
+
+
+def test_an_event_past_its_deadline_escalates_once(engine, world):
+    acts, mailer = world
+    key = live_clinic(engine, 5, licence_expires=date(2031, 1, 1))
+    oversight.report_event(engine, f"{key}-ae-1", key, "sentinel", "anaphylaxis", NOW, NOW + timedelta(hours=1))
+    assert acts.sweep(TODAY, NOW).events_escalated == 0
+    assert acts.sweep(TODAY, NOW + timedelta(hours=2)).events_escalated >= 1
+    assert oversight.get_event(engine, f"{key}-ae-1")["status"] == "escalated"
+    assert not acts.escalate(f"{key}-ae-1", NOW)
+    assert len(mailer.keys(f"event-escalated-{key}-ae-1")) == 1
+
+
+def test_offboarding_releases_capacity_and_tells_every_party(engine, world):
+    acts, mailer = world
+    key = live_clinic(engine, 6, licence_expires=date(2031, 1, 1))
+    before = roster.get_physician(engine, npi_for(6)).active_clinics
+    req = OffboardRecord(clinic_key=key, physician_npi=npi_for(6), reason="clinic closed", at=NOW)
+    ActivityEnvironment().run(acts.offboard_clinic, req)
+    ActivityEnvironment().run(acts.offboard_clinic, req)  # a retry changes nothing more
+    assert roster.get_physician(engine, npi_for(6)).active_clinics == before - 1
+    assert onboardings.get_clinic(engine, key)["status"] == "offboarded"
+    assert key not in [c["key"] for c in oversight.live_clinics(engine)]
+    told = sorted(k.split("offboarded-")[1].split("@")[0] for k in mailer.keys(f"oversight-{key}:offboarded-"))
+    assert told == ["clinic", "ops", "pharmacies", "physician"]
+    (entry,) = [e for e in audit.list_audit(engine, f"oversight-{key}") if e["action"] == "offboarded"]
+    assert entry["detail"]["agreements_terminated"] == ["medical_director"]
+    assert entry["detail"]["terminated_on"] == NOW.date().isoformat()
