@@ -51,6 +51,15 @@ class Settings(BaseSettings):
     mail_from: str = "onboarding@medicaldirector.example"
     ops_email: str = "ops@medicaldirector.example"
 
+    # API access (api/auth.py): production verifies an OIDC provider's tokens; with no JWKS URL the
+    # embedded stack's local issuer (a key generated under var/auth/, ``mdco token issue``) is used.
+    auth_issuer: str = ""  # OIDC issuer (iss); empty -> the local issuer
+    auth_audience: str = ""  # expected aud; empty -> "mdco-api"
+    auth_jwks_url: str = ""  # the provider's JWKS; keys cached and refetched on an unknown kid
+    auth_roles_claim: str = "roles"  # dotted path to the roles (list or string), e.g. realm_access.roles
+    link_secrets: str = ""  # answer links (e-mails -> /a/<token>): comma-separated, first signs; empty -> var/auth
+    physician_share_percent: int = 60  # the medical director's share of the monthly retainer, shown on offers
+
     payload_keys: str = ""  # keyid:base64(32 bytes),... -> Temporal payloads encrypted (first key encrypts)
     ui_origins: str = ""  # Temporal UI origins allowed to call /codec; empty -> the embedded UI's
     worker_metrics_host: str = "127.0.0.1"
@@ -108,6 +117,10 @@ class Settings(BaseSettings):
     @property
     def documents_dir(self) -> Path:
         return self.var_dir / "documents"
+
+    @property
+    def auth_dir(self) -> Path:
+        return self.var_dir / "auth"
 
     @property
     def run_dir(self) -> Path:

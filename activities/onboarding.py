@@ -27,6 +27,7 @@ from domain.messages import (
 from domain.onboarding import AgreementSpec, EnvelopeView, MatchResult, OversightPlan, ProtocolView, ReservationResult
 from esign.adapter import Document, ESignAdapter, ESignPermanentError, ESignRetryableError, Signer
 from activities.mailer import Mailer
+from api import links
 from store import agreements, audit, onboardings, roster
 
 log = activity.logger
@@ -100,8 +101,12 @@ class OnboardingActivities:
 
     @activity.defn(name="record_decision")
     def record_decision(self, req: DecisionRecord) -> None:
+        # one entry per decision, never dropped: the same person deciding twice (a second resend) is a
+        # second entry; a retry of this activity (same run, same activity id) writes none twice
+        info = activity.info()
         audit.audit(self.engine, req.workflow_id, req.actor, req.action, detail=req.detail, reason=req.reason,
-                   at=req.at, idem_key=f"{req.workflow_id}:{req.action}:{req.actor}")
+                   at=req.at, idem_key=f"{req.workflow_id}:{req.action}:{req.actor}:{info.workflow_run_id}:"
+                                       f"{info.activity_id}")
         if req.action == "protocols_approved":
             onboardings.approve_protocols(self.engine, req.workflow_id, req.actor.removeprefix("physician:"), req.at)
         if req.action == "pharmacy_confirmed":
@@ -136,15 +141,14 @@ class OnboardingActivities:
     def send_offer(self, req: OfferRequest) -> None:
         onboardings.upsert_offer(self.engine, req.workflow_id, req.npi, "open", req.sent_at, req.expires_at)
         clinic = onboardings.get_clinic(self.engine, req.clinic_key) or {}
-        base = f"{self.settings.api_base_url}/onboardings/{req.workflow_id}/offers/{req.npi}"
+        link = links.url(self.settings, req.workflow_id, f"physician:{req.npi}", "offer", req.expires_at)
         self._mail(Notice(
             workflow_id=req.workflow_id, key=offer_key(req.npi, req.round), to_role="physician", to_id=req.npi,
             subject=f"Medical director offer: {clinic.get('name', req.clinic_key)} ({', '.join(clinic.get('states', []))})",
             body=(f"You are invited to become the supervising physician of {clinic.get('name', req.clinic_key)}.\n"
                   f"States: {', '.join(clinic.get('states', []))}; services: {', '.join(clinic.get('services', []))}.\n"
                   f"The offer expires at {req.expires_at.isoformat()}.\n\n"
-                  f"Accept:  POST {base}/accept   (or: mdco offer accept {req.workflow_id} --npi {req.npi})\n"
-                  f"Decline: POST {base}/decline  (or: mdco offer decline {req.workflow_id} --npi {req.npi})\n")))
+                  f"Read the offer and accept or decline it here:\n{link}\n")))
 
     @activity.defn(name="record_offer")
     def record_offer(self, req: OfferStatusUpdate) -> None:
@@ -187,8 +191,9 @@ class OnboardingActivities:
             workflow_id=req.workflow_id, key="protocols-ready", to_role="physician", to_id=req.npi,
             subject=f"Protocols ready for your approval: {req.intake.clinic_name}",
             body=("Protocols: " + ", ".join(f"{v.service.value} ({v.template_version})" for v in views) +
-                  f"\n\nApprove: POST {self.settings.api_base_url}/onboardings/{req.workflow_id}/protocols/approve "
-                  f'with {{"npi": "{req.npi}"}}  (or: mdco protocols approve {req.workflow_id} --npi {req.npi})\n')))
+                  "\n\nRead each protocol (with its SHA-256) and approve them here:\n" +
+                  links.url(self.settings, req.workflow_id, f"physician:{req.npi}", "protocols",
+                            activity.info().started_time + links.OPEN_REQUEST_TTL) + "\n")))
         return views
 
     # ------------------------------------------------------------------ stage 4
@@ -212,8 +217,9 @@ class OnboardingActivities:
                   f"Licences: {', '.join(f'{l.state} {l.number}' for l in physician.licenses)}\n"
                   f"DEA: {', '.join(f'{d.state} {d.number}' for d in physician.dea) or 'none'}\n"
                   f"Services: {', '.join(s.value for s in a.services)}\n\n"
-                  f"Confirm: POST {self.settings.api_base_url}/onboardings/{req.workflow_id}/pharmacies/"
-                  f"{a.pharmacy_id}/confirm  (or: mdco pharmacy confirm {req.workflow_id} --pharmacy {a.pharmacy_id})\n")))
+                  "Confirm the prescriber account here:\n" +
+                  links.url(self.settings, req.workflow_id, f"pharmacy:{a.pharmacy_id}", "pharmacy",
+                            activity.info().started_time + links.OPEN_REQUEST_TTL) + "\n")))
 
     # ------------------------------------------------------------------ stage 5
     @activity.defn(name="prepare_agreements")
@@ -307,7 +313,7 @@ class OnboardingActivities:
 
     @activity.defn(name="record_cancellation")
     def record_cancellation(self, req: CancelRecord) -> None:
-        self._release_everything(req.workflow_id, req.clinic_key, req.reason, req.at, "ops")
+        self._release_everything(req.workflow_id, req.clinic_key, req.reason, req.at, req.actor)
 
     def _release_everything(self, workflow_id: str, clinic_key: str | None, reason: str, at: datetime,
                             actor: str) -> bool:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import service
+from api import auth, pages, service
 from api.idempotency import IdempotencyKeyMiddleware
 from config import Settings, get_settings
 from domain.codes import normalize_workflow_id
@@ -34,7 +34,6 @@ log = logging.getLogger("mdco.api")
 NPI_PATTERN = r"^[0-9]{10}$"
 ID_PATTERN = r"^[a-z0-9-]{3,80}$"  # onboarding-<clinic_key> or the bare clinic key
 PHARMACY_PATTERN = r"^[A-Za-z0-9_.-]{1,80}$"
-API_ACTOR = "ops:api"
 
 TAGS = [
     {"name": "onboardings", "description": "Start an onboarding from a sales intake, read its status, list them."},
@@ -42,6 +41,7 @@ TAGS = [
     {"name": "ops", "description": "Ops decisions: accept a flagged assessment, cancel."},
     {"name": "webhooks", "description": "DocuSign Connect deliveries (HMAC-signed)."},
     {"name": "health", "description": "Liveness."},
+    {"name": "answer pages", "description": "Signed links from e-mails: physicians and pharmacies answer here."},
 ]
 
 
@@ -181,8 +181,8 @@ def _intake_openapi(app: FastAPI) -> None:
         post = schema["paths"]["/onboardings"]["post"]
         post["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Intake"}, "example": INTAKE_EXAMPLE}}}
-        app.openapi_schema = schema
-        return schema
+        app.openapi_schema = auth.document(schema)
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
@@ -237,7 +237,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         return await request.app.state.clients.get()
 
     async def metrics_access(request: Request) -> None:
-        """Who may read /metrics. Open for now; the access work requires an ops bearer token here."""
+        """Who may read /metrics: ops (``api.auth.AuthMiddleware`` checks the bearer token's role)."""
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics (mdco_* business and HTTP metrics)",
              response_class=Response, dependencies=[Depends(metrics_access)])
@@ -312,7 +312,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
               responses={404: {"description": "unknown id"}, 409: {"description": "no assessment awaits review"}})
     async def approve_plan(body: ReasonBody, workflow_id: str = _id_path(),
                            client: Client = Depends(temporal)) -> ActionResponse:
-        result = await service.review_plan(client, workflow_id, body.reason, actor=API_ACTOR)
+        result = await service.review_plan(client, workflow_id, body.reason, actor=auth.current_actor())
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
     @app.post("/onboardings/{workflow_id}/physician/assign", tags=["ops"], response_model=OfferAnswer,
@@ -320,14 +320,15 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
               responses={404: {"description": "unknown id"}, 409: {"description": "not eligible / not matching"}})
     async def assign_physician(body: AssignBody, workflow_id: str = _id_path(),
                                client: Client = Depends(temporal)) -> OfferAnswer:
-        return await service.assign_physician(client, workflow_id, body.npi, body.reason, actor=API_ACTOR)
+        return await service.assign_physician(client, workflow_id, body.npi, body.reason,
+                                              actor=auth.current_actor())
 
     @app.post("/onboardings/{workflow_id}/agreements/resend", tags=["ops"], response_model=ActionResponse,
               summary="Ops resend declined or expired agreements",
               responses={404: {"description": "unknown id"}, 409: {"description": "nothing to resend"}})
     async def resend_agreements(body: ReasonBody, workflow_id: str = _id_path(),
                                 client: Client = Depends(temporal)) -> ActionResponse:
-        result = await service.resend_agreements(client, workflow_id, body.reason, actor=API_ACTOR)
+        result = await service.resend_agreements(client, workflow_id, body.reason, actor=auth.current_actor())
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
     @app.post("/onboardings/{workflow_id}/retry", tags=["ops"], response_model=ActionResponse,
@@ -335,7 +336,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
               responses={404: {"description": "unknown id"}, 409: {"description": "not blocked"}})
     async def retry(body: ReasonBody, workflow_id: str = _id_path(),
                     client: Client = Depends(temporal)) -> ActionResponse:
-        result = await service.retry(client, workflow_id, body.reason, actor=API_ACTOR)
+        result = await service.retry(client, workflow_id, body.reason, actor=auth.current_actor())
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
     @app.post("/onboardings/{workflow_id}/cancel", tags=["ops"], response_model=ActionResponse,
@@ -343,7 +344,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
               responses={404: {"description": "unknown id"}, 409: {"description": "already launched/cancelled"}})
     async def cancel(body: ReasonBody, workflow_id: str = _id_path(),
                      client: Client = Depends(temporal)) -> ActionResponse:
-        result = await service.cancel(client, workflow_id, body.reason, actor=API_ACTOR)
+        result = await service.cancel(client, workflow_id, body.reason, actor=auth.current_actor())
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
     _install_codec_endpoints(app, settings)
@@ -361,7 +362,10 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         return ConnectResponse(status=outcome.status, envelope_id=outcome.envelope_id,
                                workflow_id=outcome.workflow_id, reason=outcome.reason)
 
+    pages.install(app, settings)  # GET/POST /a/<token>: the answer pages behind signed links
     _intake_openapi(app)
+    auth.install(app, settings)  # bearer JWT + role on every route but /healthz, the webhook and /a/
+    pages.install_guards(app)  # outermost: 413 over 1 MiB, security headers on every answer
     return app
 
 

@@ -79,7 +79,14 @@ class IdempotencyKeyMiddleware:
 
 
 async def _refuse(send: Callable, reason: str) -> None:
-    body = json.dumps({"detail": [{"field": "Idempotency-Key (header)", "reason": reason}]}).encode()
-    await send({"type": "http.response.start", "status": 422,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send_json(send, 422, {"detail": [{"field": "Idempotency-Key (header)", "reason": reason}]})
+
+
+async def send_json(send: Callable, status: int, content: Any,
+                    headers: list[tuple[bytes, bytes]] | tuple = ()) -> None:
+    """Answer from an ASGI middleware with a JSON body (before the app is reached)."""
+    body = json.dumps(content).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
     await send({"type": "http.response.body", "body": body})

@@ -26,6 +26,7 @@ from typing import Callable
 
 import httpx
 
+from api.auth import auth_headers
 from config import Settings
 
 TARGET_PER_ONBOARDING = 8
@@ -156,7 +157,7 @@ def drive_to_launch(settings: Settings, intakes: list[dict], timeout: float = 24
     deadline = time.monotonic() + timeout
     statuses: dict[str, dict] = {}
     done: dict[str, set[str]] = {}
-    with httpx.Client(base_url=settings.api_base_url, timeout=30) as api:
+    with httpx.Client(base_url=settings.api_base_url, timeout=30, headers=auth_headers(settings)) as api:
         for intake in intakes:
             r = api.post("/onboardings", json=intake)
             if r.status_code not in (200, 202):

@@ -167,6 +167,7 @@ class CancelRecord(BaseModel):
     clinic_key: str
     reason: str
     at: datetime
+    actor: str = "ops"  # who cancelled (the token's subject, e.g. ops:alice); release 1 runs send none
 
 
 class ChartReviewRequest(BaseModel):

@@ -31,9 +31,11 @@ sandbox_app = typer.Typer(no_args_is_help=True, help="Local e-sign server only."
 agreements_app = typer.Typer(no_args_is_help=True, help="Ops decisions on agreements.")
 keys_app = typer.Typer(no_args_is_help=True, help="Payload encryption keys (MDCO_PAYLOAD_KEYS).")
 from starter.exclusions_cli import exclusions_app  # noqa: E402
+from starter.token_cli import token_app  # noqa: E402
 
 app.add_typer(exclusions_app, name="exclusions")
 from starter.oversight_cli import register as _register_oversight; _register_oversight(app)  # noqa: E402,E702
+app.add_typer(token_app, name="token")
 for sub, name in ((roster_app, "roster"), (pharmacies_app, "pharmacies"), (plan_app, "plan"), (offer_app, "offer"),
                   (protocols_app, "protocols"), (pharmacy_app, "pharmacy"), (sandbox_app, "sandbox"),
                   (agreements_app, "agreements"), (keys_app, "keys")):

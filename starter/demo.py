@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from api.auth import auth_headers
 from config import Settings
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
@@ -82,7 +83,8 @@ async def play(settings: Settings, clinics: list[Clinic], timeout: float, consol
     from esign.sandbox import sign_all
 
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=settings.api_base_url, timeout=15.0) as api:
+    async with httpx.AsyncClient(base_url=settings.api_base_url, timeout=15.0,
+                                 headers=auth_headers(settings, "ops", "demo")) as api:
         for c in clinics:
             r = await api.post("/onboardings", json=c.intake)
             if r.status_code not in (200, 202):

@@ -34,6 +34,16 @@ STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 20
 
 
+def prepare_secrets(settings: Settings) -> None:
+    """The local token issuer's key and the answer links' secret (var/auth/, 0600), made once here so
+    the API, the worker and ``mdco token issue`` never race to create them."""
+    from api import auth, links
+
+    if auth.uses_local_issuer(settings):
+        auth.local_signing_key(settings)
+    links.link_secrets(settings)
+
+
 class StackError(RuntimeError):
     """The stack cannot start (port taken, child died, not healthy in time) or cannot be stopped."""
 
@@ -408,6 +418,7 @@ class Stack:
         check_ports(self.settings, [s for s in self.services if s not in self.adopted])
         for directory in (run_dir(self.settings), log_dir(self.settings), self.settings.mail_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        prepare_secrets(self.settings)
         if not detach:
             self._own_the_children()
         try:

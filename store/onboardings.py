@@ -249,12 +249,16 @@ def approve_protocols(engine: Engine, workflow_id: str, npi: str, at: datetime) 
 
 
 def list_protocols(engine: Engine, workflow_id: str) -> list[ProtocolView]:
-    def work(s: Session) -> list[ProtocolView]:
-        rows = s.exec(select_rows(t.Protocol).where(t.Protocol.workflow_id == workflow_id).order_by(t.Protocol.service)).all()
-        return [ProtocolView(service=r.service, template_version=r.template_version, sha256=r.sha256,
-                             status="approved" if r.approved_at else "pending_approval") for r in rows]
+    return [ProtocolView(service=d["service"], template_version=d["template_version"], sha256=d["sha256"],
+                         status="approved" if d["approved_at"] else "pending_approval")
+            for d in protocol_documents(engine, workflow_id)]
 
-    return run(engine, work, write=False)
+
+def protocol_documents(engine: Engine, workflow_id: str) -> list[dict]:
+    """Each protocol with its full text (``body``), SHA-256 and approval (``approved_by`` NPI, ``approved_at``)."""
+    rows = run(engine, lambda s: s.exec(select_rows(t.Protocol).where(t.Protocol.workflow_id == workflow_id)
+                                        .order_by(t.Protocol.service)).all(), write=False)
+    return [row_dict(r) for r in rows]
 
 
 # ---------------------------------------------------------------- pharmacies per onboarding

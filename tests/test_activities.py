@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import ssl
 from datetime import date, datetime, timedelta, timezone
 
@@ -12,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.onboarding import OnboardingActivities
+from api import links
 from domain.intake import Intake
 from domain.messages import (
     AgreementRequest, AssessRequest, CancelRecord, EnvelopeRecord, MatchRequest, Notice, OfferRequest,
@@ -79,7 +81,11 @@ def test_stage_activities_persist_and_are_idempotent(world, engine, esign_server
     run(acts.send_offer, offer)
     run(acts.send_offer, offer)  # a retried activity sends no second e-mail
     mails = read_mailbox(settings.mail_dir)
-    assert len(mails) == 1 and "/offers/" in mails[0].get_content() and npi in mails[0].get_content()
+    assert len(mails) == 1
+    [token] = re.findall(r"/a/([A-Za-z0-9_.-]+)", mails[0].get_content())  # the answer link, bound to this offer
+    link = links.read(settings, token)
+    assert (link.workflow_id, link.party, link.action, link.expires_at) == (wf, f"physician:{npi}", "offer",
+                                                                            offer.expires_at)
     assert run(acts.reserve_physician, wf, npi).ok
     assert run(acts.reserve_physician, wf, npi).ok  # idempotent per workflow
 

@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 
 from api import service
 from api.app import create_app
+from api.auth import auth_headers
 from config import Settings
 from esign.connect import signature_headers
 from tests.fake_activities import FakeWorld, sample_intake
@@ -52,7 +53,8 @@ async def api(time_env, task_queue, tmp_path):
     app = create_app(client=time_env.client, settings=settings)
     async with Worker(time_env.client, task_queue=task_queue, workflows=[OnboardingWorkflow, OversightWorkflow],
                       activities=world.activities(), activity_executor=ThreadPoolExecutor(8)):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
+                                     headers=auth_headers(settings, "ops", "api-test")) as http:
             yield Api(http, time_env, world, settings)
 
 
@@ -263,7 +265,8 @@ async def test_an_answer_nobody_processes_gets_503_not_a_hang(time_env, task_que
     monkeypatch.setattr(service, "UPDATE_TIMEOUT", timedelta(seconds=1))
     settings = Settings(task_queue=task_queue, var_dir=tmp_path)  # no worker polls this queue
     app = create_app(client=time_env.client, settings=settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
+                                 headers=auth_headers(settings)) as http:
         assert (await http.post("/onboardings", json=sample_intake(unique_key))).status_code == 202
         r = await http.post(f"/onboardings/onboarding-{unique_key}/offers/1234567893/accept")
         assert r.status_code == 503 and "is a worker running" in r.json()["detail"]
@@ -298,3 +301,24 @@ async def test_retry_route_refuses_an_onboarding_that_is_not_blocked(api: Api, u
     assert refused.status_code == 409 and "only a blocked onboarding" in refused.text
     assert (await api.http.post(f"/onboardings/{wf}/retry", json={})).status_code == 422
     await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "test over"})
+
+
+async def test_roles_and_the_tokens_subject_is_the_actor(api: Api, unique_key):
+    sales = auth_headers(api.settings, "sales", "sam")
+    r = await api.http.post("/onboardings", json=sample_intake(unique_key), headers=sales)
+    assert r.status_code == 202
+    wf = r.json()["workflow_id"]
+    await api.until(wf, lambda s: s["offers"])
+    assert (await api.http.get(f"/onboardings/{wf}", headers=sales)).status_code == 200
+    assert (await api.http.get("/onboardings", headers=sales)).status_code not in (401, 403)  # no visibility here
+    npi = (await api.http.get(f"/onboardings/{wf}")).json()["offers"][0]["npi"]
+    for path, body in ((f"/onboardings/{wf}/cancel", {"reason": "no"}), (f"/onboardings/{wf}/offers/{npi}/accept", {}),
+                       (f"/onboardings/{wf}/retry", {"reason": "no"})):
+        assert (await api.http.post(path, json=body, headers=sales)).status_code == 403, path
+    assert (await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "x"},
+                                headers={"Authorization": "Bearer nope"})).status_code == 401
+    olga = auth_headers(api.settings, "ops", "olga")
+    assert (await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "clinic withdrew"},
+                                headers=olga)).status_code == 200
+    st = await api.until(wf, lambda s: s["stage"] == "cancelled")
+    assert any("cancelled by ops:olga" in e["event"] for e in st["timeline"])

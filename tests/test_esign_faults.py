@@ -14,6 +14,7 @@ import uuid
 import httpx
 import pytest
 
+from api.auth import auth_headers
 from bench.esign_calls import NO_FAULTS, demo_intakes, drive_to_launch, esign_admin, seed_demo_data, set_faults
 from esign.sandbox import list_envelopes
 
@@ -112,7 +113,7 @@ def test_badly_signed_connect_is_refused_and_changes_nothing_until_a_good_delive
         bad = _since(after_bad, seen)
         assert bad and {a["status"] for a in bad} == {401}, bad  # every try refused, retries included
         assert {a["event"] for a in bad} >= {"envelope-delivered", "recipient-completed"}
-        with httpx.Client(base_url=settings.api_base_url, timeout=15) as api:
+        with httpx.Client(base_url=settings.api_base_url, timeout=15, headers=auth_headers(settings)) as api:
             unchanged = api.get(f"/onboardings/{wf}").json()
             assert unchanged["stage"] == "agreements"
             assert unchanged["envelopes"] == st["envelopes"]  # still "sent": nothing happened

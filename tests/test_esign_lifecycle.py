@@ -12,6 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from api.auth import auth_headers
 from bench.esign_calls import demo_intakes, drive_to_launch, esign_admin, seed_demo_data
 from domain.intake import Intake
 from domain.onboarding import Timing
@@ -26,7 +27,7 @@ def at_signers(status: dict) -> bool:
 
 def wait_status(settings, wf: str, pred, timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=settings.api_base_url, timeout=30) as api:
+    with httpx.Client(base_url=settings.api_base_url, timeout=30, headers=auth_headers(settings)) as api:
         while time.monotonic() < deadline:
             r = api.get(f"/onboardings/{wf}")
             if r.status_code == 200 and pred(r.json()):

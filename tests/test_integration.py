@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from api.auth import auth_headers
 from starter.demo import DEMO_DIR
 from starter.smtp_sink import read_mailbox
 
@@ -80,7 +81,7 @@ def test_onboarding_end_to_end_through_cli_http_esign_and_webhook(seeded, tmp_pa
 
     started = json.loads(mdco(env, "onboard", str(path), "--json").stdout)
     assert started == {"workflow_id": wf, "status": "started"}
-    with httpx.Client(base_url=settings.api_base_url, timeout=15) as api:
+    with httpx.Client(base_url=settings.api_base_url, timeout=15, headers=auth_headers(settings)) as api:
         again = api.post("/onboardings", json=json.loads(path.read_text()))
         assert again.status_code == 200 and again.json()["status"] == "already_running"
 
@@ -135,7 +136,7 @@ def test_worker_sigkill_mid_onboarding_finishes_exactly_once(seeded, running_sta
     key = f"crash-{uuid.uuid4().hex[:8]}"
     wf = f"onboarding-{key}"
     mdco(env, "onboard", str(intake_file(tmp_path, "glow-austin", key)))
-    with httpx.Client(base_url=settings.api_base_url, timeout=30) as api:
+    with httpx.Client(base_url=settings.api_base_url, timeout=30, headers=auth_headers(settings)) as api:
         st = poll(api, wf, lambda s: any(o["status"] == "open" for o in s["offers"]))
         npi = next(o["npi"] for o in st["offers"] if o["status"] == "open")
         mdco(env, "offer", "accept", wf, "--npi", npi)
@@ -181,7 +182,7 @@ def test_onboarding_waiting_on_the_roster_resumes_after_a_roster_import(seeded, 
     path = tmp_path / f"{key}.json"
     path.write_text(json.dumps(intake))
     mdco(env, "onboard", str(path))
-    with httpx.Client(base_url=settings.api_base_url, timeout=15) as api:
+    with httpx.Client(base_url=settings.api_base_url, timeout=15, headers=auth_headers(settings)) as api:
         st = poll(api, wf, lambda s: s["waiting_on"] == "roster")
         assert st["stage"] == "matching" and "no eligible physician" in st["waiting_reason"]
         npi = npi_with_check_digit(f"{uuid.uuid4().int % 10**9:09d}")

@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from api.auth import auth_headers
 from observability.business import API_METRICS
 from observability.worker import SDK_METRICS, WORKER_METRICS, WorkerTelemetry
 from starter.stack import PROJECT_ROOT, SERVICES, recorded_pid, stack_env
@@ -85,7 +86,8 @@ def test_api_serves_every_business_metric(detached):
     settings, _ = detached
     base = f"http://127.0.0.1:{settings.api_port}"
     assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200  # one request, so HTTP series exist
-    response = httpx.get(f"{base}/metrics", timeout=10)
+    assert httpx.get(f"{base}/metrics", timeout=10).status_code == 401  # ops only
+    response = httpx.get(f"{base}/metrics", timeout=10, headers=auth_headers(settings, "ops"))
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     assert set(API_METRICS) <= exposed(response.text), set(API_METRICS) - exposed(response.text)
     assert "mdco_visibility_up 1.0" in response.text

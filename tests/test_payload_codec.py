@@ -14,6 +14,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from api.app import create_app
+from api.auth import auth_headers
 from config import Settings
 from domain.intake import Intake
 from domain.onboarding import OnboardingInput, OnboardingStatus
@@ -76,6 +77,8 @@ async def test_ui_codec_endpoint_decodes_for_the_ui_origin_only(tmp_path):
     body = {"payloads": [{"metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
                           "data": base64.b64encode(b'{"x": 1}').decode()}]}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        assert (await http.post("/codec/decode", json=body)).status_code == 401  # never for anonymous callers
+        http.headers.update(auth_headers(settings, "ops"))
         encoded = (await http.post("/codec/encode", json=body)).json()
         assert encoded["payloads"][0]["metadata"]["encoding"] == base64.b64encode(ENCODING).decode()
         decoded = (await http.post("/codec/decode", json=encoded)).json()
@@ -87,5 +90,6 @@ async def test_ui_codec_endpoint_decodes_for_the_ui_origin_only(tmp_path):
                                                             "Access-Control-Request-Method": "POST"})
         assert "access-control-allow-origin" not in evil.headers
     plain_app = create_app(client=None, settings=Settings(var_dir=tmp_path))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plain_app), base_url="http://api") as http:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plain_app), base_url="http://api",
+                                 headers=auth_headers(settings, "ops")) as http:
         assert (await http.post("/codec/decode", json=body)).status_code == 404  # encryption off: no codec
