@@ -81,7 +81,7 @@ class OnboardingActivities:
         onboardings.upsert_clinic(self.engine, req.intake)
         onboardings.record_onboarding(self.engine, req.workflow_id, req.intake.clinic_key,
                                stage=Stage.needs_assessment.value, sla_status="on_track", started_at=req.started_at)
-        audit.audit(self.engine, req.workflow_id, "sales", "onboarding_started", at=req.started_at,
+        audit.audit(self.engine, req.workflow_id, req.actor, "onboarding_started", at=req.started_at,
                    detail={"states": req.intake.states, "services": [s.value for s in req.intake.services]},
                    idem_key=f"{req.workflow_id}:start")
         log.info("onboarding %s recorded", req.workflow_id)
@@ -108,9 +108,10 @@ class OnboardingActivities:
                    at=req.at, idem_key=f"{req.workflow_id}:{req.action}:{req.actor}:{info.workflow_run_id}:"
                                        f"{info.activity_id}")
         if req.action == "protocols_approved":
-            onboardings.approve_protocols(self.engine, req.workflow_id, req.actor.removeprefix("physician:"), req.at)
+            onboardings.approve_protocols(self.engine, req.workflow_id, party_of(req.actor).removeprefix("physician:"),
+                                          req.at)
         if req.action == "pharmacy_confirmed":
-            pharmacy_id = req.actor.removeprefix("pharmacy:")
+            pharmacy_id = party_of(req.actor).removeprefix("pharmacy:")
             for a in onboardings.list_pharmacy_assignments(self.engine, req.workflow_id):
                 if a.pharmacy_id == pharmacy_id:
                     onboardings.upsert_pharmacy_assignment(self.engine, req.workflow_id, pharmacy_id,
@@ -379,6 +380,11 @@ class OnboardingActivities:
         if physician is None:
             raise _invalid(f"NPI {npi} is not on the roster")
         return physician
+
+
+def party_of(actor: str) -> str:
+    """The party an audit actor speaks for: ``ops:olga for physician:123`` -> ``physician:123``."""
+    return actor.rsplit(" for ", 1)[-1]
 
 
 def offer_key(npi: str, round_: int = 1) -> str:

@@ -260,7 +260,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         intake, problems = parse_intake(data)
         if intake is None:
             return _problems_response(problems)
-        result = await service.start_onboarding(client, settings, intake)
+        result = await service.start_onboarding(client, settings, intake, started_by=auth.current_actor())
         code = 202 if result.status == "started" else 200
         return JSONResponse(status_code=code, content={"workflow_id": result.workflow_id, "status": result.status})
 
@@ -275,7 +275,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         return await service.get_status(client, workflow_id)
 
     async def _offer(workflow_id: str, npi: str, accept: bool, client: Client) -> OfferAnswer:
-        return await service.answer_offer(client, workflow_id, npi, accept)
+        return await service.answer_offer(client, workflow_id, npi, accept, on_behalf_of=auth.current_actor())
 
     @app.post("/onboardings/{workflow_id}/offers/{npi}/accept", tags=["answers"], response_model=OfferAnswer,
               summary="The offered physician accepts (first accept wins)",
@@ -296,7 +296,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
               responses={404: {"description": "unknown id"}, 409: {"description": "nothing to approve / wrong NPI"}})
     async def approve_protocols(body: NpiBody, workflow_id: str = _id_path(),
                                 client: Client = Depends(temporal)) -> ActionResponse:
-        result = await service.approve_protocols(client, workflow_id, body.npi)
+        result = await service.approve_protocols(client, workflow_id, body.npi, on_behalf_of=auth.current_actor())
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
     @app.post("/onboardings/{workflow_id}/pharmacies/{pharmacy_id}/confirm", tags=["answers"],
@@ -304,7 +304,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
               responses={404: {"description": "unknown id"}, 409: {"description": "pharmacy not awaited"}})
     async def confirm_pharmacy(workflow_id: str = _id_path(), pharmacy_id: str = Path(pattern=PHARMACY_PATTERN),
                                client: Client = Depends(temporal)) -> ActionResponse:
-        result = await service.confirm_pharmacy(client, workflow_id, pharmacy_id)
+        result = await service.confirm_pharmacy(client, workflow_id, pharmacy_id, on_behalf_of=auth.current_actor())
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
     @app.post("/onboardings/{workflow_id}/plan/approve", tags=["ops"], response_model=ActionResponse,

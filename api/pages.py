@@ -206,7 +206,8 @@ class PageData:
         use_key(self.link.idempotency_key)  # this request's update id: a double submit acts once
         wf, party = self.link.workflow_id, self.link.party_id
         if self.link.action == "offer" and decision in ("accept", "decline"):
-            answer = await service.answer_offer(client, wf, party, decision == "accept")
+            answer = await service.answer_offer(client, wf, party, decision == "accept",
+                                                reason=str(form.get("reason", ""))[:1000])
             return None if answer.accepted or decision == "decline" else answer.message
         if self.link.action == "protocols" and decision == "approve":
             from store import onboardings

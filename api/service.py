@@ -103,7 +103,7 @@ def _initial_search_attributes(intake: Intake, timing: Timing, now: datetime) ->
 
 
 async def start_onboarding(client: Client, settings: Settings, intake: Intake, *, timing: Timing | None = None,
-                           offer_fanout: int | None = None) -> StartResult:
+                           offer_fanout: int | None = None, started_by: str = "sales") -> StartResult:
     """Start the clinic's onboarding, or report the one that exists (a repeated click starts nothing).
 
     Only a failed/terminated earlier run may be replaced; a completed or cancelled one is reported."""
@@ -112,7 +112,8 @@ async def start_onboarding(client: Client, settings: Settings, intake: Intake, *
     offer_fanout = offer_fanout or settings.offer_fanout
     try:
         await client.start_workflow(
-            OnboardingWorkflow.run, OnboardingInput(intake=intake, timing=timing, offer_fanout=offer_fanout),
+            OnboardingWorkflow.run, OnboardingInput(intake=intake, timing=timing, offer_fanout=offer_fanout,
+                                                    started_by=started_by),
             id=wf_id, task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
@@ -189,16 +190,19 @@ def _message(model: type[BaseModel], **fields: Any) -> BaseModel:
         raise Invalid(problems_from(exc)) from None
 
 
-async def answer_offer(client: Client, id_or_key: str, npi: str, accept: bool) -> OfferAnswer:
-    """A physician accepts or declines the offer made to their NPI."""
+async def answer_offer(client: Client, id_or_key: str, npi: str, accept: bool, *, reason: str = "",
+                       on_behalf_of: str = "") -> OfferAnswer:
+    """A physician accepts or declines the offer made to their NPI (``on_behalf_of``: ops answering
+    for them, recorded as such)."""
     update = OnboardingWorkflow.accept_offer if accept else OnboardingWorkflow.decline_offer
-    return await _update(client, id_or_key, update, _message(PhysicianAnswer, npi=npi), OfferAnswer)
+    return await _update(client, id_or_key, update,
+                         _message(PhysicianAnswer, npi=npi, reason=reason, on_behalf_of=on_behalf_of), OfferAnswer)
 
 
-async def approve_protocols(client: Client, id_or_key: str, npi: str) -> str:
+async def approve_protocols(client: Client, id_or_key: str, npi: str, *, on_behalf_of: str = "") -> str:
     """The matched medical director approves the clinic's protocols."""
     return await _update(client, id_or_key, OnboardingWorkflow.approve_protocols,
-                         _message(PhysicianAnswer, npi=npi), str)
+                         _message(PhysicianAnswer, npi=npi, on_behalf_of=on_behalf_of), str)
 
 
 async def review_plan(client: Client, id_or_key: str, reason: str, *, approve: bool = True,
@@ -232,7 +236,7 @@ async def resend_agreements(client: Client, id_or_key: str, reason: str, actor: 
                          _message(ResendRequest, reason=reason, actor=actor), str)
 
 
-async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str) -> str:
+async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str, *, on_behalf_of: str = "") -> str:
     """A pharmacy confirms the prescriber account. Checked against the status first because a
     signal cannot be refused: an unexpected pharmacy is ``Rejected`` here instead of ignored."""
     status = await get_status(client, id_or_key)
@@ -244,7 +248,8 @@ async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str) -> 
         return "already_confirmed"
     handle = _handle(client, id_or_key)
     try:
-        await handle.signal(OnboardingWorkflow.confirm_pharmacy, PharmacyConfirmation(pharmacy_id=pharmacy_id))
+        await handle.signal(OnboardingWorkflow.confirm_pharmacy,
+                            PharmacyConfirmation(pharmacy_id=pharmacy_id, on_behalf_of=on_behalf_of))
     except RPCError as err:
         if _is_not_found(err):
             await _raise_missing_or_closed(handle)

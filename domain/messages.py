@@ -19,6 +19,7 @@ class StartRecord(BaseModel):
     workflow_id: str
     intake: Intake
     started_at: datetime
+    actor: str = "sales"  # who started it (sales:<sub>); release 1 runs send none
 
 
 class AssessRequest(BaseModel):
@@ -181,6 +182,8 @@ class ChartReviewRequest(BaseModel):
 # ---------------------------------------------------------------- answers from humans
 class PhysicianAnswer(BaseModel):
     npi: str
+    reason: str = Field(default="", max_length=1000)  # a decline's reason, when the physician gives one
+    on_behalf_of: str = ""  # ops:<sub> when ops answer for the physician; empty from the physician's link
 
 
 class PlanDecision(BaseModel):
@@ -203,3 +206,4 @@ class RetryRequest(BaseModel):
 
 class PharmacyConfirmation(BaseModel):
     pharmacy_id: str
+    on_behalf_of: str = ""  # ops:<sub> when ops confirm for the pharmacy

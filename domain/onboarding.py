@@ -55,6 +55,7 @@ class OnboardingInput(BaseModel):
     offer_fanout: int = Field(default=3, ge=1, le=10)
     as_of: date | None = None  # the assessment date; None -> the workflow's start date
     carry: "OnboardingCarry | None" = None  # the state a continue-as-new hands to the next run
+    started_by: str = "sales"  # the token subject that started it (sales:<sub>), for the audit trail
 
 
 # ---------------------------------------------------------------- stage 1: the oversight plan

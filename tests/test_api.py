@@ -318,7 +318,14 @@ async def test_roles_and_the_tokens_subject_is_the_actor(api: Api, unique_key):
     assert (await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "x"},
                                 headers={"Authorization": "Bearer nope"})).status_code == 401
     olga = auth_headers(api.settings, "ops", "olga")
+    assert (await api.http.post(f"/onboardings/{wf}/offers/{npi}/decline", headers=olga)).status_code == 200
+    st = await api.until(wf, lambda s: any(o["status"] == "declined" for o in s["offers"]))
+    assert "(ops:olga for the physician)" in st["offers"][0]["reason"]  # answered on the physician's behalf
+    start = next(c for c in api.world.called("record_start") if c.workflow_id == wf)
+    assert start.actor == "sales:sam"  # who started it is on the record
     assert (await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "clinic withdrew"},
                                 headers=olga)).status_code == 200
     st = await api.until(wf, lambda s: s["stage"] == "cancelled")
     assert any("cancelled by ops:olga" in e["event"] for e in st["timeline"])
+    (cancelled,) = [c for c in api.world.called("record_cancellation") if c.workflow_id == wf]
+    assert cancelled.actor == "ops:olga"

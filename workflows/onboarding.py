@@ -50,6 +50,11 @@ class ContinueAsNewDue(Exception):
     """Raised inside the stage task at a long wait once the history is long; the run hands over."""
 
 
+def _party(party: str, on_behalf_of: str) -> str:
+    """The audit actor of a party's answer: the party, or ``ops:<sub> for <party>`` when ops acted."""
+    return f"{on_behalf_of} for {party}" if on_behalf_of else party
+
+
 def _failure_reason(err: FailureError) -> str:
     """The innermost message of a failure chain (the business reason, not 'activity task failed')."""
     cause: BaseException | None = err
@@ -123,7 +128,7 @@ class OnboardingWorkflow:
         self._upsert_search_attributes()
         if inp.carry is None:
             await self._act("record_start", StartRecord(
-                workflow_id=self._wf_id, intake=self._intake, started_at=self._started_at))
+                workflow_id=self._wf_id, intake=self._intake, started_at=self._started_at, actor=inp.started_by))
             self._note("onboarding started")
         else:
             self._note(f"run {self._runs} continues {inp.carry.stage.value} (history was long)")
@@ -435,7 +440,8 @@ class OnboardingWorkflow:
             closed = self._closed_meanwhile(answer.npi)
             if closed is not None:
                 return closed
-            await self._close_offer(answer.npi, "declined", "declined by the physician")
+            by = f" ({answer.on_behalf_of} for the physician)" if answer.on_behalf_of else ""
+            await self._close_offer(answer.npi, "declined", (answer.reason or "declined by the physician") + by)
         return OfferAnswer(accepted=False, npi=answer.npi, status="declined", message="decline recorded")
 
     @decline_offer.validator
@@ -535,7 +541,8 @@ class OnboardingWorkflow:
     @workflow.update
     async def approve_protocols(self, answer: PhysicianAnswer) -> str:
         await self._act("record_decision", DecisionRecord(
-            workflow_id=self._wf_id, actor=f"physician:{answer.npi}", action="protocols_approved",
+            workflow_id=self._wf_id, actor=_party(f"physician:{answer.npi}", answer.on_behalf_of),
+            action="protocols_approved",
             at=workflow.now(), detail={"services": [p.service.value for p in self._protocols]}))
         for p in self._protocols:
             p.status = "approved"
@@ -599,7 +606,8 @@ class OnboardingWorkflow:
         assignment.status = "confirmed"
         self._note(f"pharmacy {confirmation.pharmacy_id} confirmed the prescriber account")
         await self._best_effort("record_decision", DecisionRecord(  # a signal handler must not fail the run
-            workflow_id=self._wf_id, actor=f"pharmacy:{confirmation.pharmacy_id}", action="pharmacy_confirmed",
+            workflow_id=self._wf_id, actor=_party(f"pharmacy:{confirmation.pharmacy_id}", confirmation.on_behalf_of),
+            action="pharmacy_confirmed",
             at=workflow.now()))
 
     # ------------------------------------------------------------------ stage 5
@@ -794,7 +802,7 @@ class OnboardingWorkflow:
                     await self._close_offer(offer.npi, "withdrawn", "onboarding cancelled")
             await self._act("record_cancellation", CancelRecord(
                 workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, reason=self._cancel.reason,
-                at=workflow.now()))
+                at=workflow.now(), actor=self._cancel.actor))
         if self._physician is not None and workflow.patched(patches.CANCEL_TELLS_PHYSICIAN):
             await self._notify(Notice(  # the placed physician (even one whose accept just won) is told
                 workflow_id=self._wf_id, key=f"placement-cancelled-{self._physician}", to_role="physician",
