@@ -62,6 +62,32 @@ class PhysicianRecord(_Record):
         return next((d for d in self.dea if d.state == state), None)
 
 
+class PharmacyLicense(_Record):
+    """A state pharmacy licence or permit (resident or non-resident)."""
+
+    state: str
+    number: str
+    expires: date
+
+
+class PharmacyDea(_Record):
+    number: str
+    expires: date
+
+
+class FdaRegistration(_Record):
+    """A 503B outsourcing facility's FDA registration: its FEI number and last FDA inspection."""
+
+    fei: str
+    last_inspection: date
+
+
+#: The optional compliance columns of the pharmacy file (CONTRACT.md); when present they rule.
+PHARMACY_COMPLIANCE_COLUMNS = ("licenses", "dea", "fda_registration", "attestations")
+#: USP chapters a pharmacy attests to: ``usp795`` (non-sterile), ``usp797`` (sterile), ``usp800`` (hazardous).
+AttestationKey = Literal["usp795", "usp797", "usp800"]
+
+
 class PharmacyRecord(_Record):
     pharmacy_id: str
     name: str
@@ -70,6 +96,17 @@ class PharmacyRecord(_Record):
     capabilities: list[Capability] = Field(default_factory=list)
     services: list[Service] = Field(default_factory=list)
     email: EmailStr
+    #: which optional compliance columns the file carried for this pharmacy: a column on file rules,
+    #: and an empty cell in it means "none" (no DEA, no FDA registration, nothing attested)
+    on_file: list[Literal["licenses", "dea", "fda_registration", "attestations"]] = Field(default_factory=list)
+    licenses: list[PharmacyLicense] = Field(default_factory=list)
+    dea: PharmacyDea | None = None
+    fda_registration: FdaRegistration | None = None
+    #: the date each USP chapter was last attested
+    attestations: dict[AttestationKey, date] = Field(default_factory=dict)
+
+    def license_in(self, state: str) -> PharmacyLicense | None:
+        return next((lic for lic in self.licenses if lic.state == state), None)
 
 
 class RowError(BaseModel):

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from domain.codes import JURISDICTIONS, Capability, PharmacyKind, Service
 from domain.identifiers import valid_dea, valid_npi
-from domain.records import PharmacyRecord, PhysicianRecord, RowError
+from domain.records import PHARMACY_COMPLIANCE_COLUMNS, PharmacyRecord, PhysicianRecord, RowError
 
 Format = Literal["csv", "json"]
 
@@ -31,6 +31,8 @@ PHYSICIAN_OPTIONAL = ("supervised_midlevels",)
 PHYSICIAN_JSON_DEFAULTS = {"dea": [], "board_certifications": [], "supervised_midlevels": {}}
 
 PHARMACY_COLUMNS = ("pharmacy_id", "name", "kind", "licensed_states", "capabilities", "services", "email")
+PHARMACY_OPTIONAL = PHARMACY_COMPLIANCE_COLUMNS
+_ATTESTATIONS = ("usp795", "usp797", "usp800")
 
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
@@ -164,6 +166,58 @@ def _registrations(value: Any, number_name: str) -> list[dict[str, Any]]:
     return out
 
 
+def _pair(value: Any, keys: tuple[str, str], shape: str) -> tuple[Any, Any] | None:
+    """``A:B`` (or a JSON object with ``keys``) as a pair; an empty cell is ``None``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, dict):
+        unknown = set(value) - set(keys)
+        if unknown:
+            raise ValueError(f"unknown keys {', '.join(sorted(unknown))} (expected {', '.join(keys)})")
+        return value.get(keys[0]), value.get(keys[1])
+    if not isinstance(value, str) or value.count(":") != 1:
+        raise ValueError(f"{value!r} must be {shape}")
+    first, second = value.split(":")
+    return first, second
+
+
+def _pharmacy_dea(value: Any) -> dict[str, Any] | None:
+    """``NUMBER:EXPIRES`` (or ``{number, expires}``); empty: no DEA registration."""
+    pair = _pair(value, ("number", "expires"), "NUMBER:EXPIRES")
+    if pair is None:
+        return None
+    number = _text(pair[0]).upper()
+    if not valid_dea(number):
+        raise ValueError(f"number {number} fails the DEA format or check digit")
+    return {"number": number, "expires": _date(pair[1])}
+
+
+def _fda_registration(value: Any) -> dict[str, Any] | None:
+    """``FEI:LAST_INSPECTION_DATE`` (or ``{fei, last_inspection}``); empty: not registered."""
+    pair = _pair(value, ("fei", "last_inspection"), "FEI:LAST_INSPECTION_DATE")
+    if pair is None:
+        return None
+    fei = _text(pair[0])
+    if not (fei.isdigit() and 7 <= len(fei) <= 10):
+        raise ValueError(f"FEI {fei!r} must be 7 to 10 digits")
+    return {"fei": fei, "last_inspection": _date(pair[1])}
+
+
+def _attestations(value: Any) -> dict[str, date]:
+    """``usp795:DATE;usp797:DATE;usp800:DATE`` (or a JSON object); any subset, each once."""
+    pairs = list(value.items()) if isinstance(value, dict) else [
+        _pair(_text(item), ("", ""), "uspNNN:YYYY-MM-DD") for item in _items(value)]
+    out: dict[str, date] = {}
+    for key, when in pairs:  # type: ignore[misc]
+        name = _text(key).lower()
+        if name not in _ATTESTATIONS:
+            raise ValueError(f"unknown attestation {name!r} (allowed: {', '.join(_ATTESTATIONS)})")
+        if name in out:
+            raise ValueError(f"{name} listed twice")
+        out[name] = _date(when)
+    return out
+
+
 def _midlevel_counts(value: Any) -> dict[str, int]:
     """``STATE:COUNT;...`` (or a JSON object ``{"TX": 2}``)."""
     pairs: list[tuple[Any, Any]]
@@ -264,6 +318,15 @@ def pharmacy_from_fields(raw: dict[str, Any]) -> tuple[PharmacyRecord | None, li
     v["capabilities"] = _run("capabilities", lambda: _vocab(raw.get("capabilities"), _CAPABILITIES, "capability"), errors)
     v["services"] = _run("services", lambda: _vocab(raw.get("services"), _SERVICES, "service"), errors)
     v["email"] = _run("email", lambda: _text(raw.get("email")), errors)
+    v["on_file"] = [c for c in PHARMACY_COMPLIANCE_COLUMNS if c in raw]
+    if "licenses" in raw:
+        v["licenses"] = _run("licenses", lambda: _registrations(raw.get("licenses"), "NUMBER"), errors)
+    if "dea" in raw:
+        v["dea"] = _run("dea", lambda: _pharmacy_dea(raw.get("dea")), errors)
+    if "fda_registration" in raw:
+        v["fda_registration"] = _run("fda_registration", lambda: _fda_registration(raw.get("fda_registration")), errors)
+    if "attestations" in raw:
+        v["attestations"] = _run("attestations", lambda: _attestations(raw.get("attestations")), errors)
     return _build(PharmacyRecord, v, errors)
 
 
@@ -368,4 +431,4 @@ def parse_physicians(text: str, fmt: Format) -> tuple[list[PhysicianRecord], lis
 
 def parse_pharmacies(text: str, fmt: Format) -> tuple[list[PharmacyRecord], list[RowError]]:
     """Pharmacy records and every row error of a pharmacy file's text."""
-    return _parse(text, fmt, PHARMACY_COLUMNS, (), {}, pharmacy_from_fields, "pharmacy_id")
+    return _parse(text, fmt, PHARMACY_COLUMNS, PHARMACY_OPTIONAL, {}, pharmacy_from_fields, "pharmacy_id")

@@ -27,6 +27,12 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Sourced(_Data):
+    """A block of rule data that names its basis (statute, guideline, label or company policy)."""
+
+    source: str = Field(min_length=3)
+
+
 class Fact(_Data, Generic[T]):
     """One dated, sourced value."""
 

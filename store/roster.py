@@ -18,7 +18,7 @@ from sqlmodel import select as select_rows
 from domain.codes import Service
 from domain.intake import check_state
 from domain.onboarding import ReservationResult
-from domain.records import DeaRegistration, License, PharmacyRecord, PhysicianRecord
+from domain.records import PHARMACY_COMPLIANCE_COLUMNS, DeaRegistration, License, PharmacyLicense, PharmacyRecord, PhysicianRecord
 from store import tables as t
 from store.common import NotFound, require, retry_race, row_dict, sql_table
 from store.db import insert_for, run
@@ -277,6 +277,7 @@ def upsert_pharmacies(engine: Engine, records: Sequence[PharmacyRecord]) -> Impo
         )
         for chunk in _chunks(rows):
             s.exec(stmt, params=chunk)
+        _upsert_pharmacy_compliance(s, [r for r in records if r.on_file], now)
         return ImportSummary(created=len(set(ids) - existing), updated=len(existing))
 
     try:
@@ -285,11 +286,75 @@ def upsert_pharmacies(engine: Engine, records: Sequence[PharmacyRecord]) -> Impo
         raise _rejected(exc) from None
 
 
+def _compliance_values(r: PharmacyRecord) -> dict[str, Any]:
+    """The compliance-table fields each optional column of ``r`` sets."""
+    return {
+        "dea": {"dea_number": r.dea.number if r.dea else None, "dea_expires": r.dea.expires if r.dea else None},
+        "fda_registration": {"fda_fei": r.fda_registration.fei if r.fda_registration else None,
+                             "fda_last_inspection": r.fda_registration.last_inspection if r.fda_registration else None},
+        "attestations": {"attestations": {k: v.isoformat() for k, v in sorted(r.attestations.items())}},
+        "licenses": {},
+    }
+
+
+def _upsert_pharmacy_compliance(s: Session, records: Sequence[PharmacyRecord], now: datetime) -> None:
+    """The optional columns a file carried replace what is stored for them; a column the file did not
+    carry keeps what an earlier import stored (it rules until a file says otherwise)."""
+    comp, lic = sql_table(t.PharmacyCompliance), sql_table(t.PharmacyLicense)
+    stored: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks([r.pharmacy_id for r in records]):
+        for row in s.exec(select(comp).where(comp.c.pharmacy_id.in_(chunk))).mappings():
+            stored[row["pharmacy_id"]] = dict(row)
+    rows = []
+    for r in records:
+        row = stored.get(r.pharmacy_id) or {"pharmacy_id": r.pharmacy_id, "on_file": [], "dea_number": None,
+                                           "dea_expires": None, "fda_fei": None, "fda_last_inspection": None,
+                                           "attestations": {}}
+        values = _compliance_values(r)
+        for column in r.on_file:
+            row.update(values[column])
+        carried = set(row["on_file"]) | set(r.on_file)
+        row["on_file"] = [c for c in PHARMACY_COMPLIANCE_COLUMNS if c in carried]
+        row["updated_at"] = now
+        rows.append(row)
+    ins = insert_for(s)(comp)
+    stmt = ins.on_conflict_do_update(index_elements=[comp.c.pharmacy_id],
+                                     set_={c.name: ins.excluded[c.name] for c in comp.c if c.name != "pharmacy_id"})
+    for chunk in _chunks(rows):
+        s.exec(stmt, params=chunk)
+    relicensed = [r for r in records if "licenses" in r.on_file]
+    for chunk in _chunks([r.pharmacy_id for r in relicensed]):
+        s.exec(lic.delete().where(lic.c.pharmacy_id.in_(chunk)))
+    lic_rows = [{"pharmacy_id": r.pharmacy_id, "state": x.state, "number": x.number, "expires": x.expires}
+                for r in relicensed for x in r.licenses]
+    for chunk in _chunks(lic_rows):
+        s.exec(lic.insert(), params=chunk)
+
+
 def list_pharmacies(engine: Engine) -> list[PharmacyRecord]:
+    """Every pharmacy with its compliance file (licences, DEA, FDA registration, attestations)."""
+    comp, lic = sql_table(t.PharmacyCompliance), sql_table(t.PharmacyLicense)
+
     def work(s: Session) -> list[PharmacyRecord]:
         rows = s.exec(select_rows(t.Pharmacy).order_by(t.Pharmacy.pharmacy_id)).all()
-        return [PharmacyRecord.model_validate(r.model_dump(include=set(_PHARMACY_COLUMNS) | {"pharmacy_id"}))
-                for r in rows]
+        extra = {row["pharmacy_id"]: row for row in s.exec(select(comp)).mappings()}
+        licences: dict[str, list[PharmacyLicense]] = defaultdict(list)
+        for row in s.exec(select(lic).order_by(lic.c.pharmacy_id, lic.c.state)).mappings():
+            licences[row["pharmacy_id"]].append(PharmacyLicense(state=row["state"], number=row["number"],
+                                                                expires=row["expires"]))
+        out = []
+        for r in rows:
+            data = r.model_dump(include=set(_PHARMACY_COLUMNS) | {"pharmacy_id"})
+            c = extra.get(r.pharmacy_id)
+            if c is not None:
+                data.update(
+                    on_file=c["on_file"], licenses=licences.get(r.pharmacy_id, []),
+                    dea={"number": c["dea_number"], "expires": c["dea_expires"]} if c["dea_number"] else None,
+                    fda_registration=({"fei": c["fda_fei"], "last_inspection": c["fda_last_inspection"]}
+                                      if c["fda_fei"] else None),
+                    attestations=c["attestations"])
+            out.append(PharmacyRecord.model_validate(data))
+        return out
 
     return run(engine, work, write=False)
 

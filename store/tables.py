@@ -135,6 +135,38 @@ class Pharmacy(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
 
 
+def _pharmacy_fk(**kw: Any) -> Any:
+    return Field(sa_column_args=[ForeignKey("pharmacies.pharmacy_id", ondelete="CASCADE")], **kw)
+
+
+class PharmacyLicense(SQLModel, table=True):
+    """A pharmacy's state licence or non-resident permit, from the pharmacy file's ``licenses`` column."""
+
+    __tablename__ = "pharmacy_licenses"
+    __table_args__ = (UniqueConstraint("pharmacy_id", "state", name="uq_pharmacy_licenses_state"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pharmacy_id: str = _pharmacy_fk(index=True)
+    state: str = Field(max_length=2)
+    number: str
+    expires: date
+
+
+class PharmacyCompliance(SQLModel, table=True):
+    """The pharmacy file's other optional columns; ``on_file`` names the columns any import carried."""
+
+    __tablename__ = "pharmacy_compliance"
+
+    pharmacy_id: str = _pharmacy_fk(primary_key=True)
+    on_file: list[str] = Field(default_factory=list, sa_type=JSON)
+    dea_number: str | None = None
+    dea_expires: date | None = None
+    fda_fei: str | None = None
+    fda_last_inspection: date | None = None
+    attestations: dict[str, str] = Field(default_factory=dict, sa_type=JSON)  # usp79x -> ISO date
+    updated_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
+
+
 # ---------------------------------------------------------------- onboarding progress
 class Onboarding(SQLModel, table=True):
     __tablename__ = "onboardings"

@@ -163,3 +163,48 @@ def test_pharmacies_json():
 def test_unknown_format_argument():
     with pytest.raises(ValueError):
         parse_physicians("", "xml")  # type: ignore[arg-type]
+
+
+COMPLIANCE_HEADER = PH_HEADER + ",licenses,dea,fda_registration,attestations"
+
+
+def test_pharmacy_compliance_columns_parse():
+    text = "\n".join([
+        COMPLIANCE_HEADER,
+        PH_GOOD + ",TX:PH1:2027-03-31;OK:NR2:2027-06-30,FA1234563:2028-01-31,,usp795:2026-02-01;usp797:2026-03-01",
+        "big-b,Big B,503B,TX,sterile,iv_nutrients,b@rx.example,TX:OF9:2027-01-31,,3012345678:2025-09-15,usp797:2026-05-01",
+    ]) + "\n"
+    records, errors = parse_pharmacies(text, "csv")
+    assert errors == []
+    a, b = records
+    assert a.on_file == ["licenses", "dea", "fda_registration", "attestations"]
+    assert [(x.state, x.number, x.expires) for x in a.licenses] == [("TX", "PH1", date(2027, 3, 31)),
+                                                                  ("OK", "NR2", date(2027, 6, 30))]
+    assert (a.dea.number, a.dea.expires) == ("FA1234563", date(2028, 1, 31)) and a.fda_registration is None
+    assert a.attestations == {"usp795": date(2026, 2, 1), "usp797": date(2026, 3, 1)}
+    assert b.dea is None and (b.fda_registration.fei, b.fda_registration.last_inspection) == ("3012345678", date(2025, 9, 15))
+
+
+def test_pharmacy_compliance_errors_name_line_and_field():
+    text = "\n".join([
+        COMPLIANCE_HEADER,
+        PH_GOOD + ",TX:PH1:2027-13-01,FA1234564:2028-01-31,12:2025-01-01,usp799:2026-01-01",
+        PH_GOOD.replace("austin-rx", "two") + ",TX-PH1,FA1234563,ABC1234:2025-01-01,usp795:2026-01-01;usp795:2026-02-01",
+    ]) + "\n"
+    records, errors = parse_pharmacies(text, "csv")
+    assert records == []
+    assert [(e.line, e.reason.split(":")[0]) for e in errors] == [
+        (2, "licenses"), (2, "dea"), (2, "fda_registration"), (2, "attestations"),
+        (3, "licenses"), (3, "dea"), (3, "fda_registration"), (3, "attestations")]
+    assert "fails the DEA format or check digit" in errors[1].reason and "usp799" in errors[3].reason
+
+
+def test_pharmacy_compliance_json_objects():
+    data = [{"pharmacy_id": "p1", "name": "P1", "kind": "503B", "licensed_states": ["TX"], "capabilities": ["sterile"],
+             "services": ["iv_nutrients"], "email": "p1@rx.example",
+             "licenses": [{"state": "TX", "number": "OF1", "expires": "2027-01-31"}],
+             "fda_registration": {"fei": "3012345678", "last_inspection": "2025-09-15"},
+             "attestations": {"usp797": "2026-05-01"}}]
+    records, errors = parse_pharmacies(json.dumps(data), "json")
+    assert errors == [] and records[0].on_file == ["licenses", "fda_registration", "attestations"]
+    assert records[0].attestations == {"usp797": date(2026, 5, 1)}

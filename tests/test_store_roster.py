@@ -121,3 +121,31 @@ def test_trim_to_states_loads_only_the_licences_matching_reads(engine) -> None:
     assert {x.state for x in full.licenses} == {"TX", "OK", "FL"}
     assert {x.state for x in trimmed.licenses} == {"TX", "OK"} and {x.state for x in trimmed.dea} == {"TX"}
     assert trimmed.therapies == full.therapies and trimmed.max_clinics == full.max_clinics
+
+
+def test_pharmacy_compliance_file_round_trip_and_reimport(engine) -> None:
+    """The optional columns are stored and read back; a re-import replaces the columns it carries and
+    keeps the ones it does not carry."""
+    full = pharmacy_record(
+        "austin-rx", on_file=["licenses", "dea", "fda_registration", "attestations"],
+        licenses=[{"state": "TX", "number": "PH1", "expires": date(2027, 3, 31)},
+                  {"state": "OK", "number": "NR2", "expires": date(2026, 6, 30)}],
+        dea={"number": "FA1234563", "expires": date(2028, 1, 31)},
+        attestations={"usp795": date(2026, 2, 1), "usp797": date(2026, 3, 1)})
+    plain = pharmacy_record("plain-rx")
+    assert roster.upsert_pharmacies(engine, [full, plain]) == roster.ImportSummary(created=2, updated=0)
+    got = {p.pharmacy_id: p for p in roster.list_pharmacies(engine)}
+    assert got["austin-rx"] == full.model_copy(update={"licenses": sorted(full.licenses, key=lambda x: x.state)})
+    assert got["plain-rx"] == plain and got["plain-rx"].on_file == []
+
+    renewed = pharmacy_record("austin-rx", on_file=["licenses"],
+                              licenses=[{"state": "OK", "number": "NR2", "expires": date(2027, 6, 30)}])
+    assert roster.upsert_pharmacies(engine, [renewed]) == roster.ImportSummary(created=0, updated=1)
+    again = {p.pharmacy_id: p for p in roster.list_pharmacies(engine)}["austin-rx"]
+    assert [(x.state, x.expires) for x in again.licenses] == [("OK", date(2027, 6, 30))]
+    assert again.dea == full.dea and again.attestations == full.attestations  # not carried: kept
+    assert again.on_file == ["licenses", "dea", "fda_registration", "attestations"]
+
+    no_dea = pharmacy_record("austin-rx", on_file=["dea"])  # the column carried, the cell empty: no DEA
+    roster.upsert_pharmacies(engine, [no_dea])
+    assert {p.pharmacy_id: p for p in roster.list_pharmacies(engine)}["austin-rx"].dea is None
