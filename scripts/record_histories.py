@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -60,6 +60,10 @@ from store.db import engine_from_settings  # noqa: E402
 from tests.stack_fixtures import FAST_ENV, stack_settings  # noqa: E402
 from workflows.onboarding import OnboardingWorkflow  # noqa: E402
 from workflows.oversight import OversightWorkflow  # noqa: E402
+from workflows.compliance import COMPLIANCE_WORKFLOWS, AdverseEventWorkflow  # noqa: E402
+from domain.oversight import AdverseEventWatch, OversightCompliance, SweepSummary  # noqa: E402
+from mdco_temporal.schedules import COMPLIANCE_SCHEDULE_ID  # noqa: E402
+from store import oversight as store_oversight  # noqa: E402
 
 OUT = ROOT / "tests" / "histories"
 KEY_FILE = OUT / "TEST_PAYLOAD_KEYS.txt"  # test-only payload key of the *_encrypted_* histories
@@ -511,15 +515,8 @@ VERMONT_ROSTER = (
 async def second_offer_round(r: Rec) -> WorkflowHistory:
     """A Vermont clinic whose two eligible physicians do not answer their first offers: both expire,
     round 2 re-offers them (ops told) instead of waiting on the roster, one accepts -> launched."""
-    with tempfile.TemporaryDirectory(prefix="mdco-roster-") as tmp:
-        roster_file = Path(tmp) / "vermont.csv"
-        roster_file.write_text(VERMONT_ROSTER)
-        await r.cli("roster", "import", str(roster_file))
-    raw = json.loads((DEMO_DIR / "intakes" / "glow-austin.json").read_text())
-    raw.update(clinic_key="green-mountain-second-round", clinic_name="Green Mountain Aesthetics LLC",
-               states=["VT"], services=["neurotoxins", "dermal_fillers"], product_choices={},
-               locations=[{"state": "VT", "city": "Burlington", "zip": "05401"}],
-               midlevels=[{**raw["midlevels"][0], "state": "VT"}])
+    await import_roster(r, VERMONT_ROSTER)
+    raw = clinic_in("VT", "green-mountain-second-round", "Green Mountain Aesthetics LLC", "Burlington", "05401")
     wf = await r.start_intake(raw, timing(offer_ttl=3), fanout=2)
     st = await r.play(wf, lambda s: s.get("offer_round") == 2 and len(offers(s, "open")) == 2, silent=("physician",))
     check(sorted(o["npi"] for o in offers(st, "open")) == sorted(VERMONT_NPIS), "both silent physicians re-offered")
@@ -529,6 +526,142 @@ async def second_offer_round(r: Rec) -> WorkflowHistory:
     check("Offer round 2 for " + wf in [s.strip() for s in subjects(r)], "ops told when round 2 started")
     check(patches.OFFER_ROUNDS in patch_markers(history), "patch offer-rounds marked")
     return history
+
+
+def clinic_in(state: str, key: str, name: str, city: str, zip_code: str) -> dict:
+    """The Austin demo intake moved to one ``state`` (a clinic the demo roster does not cover)."""
+    raw = json.loads((DEMO_DIR / "intakes" / "glow-austin.json").read_text())
+    raw.update(clinic_key=key, clinic_name=name, states=[state], services=["neurotoxins", "dermal_fillers"],
+               product_choices={}, locations=[{"state": state, "city": city, "zip": zip_code}],
+               midlevels=[{**raw["midlevels"][0], "state": state}])
+    return raw
+
+
+def roster_csv(rows: list[str]) -> str:
+    """A roster file (the import's CSV header) with ``rows``."""
+    return ("npi,first_name,last_name,degree,email,phone,home_state,licenses,dea,therapies,max_clinics,"
+            "active_clinics,malpractice_expires,board_certifications,telehealth,supervised_midlevels\n"
+            + "".join(row + "\n" for row in rows))
+
+
+async def import_roster(r: Rec, text: str) -> str:
+    """``mdco roster import`` of a roster file holding ``text``; the CLI's output."""
+    with tempfile.TemporaryDirectory(prefix="mdco-roster-") as tmp:
+        roster_file = Path(tmp) / "roster.csv"
+        roster_file.write_text(text)
+        return await r.cli("roster", "import", str(roster_file))
+
+
+# ---------------------------------------------------------------- release 3: oversight after launch (issue 9)
+#: A New Hampshire director (the demo roster has nobody there) whose licence a re-import shows lapsed.
+NH_NPI = npi_with_check_digit("160300501")
+
+
+def nh_director(license_expires: str, active_clinics: int) -> str:
+    return (f"{NH_NPI},Nora,Hale,MD,nora.hale@md.example,+16035550101,NH,NH:NH60301:{license_expires},,"
+            f"neurotoxins;dermal_fillers;laser,5,{active_clinics},2029-06-30,dermatology,true,")
+
+
+async def launched_with_oversight(r: Rec, wf: str) -> str:
+    """Play to launch and let the onboarding complete; the id of the oversight it started (left running)."""
+    st = await r.play(wf)
+    await asyncio.wait_for(r.client.get_workflow_handle(wf).result(), 60)
+    return st["oversight_workflow_id"]
+
+
+async def cycles_done(r: Rec, oversight: str, at_least: int, within: float = 90) -> OversightStatus:
+    handle = r.client.get_workflow_handle(oversight)
+    deadline = time.monotonic() + within
+    while (status := await handle.query(OversightWorkflow.status, result_type=OversightStatus)).cycles_done < at_least:
+        check(time.monotonic() < deadline, f"{oversight}: {at_least} chart-review cycles within {within:.0f} s")
+        await asyncio.sleep(0.3)
+    return status
+
+
+async def compliance_lapse(r: Rec) -> tuple[WorkflowHistory, WorkflowHistory]:
+    """A New Hampshire clinic launches with a director licensed there; a roster re-import then shows the
+    licence expired yesterday. Ops trigger the ``mdco-compliance-sweep`` Schedule now (Temporal UI): the
+    sweep finds the lapse, suspends NH for the clinic and signals ``compliance_alert``; the oversight run
+    shows ``suspended`` and goes on with its chart reviews until it continues as new (12 cycles, 3 s)."""
+    await import_roster(r, roster_csv([nh_director("2029-10-31", 0)]))
+    raw = clinic_in("NH", "granite-nashua-lapse", "Granite Aesthetics Nashua LLC", "Nashua", "03060")
+    wf = await r.start_intake(raw, timing(chart_review_every=3), fanout=1)
+    oversight = await launched_with_oversight(r, wf)
+    handle = r.client.get_workflow_handle(oversight)
+    first_run = (await handle.describe()).run_id
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    await import_roster(r, roster_csv([nh_director(yesterday, 1)]))
+    schedule = r.client.get_schedule_handle(COMPLIANCE_SCHEDULE_ID)
+    before = {a.action.workflow_id for a in (await schedule.describe()).info.recent_actions}
+    await schedule.trigger()
+    deadline = time.monotonic() + 30
+    while not (started := [a.action for a in (await schedule.describe()).info.recent_actions
+                           if a.action.workflow_id not in before]):
+        check(time.monotonic() < deadline, "the triggered sweep started within 30 s")
+        await asyncio.sleep(0.3)
+    sweep = r.client.get_workflow_handle(started[0].workflow_id, run_id=started[0].first_execution_run_id,
+                                         result_type=SweepSummary)
+    summary = await asyncio.wait_for(sweep.result(), 60)
+    check(summary.suspended == ["granite-nashua-lapse:NH"] and [a.kind for a in summary.alerts] == ["lapse"],
+          f"the sweep suspended NH for the clinic: {summary}")
+    state = await handle.query(OversightWorkflow.compliance, result_type=OversightCompliance)
+    check(state.status == "suspended" and state.suspended_states == ["NH"], f"oversight suspended in NH: {state}")
+    deadline = time.monotonic() + 90
+    while (await handle.describe()).run_id == first_run:
+        check(time.monotonic() < deadline, "continue-as-new within 90 s")
+        await asyncio.sleep(0.5)
+    after = await handle.query(OversightWorkflow.compliance, result_type=OversightCompliance)
+    check(after.suspended_states == ["NH"], f"the suspension carried into the next run: {after}")
+    await handle.terminate(REASON)  # the next run is not recorded
+    first = await r.history(oversight, first_run)
+    check(any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+              and e.workflow_execution_signaled_event_attributes.signal_name == "compliance_alert"
+              for e in first.events), "compliance_alert signalled to the oversight run")
+    check(first.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+          "the oversight run continued as new")
+    check(patches.OVERSIGHT_COMPLIANCE in patch_markers(first), "patch oversight-compliance marked")
+    return first, await r.history(sweep.id, sweep.run_id)
+
+
+#: The adverse-event deadline of the recording (the CLI takes the policy's: sentinel 1 h).
+EVENT_ACK_DEADLINE = timedelta(seconds=4)
+
+
+async def event_escalated_and_offboarded(r: Rec) -> tuple[WorkflowHistory, WorkflowHistory]:
+    """A launched clinic reports a sentinel adverse event; its director does not acknowledge it, so
+    ``AdverseEventWorkflow`` escalates it to ops at the deadline (compressed to 4 s: the recorder writes
+    the event and starts the watch as ``mdco events report`` does). After two chart-review cycles ops run
+    ``mdco offboard``: the oversight ends with the ``offboard_clinic`` activity and completes."""
+    wf = await r.start("glow-austin", "glow-austin-offboard", timing(chart_review_every=4))
+    oversight = await launched_with_oversight(r, wf)
+    clinic_key = oversight.removeprefix("oversight-")
+    event_id, at = f"{clinic_key}-ae-record1", datetime.now(UTC)
+    engine = engine_from_settings(r.settings)
+    try:
+        store_oversight.report_event(engine, event_id, clinic_key, "sentinel", "syncope after filler: " + REASON,
+                                     at, at + EVENT_ACK_DEADLINE)
+    finally:
+        engine.dispose()
+    watch = await r.client.start_workflow(
+        AdverseEventWorkflow.run, AdverseEventWatch(event_id=event_id, clinic_key=clinic_key, severity="sentinel",
+                                                    ack_due_at=at + EVENT_ACK_DEADLINE),
+        id=f"adverse-event-{event_id}", task_queue=r.settings.task_queue)
+    check(await asyncio.wait_for(watch.result(), 60) == "escalated", "the unacknowledged event escalated")
+    engine = engine_from_settings(r.settings)
+    try:
+        event = store_oversight.get_event(engine, event_id)
+    finally:
+        engine.dispose()
+    check(event is not None and event["status"] == "escalated", f"the event escalated in the store: {event}")
+    await cycles_done(r, oversight, 2)
+    await r.cli("offboard", clinic_key, "--reason", "clinic closed its medical spa line: " + REASON)
+    history = await r.history(oversight)
+    check(history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, "oversight completed")
+    check(any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+              and e.activity_task_scheduled_event_attributes.activity_type.name == "offboard_clinic"
+              for e in history.events), "offboard_clinic ran")
+    check(patches.OVERSIGHT_COMPLIANCE in patch_markers(history), "patch oversight-compliance marked")
+    return history, await r.history(watch.id)
 
 
 @dataclass(frozen=True)
@@ -567,6 +700,10 @@ SCENARIOS = [
     Scenario(("onboarding_cancel_racing_accept",), cancel_racing_accept, releases=V2),
     # release 3: later offer rounds
     Scenario(("onboarding_second_offer_round",), second_offer_round, releases=V3),
+    # release 3: oversight after launch (issue 9); the sweep covers every live clinic: a stack of its own
+    Scenario(("oversight_compliance_lapse_continue_as_new", "compliance_sweep_lapse"), compliance_lapse,
+             releases=V3, own_stack=True),
+    Scenario(("oversight_offboarded", "adverse_event_escalated"), event_escalated_and_offboarded, releases=V3),
 ]
 
 
@@ -586,7 +723,7 @@ async def record(scenarios: list[Scenario], files: dict[str, Path], payload_keys
                                          headers=auth_headers(settings, "ops", "recorder")) as api:
                 rec = Rec(settings, await connect(settings), api)
                 results = await asyncio.gather(*(sc.run(rec) for sc in scenarios), return_exceptions=True)
-            replayer = Replayer(workflows=[OnboardingWorkflow, OversightWorkflow],
+            replayer = Replayer(workflows=[OnboardingWorkflow, OversightWorkflow, *COMPLIANCE_WORKFLOWS],
                                 data_converter=data_converter(settings))
             for sc, result in zip(scenarios, results):
                 if isinstance(result, BaseException):

@@ -21,7 +21,9 @@ from domain.onboarding import OnboardingInput, OnboardingStatus
 from mdco_temporal.client import converter_for_keys
 from mdco_temporal.codec import ENCODING, new_key_spec
 from workflows.onboarding import OnboardingWorkflow
+from workflows.compliance import AdverseEventWorkflow, ComplianceSweepWorkflow
 from workflows.oversight import OversightWorkflow
+from workflows.reconcile import ReservationReconciliationWorkflow
 
 HERE = Path(__file__).parent / "histories"
 HISTORIES = sorted(HERE.glob("*.json"))
@@ -30,6 +32,8 @@ KEY_FILE = HERE / "TEST_PAYLOAD_KEYS.txt"
 RECORDED_KEYS = next((line.strip() for line in KEY_FILE.read_text().splitlines()
                       if line.strip() and not line.startswith("#")), "") if KEY_FILE.exists() else ""
 ENCRYPTED_MARK = __import__("base64").b64encode(ENCODING).decode()
+#: Every workflow type a history here may be of (besides the onboarding, which one test swaps).
+OTHER_WORKFLOWS = [OversightWorkflow, ComplianceSweepWorkflow, AdverseEventWorkflow, ReservationReconciliationWorkflow]
 
 
 def _encrypted(path: Path) -> bool:
@@ -47,7 +51,7 @@ CASES = [(p, codec) for p in HISTORIES for codec in (("on",) if _encrypted(p) el
 @pytest.mark.parametrize("path,codec", CASES, ids=[f"{p.stem}-codec-{c}" for p, c in CASES])
 async def test_history_replays(path: Path, codec: str):
     keys = (RECORDED_KEYS or new_key_spec()) if codec == "on" else ""
-    replayer = Replayer(workflows=[OnboardingWorkflow, OversightWorkflow], data_converter=converter_for_keys(keys))
+    replayer = Replayer(workflows=[OnboardingWorkflow, *OTHER_WORKFLOWS], data_converter=converter_for_keys(keys))
     result = await replayer.replay_workflow(_history(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
 
@@ -69,7 +73,7 @@ class IncompatibleOnboarding(OnboardingWorkflow):
 @pytest.mark.timeout(60)
 async def test_an_unguarded_change_fails_the_replay():
     path = next(p for p in HISTORIES if p.stem.startswith("onboarding_") and not _encrypted(p))
-    replayer = Replayer(workflows=[IncompatibleOnboarding, OversightWorkflow], data_converter=converter_for_keys(""))
+    replayer = Replayer(workflows=[IncompatibleOnboarding, *OTHER_WORKFLOWS], data_converter=converter_for_keys(""))
     result = await replayer.replay_workflow(_history(path), raise_on_replay_failure=False)
     assert isinstance(result.replay_failure, NondeterminismError), result.replay_failure
     with pytest.raises(NondeterminismError):
