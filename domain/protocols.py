@@ -30,13 +30,17 @@ class _Checked(Sourced):
     needs_review: str = ""
 
 
-class DrugDosing(_Checked):
+class _DoseFields(BaseModel):
     drug: str
     product: str
     route: str
     start: str
     titration: str
     maximum: str
+
+
+class DrugDosing(_Checked, _DoseFields):
+    """One drug and route of a service, as the data file sources it."""
 
 
 class Lab(_Checked):
@@ -88,13 +92,9 @@ def protocol_library() -> ProtocolLibrary:
 
 
 # ---------------------------------------------------------------- the content (CONTRACT fields)
-class Dosing(BaseModel):
-    drug: str
-    product: str
-    route: str
-    start: str
-    titration: str
-    maximum: str
+class Dosing(_DoseFields):
+    """A drug in the protocol: authorized or not, and why."""
+
     authorized: bool
     why: str = ""
     source: str
