@@ -29,6 +29,7 @@ from esign.adapter import Document, ESignAdapter, ESignPermanentError, ESignRetr
 from activities.mailer import Mailer
 from api import links
 from store import agreements, audit, onboardings, roster
+from store import oversight as oversight_store
 
 log = activity.logger
 
@@ -292,6 +293,9 @@ class OnboardingActivities:
     # ------------------------------------------------------------------ stage 6
     @activity.defn(name="launch_clinic")
     def launch_clinic(self, req: LaunchRequest) -> None:
+        if req.replaces is not None:
+            self._hand_over(req)
+            return
         onboardings.activate_clinic(self.engine, req.clinic_key, req.npi, req.at)
         onboardings.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.launched.value,
                                launched_at=req.at, physician_npi=req.npi)
@@ -312,12 +316,48 @@ class OnboardingActivities:
                               to_id=pharmacy_id, subject=f"Clinic live: {name}",
                               body=f"Prescriptions from {physician.display_name} for {name} may start."))
 
+    def _hand_over(self, req: LaunchRequest) -> None:
+        """A replacement launches: the clinic stays live under the new director, the outgoing one's
+        capacity is released, suspensions lift, and clinic, both directors and pharmacies are told."""
+        old = req.replaces
+        assert old is not None
+        onboardings.activate_clinic(self.engine, req.clinic_key, req.npi, req.at)
+        onboardings.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.launched.value,
+                                      launched_at=req.at, physician_npi=req.npi)
+        released = roster.release_physician(self.engine, old.previous_workflow_id)
+        lifted = [s["state"] for s in oversight_store.suspensions(self.engine, req.clinic_key)
+                  if oversight_store.lift(self.engine, req.clinic_key, s["state"], req.at)]
+        audit.audit(self.engine, req.workflow_id, "workflow", "director_replaced", at=req.at, reason=old.reason,
+                    detail={"npi": req.npi, "outgoing_npi": old.outgoing_npi, "capacity_released": released,
+                            "suspensions_lifted": lifted, "pharmacies": req.pharmacy_ids},
+                    idem_key=f"{req.workflow_id}:launched")
+        physician = self._physician(req.npi)
+        name = (onboardings.get_clinic(self.engine, req.clinic_key) or {}).get("name", req.clinic_key)
+        notices = [
+            Notice(workflow_id=req.workflow_id, key="replaced-clinic", to_role="clinic", to_id=req.clinic_key,
+                   subject=f"Your new medical director: {name}",
+                   body=f"{physician.display_name} (NPI {req.npi}) is now your medical director"
+                        + (f"; prescribing resumes in {', '.join(lifted)}" if lifted else "") + "."),
+            Notice(workflow_id=req.workflow_id, key="replaced-physician", to_role="physician", to_id=req.npi,
+                   subject=f"Oversight starts: {name}",
+                   body="You take over as medical director. Chart reviews will be sent to you."),
+            Notice(workflow_id=req.workflow_id, key="replaced-outgoing", to_role="physician", to_id=old.outgoing_npi,
+                   subject=f"Your supervision of {name} has ended",
+                   body="A new medical director took over; your capacity for this clinic is released."),
+        ] + [Notice(workflow_id=req.workflow_id, key=f"replaced-{pharmacy_id}", to_role="pharmacy", to_id=pharmacy_id,
+                    subject=f"New prescriber for {name}",
+                    body=f"Prescriptions for {name} now come from {physician.display_name} (NPI {req.npi}).")
+             for pharmacy_id in req.pharmacy_ids]
+        for notice in notices:
+            self._mail(notice)
+
     @activity.defn(name="record_cancellation")
     def record_cancellation(self, req: CancelRecord) -> None:
-        self._release_everything(req.workflow_id, req.clinic_key, req.reason, req.at, req.actor)
+        self._release_everything(req.workflow_id, req.clinic_key, req.reason, req.at, req.actor,
+                                 keep_clinic=req.keep_clinic)
 
     def _release_everything(self, workflow_id: str, clinic_key: str | None, reason: str, at: datetime,
-                            actor: str) -> bool:
+                            actor: str, keep_clinic: bool = False) -> bool:
         """The cleanup of a cancelled onboarding, shared by ``record_cancellation`` and the reconciler
         (activities/reconcile.py): release the capacity, void the envelopes still out, mark the clinic
         and the onboarding cancelled (skipped when ``clinic_key`` is None: no record to mark) and audit.
@@ -339,9 +379,10 @@ class OnboardingActivities:
                 agreements.upsert_agreement(self.engine, workflow_id, agreement["kind"], agreement["template_version"],
                                       status="voided", status_at=at)
         if clinic_key is not None:
-            onboardings.set_clinic_status(self.engine, clinic_key, "cancelled")
+            if not keep_clinic:  # a cancelled replacement leaves the live clinic alone
+                onboardings.set_clinic_status(self.engine, clinic_key, "cancelled")
             onboardings.record_onboarding(self.engine, workflow_id, clinic_key, stage=Stage.cancelled.value,
-                                   cancelled_at=at, cancel_reason=reason)
+                                          cancelled_at=at, cancel_reason=reason)
         audit.audit(self.engine, workflow_id, actor, "onboarding_cancelled", reason=reason, at=at,
                    detail={"capacity_released": released}, idem_key=f"{workflow_id}:cancelled")
         return released

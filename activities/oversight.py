@@ -140,7 +140,9 @@ class OversightActivities:
         now = now or now_utc()
         clinic = onboardings.get_clinic(self.engine, clinic_key) or {}
         suspended = [s["state"] for s in oversight.suspensions(self.engine, clinic_key)]
-        state = "offboarded" if clinic.get("status") == "offboarded" else "suspended" if suspended else "active"
+        replacing = oversight.running_replacement(self.engine, clinic_key)
+        state = ("offboarded" if clinic.get("status") == "offboarded" else "replacing" if replacing
+                 else "suspended" if suspended else "active")
         reviews = [{**{k: r[k] for k in ("review_id", "cycle", "due_at", "sample_percent", "charts_reviewed",
                                           "deficiencies", "notes", "submitted_at", "escalated")},
                     "status": oversight.review_status(r, now)} for r in oversight.list_reviews(self.engine, clinic_key)]
@@ -149,7 +151,7 @@ class OversightActivities:
         views = self.renewals(now.date(), clinic_key) if clinic.get("status") == "active" else []
         return {"workflow_id": oversight_id_for(clinic_key), "clinic_key": clinic_key, "status": state,
                 "physician_npi": clinic.get("physician_npi"), "suspended_states": suspended,
-                "replacement_workflow_id": None, "chart_reviews": reviews, "adverse_events": events,
+                "replacement_workflow_id": replacing, "chart_reviews": reviews, "adverse_events": events,
                 "renewals": [v.model_dump(mode="json", exclude={"clinics"}) for v in views]}
 
     def _send_renewal(self, cred: Credential, step: renewals.Step, clinics: list[str], today: date) -> None:

@@ -76,14 +76,21 @@ class ReconcileActivities:
                 summary.kept += 1
                 continue
             reason = f"workflow {status} without cleanup (reconciled)"
-            self.onboarding._release_everything(workflow_id, record["clinic_key"] if record else None,
-                                                reason, now, ACTOR)
+            clinic_key = record["clinic_key"] if record else None
+            self.onboarding._release_everything(  # a replacement's clinic stays live under its director
+                workflow_id, clinic_key, reason, now, ACTOR,
+                keep_clinic=clinic_key is not None and self._clinic_is_live(clinic_key))
             withdrawn = onboardings.withdraw_open_offers(self.engine, workflow_id, reason, now)
             summary.released.append(workflow_id)
             log.info("%s: reservation released (%s, %d offers withdrawn)", workflow_id, status, withdrawn)
         log.info("reconciled %d open reservations: %d released, %d kept", summary.checked,
                  len(summary.released), summary.kept)
         return summary
+
+    def _clinic_is_live(self, clinic_key: str) -> bool:
+        """A live clinic (another placement launched it) is never cancelled by reconciling a
+        replacement placement of it; only a clinic still pending is."""
+        return (onboardings.get_clinic(self.engine, clinic_key) or {}).get("status") == "active"
 
     def _closed_status(self, workflow_id: str) -> str | None:
         """How the workflow ended ('terminated', 'not found', ...), or None while it runs."""

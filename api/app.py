@@ -331,6 +331,19 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         result = await service.resend_agreements(client, workflow_id, body.reason, actor=auth.current_actor())
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
+    @app.post("/clinics/{clinic_key}/replace", tags=["ops"], status_code=202, response_model=StartResponse,
+              summary="Ops replace a live clinic's medical director (a replacement placement, 12/24 h SLA)",
+              responses={200: {"description": "a replacement is already under way"},
+                         404: {"description": "unknown clinic"}, 409: {"description": "clinic not live"}})
+    async def replace_director(body: ReasonBody, clinic_key: str = Path(pattern=r"^[a-z0-9-]{3,64}$"),
+                               client: Client = Depends(temporal)) -> JSONResponse:
+        from store.db import engine_from_settings
+
+        result = await service.start_replacement(client, settings, engine_from_settings(settings), clinic_key,
+                                                 body.reason, actor=auth.current_actor())
+        return JSONResponse(status_code=202 if result.status == "started" else 200,
+                            content={"workflow_id": result.workflow_id, "status": result.status})
+
     @app.post("/onboardings/{workflow_id}/retry", tags=["ops"], response_model=ActionResponse,
               summary="Ops retry a blocked onboarding from the step that failed",
               responses={404: {"description": "unknown id"}, 409: {"description": "not blocked"}})

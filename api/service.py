@@ -24,16 +24,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.idempotency import update_id
 from config import Settings
-from domain.codes import SlaStatus, Stage, normalize_workflow_id, workflow_id_for
+from domain.codes import SlaStatus, Stage, normalize_workflow_id, oversight_id_for, workflow_id_for
 from domain.intake import Intake, Problem, problems_from
 from domain.messages import (
     AssignRequest, CancelRequest, PharmacyConfirmation, PhysicianAnswer, PlanDecision, ResendRequest,
     RetryRequest,
 )
-from domain.onboarding import EnvelopeEvent, OfferAnswer, OnboardingInput, OnboardingStatus, Timing
+from domain.onboarding import EnvelopeEvent, OfferAnswer, OnboardingInput, OnboardingStatus, Replacement, Timing
 from esign.connect import parse_connect_event, verify_signature
 from workflows import search_attributes as sa
 from workflows.onboarding import OnboardingWorkflow
+from workflows.oversight import OversightWorkflow
 
 log = logging.getLogger("mdco.api")
 
@@ -125,6 +126,54 @@ async def start_onboarding(client: Client, settings: Settings, intake: Intake, *
         log.info("onboarding %s not started: %s", wf_id, status)
         return StartResult(wf_id, status)
     log.info("onboarding %s started", wf_id)
+    return StartResult(wf_id, "started")
+
+
+async def start_replacement(client: Client, settings: Settings, engine: Any, id_or_key: str, reason: str, *,
+                            actor: str = "ops", timing: Timing | None = None,
+                            offer_fanout: int | None = None) -> StartResult:
+    """Start a replacement placement for a live clinic's director (same 12/24 h SLA, matching without
+    the outgoing physician, new protocols, pharmacies and agreements); the oversight workflow shows
+    ``replacing`` until it hands over. A replacement already under way is returned, not doubled."""
+    from store import onboardings, oversight
+
+    clinic_key = id_or_key.removeprefix("oversight-").removeprefix("onboarding-")
+    if not reason.strip():
+        raise Invalid([Problem(field="reason", reason="must not be empty")])
+    clinic = onboardings.get_clinic(engine, clinic_key)
+    if clinic is None:
+        raise NotFound(f"no clinic {clinic_key}")
+    if clinic.get("status") != "active" or not clinic.get("physician_npi"):
+        raise Rejected(f"clinic {clinic_key} is not live under a medical director (status {clinic.get('status')})")
+    placements = onboardings.placements(engine, clinic_key)
+    for p in placements:
+        if p["workflow_id"] != workflow_id_for(clinic_key) and p["stage"] not in (Stage.launched, Stage.cancelled):
+            desc = await client.get_workflow_handle(p["workflow_id"]).describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                return StartResult(p["workflow_id"], "already_running")
+    previous = oversight.launched_onboarding(engine, clinic_key)
+    if previous is None:
+        raise Rejected(f"clinic {clinic_key} has no launched placement to replace")
+    wf_id = f"{workflow_id_for(clinic_key)}-r{len(placements)}"
+    intake = Intake.model_validate(clinic["intake"])
+    timing = timing or (Timing.demo() if settings.timing_profile == "demo" else Timing())
+    replacement = Replacement(outgoing_npi=clinic["physician_npi"], previous_workflow_id=previous["workflow_id"],
+                              oversight_workflow_id=oversight_id_for(clinic_key), reason=reason)
+    await client.start_workflow(
+        OnboardingWorkflow.run,
+        OnboardingInput(intake=intake, timing=timing, offer_fanout=offer_fanout or settings.offer_fanout,
+                        started_by=actor, replacement=replacement),
+        id=wf_id, task_queue=settings.task_queue, id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        search_attributes=_initial_search_attributes(intake, timing, datetime.now(timezone.utc)),
+        static_summary=f"Replacement placement {clinic_key} ({', '.join(intake.states)})")
+    try:
+        await client.get_workflow_handle(replacement.oversight_workflow_id).signal(
+            OversightWorkflow.replacement_started, wf_id)
+    except RPCError as err:
+        if not _is_not_found(err):
+            raise
+        log.warning("replacement %s started; oversight %s is not running", wf_id, replacement.oversight_workflow_id)
+    log.info("replacement %s started for %s", wf_id, clinic_key)
     return StartResult(wf_id, "started")
 
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from domain.codes import Stage
 from domain.intake import Intake
-from domain.onboarding import AgreementSpec, OversightPlan, PharmacyAssignment
+from domain.onboarding import AgreementSpec, OversightPlan, PharmacyAssignment, Replacement
 
 
 class StartRecord(BaseModel):
@@ -163,6 +163,7 @@ class LaunchRequest(BaseModel):
     at: datetime
 
 
+    replaces: Replacement | None = None  # a replacement hands over: old capacity released, parties told
 class CancelRecord(BaseModel):
     workflow_id: str
     clinic_key: str
@@ -171,6 +172,7 @@ class CancelRecord(BaseModel):
     actor: str = "ops"  # who cancelled (the token's subject, e.g. ops:alice); release 1 runs send none
 
 
+    keep_clinic: bool = False  # a cancelled replacement leaves the live clinic as it is
 class ChartReviewRequest(BaseModel):
     clinic_key: str
     physician_npi: str

@@ -49,6 +49,25 @@ class Timing(BaseModel):
         )
 
 
+class Replacement(BaseModel):
+    """What a replacement placement replaces: the outgoing director of a live clinic. The placement
+    runs the onboarding stages again (matching without the outgoing physician, protocols, pharmacies,
+    agreements) and hands the clinic over to the new director in the same oversight workflow."""
+
+    outgoing_npi: str
+    previous_workflow_id: str  # the placement whose director leaves (its capacity is released at hand-over)
+    oversight_workflow_id: str
+    reason: str
+
+
+class DirectorChange(BaseModel):
+    """Signal to the oversight workflow: a replacement placement launched with a new director."""
+
+    npi: str
+    workflow_id: str
+    at: datetime
+
+
 class OnboardingInput(BaseModel):
     intake: Intake
     timing: Timing = Field(default_factory=Timing)
@@ -56,6 +75,7 @@ class OnboardingInput(BaseModel):
     as_of: date | None = None  # the assessment date; None -> the workflow's start date
     carry: "OnboardingCarry | None" = None  # the state a continue-as-new hands to the next run
     started_by: str = "sales"  # the token subject that started it (sales:<sub>), for the audit trail
+    replacement: Replacement | None = None  # set: this placement replaces a live clinic's director
 
 
 # ---------------------------------------------------------------- stage 1: the oversight plan
@@ -256,6 +276,7 @@ class OversightInput(BaseModel):
     cycles_done: int = 0
     open_reviews: list[str] = Field(default_factory=list)  # carried through continue-as-new
     suspended_states: list[str] = Field(default_factory=list)  # carried: states suspended by a lapse/exclusion
+    replacement_workflow_id: str = ""  # carried: a replacement placement under way
 
 
 class OversightStatus(BaseModel):

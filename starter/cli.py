@@ -412,6 +412,20 @@ def cancel(id: str, reason: str = typer.Option(..., "--reason")) -> None:
 
 
 @app.command()
+def replace(id: str, reason: str = typer.Option(..., "--reason"),
+            as_json: bool = typer.Option(False, "--json")) -> None:
+    """Ops replace a live clinic's medical director: a replacement placement with the 12/24 h SLA
+    (ID: the clinic key or oversight-<clinic_key>); prints its workflow id."""
+    from api import service
+
+    result = _call(service.start_replacement, get_settings(), _engine(), id, reason, actor="ops:cli")
+    if as_json:
+        _print_json({"workflow_id": result.workflow_id, "status": result.status})
+    else:
+        out.print(f"{result.status}: {result.workflow_id}")
+
+
+@app.command()
 def reconcile() -> None:
     """Release now what terminated onboardings left behind (capacity, open offers, envelopes); the
     worker's schedule mdco-reservation-reconcile does the same every 15 minutes. Prints the summary."""

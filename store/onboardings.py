@@ -137,6 +137,15 @@ def get_onboarding(engine: Engine, workflow_id: str) -> dict | None:
     return row_dict(row) if row else None
 
 
+def placements(engine: Engine, clinic_key: str) -> list[dict]:
+    """Every onboarding of the clinic (the first placement and its replacements), oldest first."""
+    def work(s: Session) -> list[dict]:
+        rows = s.exec(select_rows(t.Onboarding).where(t.Onboarding.clinic_key == clinic_key)).all()
+        return sorted((row_dict(r) for r in rows), key=lambda r: (r["started_at"] is None, r["started_at"] or 0))
+
+    return run(engine, work, write=False)
+
+
 def get_plan(engine: Engine, workflow_id: str) -> OversightPlan | None:
     row = get_onboarding(engine, workflow_id)
     return OversightPlan.model_validate(row["plan"]) if row and row["plan"] else None

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 from sqlmodel import select as select_rows
 
+from domain.codes import workflow_id_for
 from domain.renewals import Credential, NoticeRecord, Step, parse_step
 from store import tables as t
 from store.common import NotFound, one_of, require, retry_race, row_dict, sql_table
@@ -44,6 +45,18 @@ def launched_onboarding(engine: Engine, clinic_key: str) -> dict | None:
                                                      t.Onboarding.stage == "launched")
                      .order_by(t.Onboarding.launched_at.desc())).first()  # type: ignore[union-attr]
         return row_dict(row) if row else None
+
+    return run(engine, work, write=False)
+
+
+def running_replacement(engine: Engine, clinic_key: str) -> str | None:
+    """The workflow id of the clinic's replacement placement under way (neither launched nor
+    cancelled), if any; the first placement is ``onboarding-<key>``, replacements carry a suffix."""
+    def work(s: Session) -> str | None:
+        rows = s.exec(select_rows(t.Onboarding).where(t.Onboarding.clinic_key == clinic_key,
+                                                      t.Onboarding.workflow_id != workflow_id_for(clinic_key),
+                                                      t.Onboarding.stage.not_in(["launched", "cancelled"]))).all()
+        return rows[-1].workflow_id if rows else None
 
     return run(engine, work, write=False)
 

@@ -29,7 +29,7 @@ from tests.esign_fixtures import free_port
 pytestmark = pytest.mark.timeout(60)
 
 SAMPLE_PARAMS = {"workflow_id": "onboarding-glow-austin", "npi": "1234567893", "pharmacy_id": "austin-rx",
-                 "token": "x" * 40}
+                 "token": "x" * 40, "clinic_key": "glow-austin"}
 PUBLIC = {("GET", "/healthz"), ("POST", "/webhooks/docusign"), ("GET", "/a/{token}"), ("POST", "/a/{token}")}
 
 

@@ -28,9 +28,9 @@ with workflow.unsafe.imports_passed_through():
         EligibilityRequest,
     )
     from domain.onboarding import (
-        AgreementSpec, EnvelopeEvent, EnvelopeView, MatchResult, OfferAnswer, OfferView, OnboardingCarry,
-        OnboardingInput, OnboardingStatus, OversightInput, OversightPlan, PharmacyAssignment,
-        ProtocolView, ReservationResult, TimelineEntry,
+        AgreementSpec, DirectorChange, EnvelopeEvent, EnvelopeView, MatchResult, OfferAnswer, OfferView,
+        OnboardingCarry, OnboardingInput, OnboardingStatus, OversightInput, OversightPlan, PharmacyAssignment,
+        ProtocolView, Replacement, ReservationResult, TimelineEntry,
     )
     from workflows import patches
     from workflows import search_attributes as sa
@@ -282,7 +282,7 @@ class OnboardingWorkflow:
             if wanted > 0:
                 result = await self._act("find_candidates", MatchRequest(
                     workflow_id=self._wf_id, intake=self._intake, plan=self._plan,
-                    exclude_npis=self._not_to_ask(), top=wanted), result_type=MatchResult)
+                    exclude_npis=self._not_to_ask() + self._outgoing(), top=wanted), result_type=MatchResult)
                 for cand in result.candidates[:wanted]:
                     if self._physician is not None:
                         break  # accepted while the fan-out was going out: send no more
@@ -325,6 +325,10 @@ class OnboardingWorkflow:
         """Physicians this round must not be offered: everyone asked already, except those whose
         offer expired unanswered in an earlier round (a decline is never re-asked)."""
         return sorted(npi for npi, o in self._offers.items() if not (o.status == "expired" and o.round < self._round))
+
+    def _outgoing(self) -> list[str]:
+        """A replacement never offers the placement to the director it replaces."""
+        return [self._inp.replacement.outgoing_npi] if self._inp.replacement else []
 
     async def _start_next_round(self) -> bool:
         """Fresh candidates are used up and nobody has an open offer: when some offers expired
@@ -758,10 +762,14 @@ class OnboardingWorkflow:
     async def _launch(self) -> None:
         assert self._plan is not None and self._physician is not None
         self._wait_for("", "")
+        replacement = self._inp.replacement
         await self._act("launch_clinic", LaunchRequest(
             workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=self._physician,
-            pharmacy_ids=sorted(self._pharmacies), at=workflow.now()))
+            pharmacy_ids=sorted(self._pharmacies), at=workflow.now(), replaces=replacement))
         self._launching = True  # from here a cancel is refused: offboarding ends a live clinic
+        if replacement is not None:
+            await self._hand_over(replacement)
+            return
         oversight_id = oversight_id_for(self._intake.clinic_key)
         try:
             await workflow.start_child_workflow(
@@ -775,6 +783,24 @@ class OnboardingWorkflow:
         self._oversight_id = oversight_id
         await self._enter(Stage.launched)
         self._note(f"clinic launched; oversight continues in {oversight_id}")
+
+    async def _hand_over(self, replacement: Replacement) -> None:
+        """A replacement launched: oversight goes on in the same workflow with the new director."""
+        assert self._physician is not None
+        await self._tell_oversight(OversightWorkflow.director_replaced,
+                                   DirectorChange(npi=self._physician, workflow_id=self._wf_id, at=workflow.now()))
+        self._oversight_id = replacement.oversight_workflow_id
+        await self._enter(Stage.launched)
+        self._note(f"NPI {self._physician} replaces NPI {replacement.outgoing_npi}; "
+                   f"oversight continues in {replacement.oversight_workflow_id}")
+
+    async def _tell_oversight(self, signal: Any, arg: Any) -> None:
+        """Signal the clinic's oversight workflow; one that is gone (offboarded) is noted, not fatal."""
+        assert self._inp.replacement is not None
+        try:
+            await workflow.get_external_workflow_handle(self._inp.replacement.oversight_workflow_id).signal(signal, arg)
+        except FailureError as err:
+            self._note(f"oversight {self._inp.replacement.oversight_workflow_id} not told: {_failure_reason(err)}")
 
     # ------------------------------------------------------------------ cancel
     @workflow.update
@@ -802,12 +828,14 @@ class OnboardingWorkflow:
                     await self._close_offer(offer.npi, "withdrawn", "onboarding cancelled")
             await self._act("record_cancellation", CancelRecord(
                 workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, reason=self._cancel.reason,
-                at=workflow.now(), actor=self._cancel.actor))
+                at=workflow.now(), actor=self._cancel.actor, keep_clinic=self._inp.replacement is not None))
         if self._physician is not None and workflow.patched(patches.CANCEL_TELLS_PHYSICIAN):
             await self._notify(Notice(  # the placed physician (even one whose accept just won) is told
                 workflow_id=self._wf_id, key=f"placement-cancelled-{self._physician}", to_role="physician",
                 to_id=self._physician, subject=f"Placement cancelled: {self._intake.clinic_name}",
                 body="This placement will not go ahead: the onboarding was cancelled. Your capacity is released."))
+        if self._inp.replacement is not None:  # the clinic's oversight stops showing "replacing"
+            await self._tell_oversight(OversightWorkflow.replacement_ended, self._wf_id)
         self._note(f"cancelled by {self._cancel.actor}: {self._cancel.reason}")
         self._wait_for("", "")
         await self._enter(Stage.cancelled)

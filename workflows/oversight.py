@@ -19,7 +19,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from domain.messages import ChartReviewRequest
-    from domain.onboarding import OversightInput, OversightStatus
+    from domain.onboarding import DirectorChange, OversightInput, OversightStatus
     from domain.oversight import ComplianceAlert, OffboardRecord, OversightCompliance
     from workflows import search_attributes as sa
     from workflows.activity_options import options_for
@@ -41,6 +41,7 @@ class OversightWorkflow:
         self._suspended: list[str] = sorted(set(inp.suspended_states))
         self._alerts: list[ComplianceAlert] = []
         self._offboarded = False
+        self._replacement_id = inp.replacement_workflow_id
 
     @workflow.run
     async def run(self, inp: OversightInput) -> OversightStatus:
@@ -60,7 +61,7 @@ class OversightWorkflow:
             review_id = f"{inp.clinic_key}-cr-{self._cycles}"
             await workflow.execute_activity(
                 "open_chart_review",
-                ChartReviewRequest(clinic_key=inp.clinic_key, physician_npi=inp.physician_npi,
+                ChartReviewRequest(clinic_key=inp.clinic_key, physician_npi=self._inp.physician_npi,
                                    cycle=self._cycles, sample_percent=inp.chart_review.percent,
                                    due_at=workflow.now() + inp.timing.chart_review_deadline),
                 **options_for("open_chart_review").kwargs())
@@ -68,8 +69,9 @@ class OversightWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._stop_reason:  # ended while the last cycle's handlers finished: do not start a new run
             return await self._end()
-        workflow.continue_as_new(inp.model_copy(update={"cycles_done": self._cycles, "open_reviews": self._open,
-                                                        "suspended_states": self._suspended}))
+        workflow.continue_as_new(self._inp.model_copy(update={
+            "cycles_done": self._cycles, "open_reviews": self._open, "suspended_states": self._suspended,
+            "replacement_workflow_id": self._replacement_id}))
 
     async def _end(self) -> OversightStatus:
         """The engagement ended: offboard (release capacity, tell every party, terminate agreements)."""
@@ -97,6 +99,30 @@ class OversightWorkflow:
         workflow.set_current_details(self._details())
         self._publish()
 
+    @workflow.signal
+    def replacement_started(self, workflow_id: str) -> None:
+        """Ops (or the sweep) started a replacement placement for this clinic's director."""
+        self._replacement_id = workflow_id
+        workflow.set_current_details(self._details())
+        self._publish()
+
+    @workflow.signal
+    def replacement_ended(self, workflow_id: str) -> None:
+        """The replacement placement was cancelled: the clinic stays with its director."""
+        if self._replacement_id == workflow_id:
+            self._replacement_id = ""
+            workflow.set_current_details(self._details())
+            self._publish()
+
+    @workflow.signal
+    def director_replaced(self, change: DirectorChange) -> None:
+        """The replacement launched: oversight goes on with the new director; the suspensions it
+        was started for are lifted (the store's are lifted by the launch activity)."""
+        self._inp = self._inp.model_copy(update={"physician_npi": change.npi})
+        self._replacement_id, self._suspended = "", []
+        workflow.set_current_details(self._details())
+        self._publish()
+
     @workflow.query
     def status(self) -> OversightStatus:
         return self._status()
@@ -110,6 +136,8 @@ class OversightWorkflow:
     def _state(self) -> str:
         if self._offboarded:
             return "offboarded"
+        if self._replacement_id:
+            return "replacing"
         return "suspended" if self._suspended else "active"
 
     def _details(self) -> str:
