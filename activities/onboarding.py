@@ -201,7 +201,10 @@ class OnboardingActivities:
     # ------------------------------------------------------------------ stage 4
     @activity.defn(name="select_pharmacies")
     def select_pharmacies(self, req: PharmacyRequest) -> PharmacySelection:
-        assignments, problems = pharmacy.select_pharmacies(req.intake, req.plan, roster.list_pharmacies(self.engine))
+        # credentials must hold today and on the plan's date (a later assessment date in tests/demos)
+        on = max(req.plan.as_of, activity.info().started_time.date())
+        assignments, problems = pharmacy.select_pharmacies(req.intake, req.plan, roster.list_pharmacies(self.engine),
+                                                           on=on, exclude=req.exclude, only=req.only)
         return PharmacySelection(assignments=assignments, problems=problems)
 
     @activity.defn(name="send_prescriber_packet")
@@ -212,7 +215,7 @@ class OnboardingActivities:
         physician = self._physician(req.npi)
         clinic = onboardings.get_clinic(self.engine, req.clinic_key) or {}
         self._mail(Notice(
-            workflow_id=req.workflow_id, key=f"packet-{a.pharmacy_id}", to_role="pharmacy", to_id=a.pharmacy_id,
+            workflow_id=req.workflow_id, key=f"packet-{a.pharmacy_id}" + (f"-r{req.revision}" if req.revision else ""), to_role="pharmacy", to_id=a.pharmacy_id,
             subject=f"Prescriber packet: {clinic.get('name', req.clinic_key)} ({a.kind.value})",
             body=(f"Please open a prescriber account for {physician.display_name} (NPI {physician.npi}) "
                   f"supervising {clinic.get('name', req.clinic_key)}.\n"

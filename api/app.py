@@ -307,6 +307,17 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         result = await service.confirm_pharmacy(client, workflow_id, pharmacy_id, on_behalf_of=auth.current_actor())
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
+    @app.post("/onboardings/{workflow_id}/pharmacies/{pharmacy_id}/decline", tags=["ops"],
+              response_model=ActionResponse,
+              summary="A pharmacy turns the prescriber account down (ops record it); the next qualifying one is asked",
+              responses={404: {"description": "unknown id"}, 409: {"description": "pharmacy not awaited"}})
+    async def decline_pharmacy(body: ReasonBody, workflow_id: str = _id_path(),
+                               pharmacy_id: str = Path(pattern=PHARMACY_PATTERN),
+                               client: Client = Depends(temporal)) -> ActionResponse:
+        result = await service.decline_pharmacy(client, workflow_id, pharmacy_id, body.reason,
+                                                on_behalf_of=auth.current_actor())
+        return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
+
     @app.post("/onboardings/{workflow_id}/plan/approve", tags=["ops"], response_model=ActionResponse,
               summary="Ops accept an assessment that has blocking findings",
               responses={404: {"description": "unknown id"}, 409: {"description": "no assessment awaits review"}})

@@ -27,7 +27,7 @@ from config import Settings
 from domain.codes import SlaStatus, Stage, normalize_workflow_id, oversight_id_for, workflow_id_for
 from domain.intake import Intake, Problem, problems_from
 from domain.messages import (
-    AssignRequest, CancelRequest, PharmacyConfirmation, PhysicianAnswer, PlanDecision, ResendRequest,
+    AssignRequest, CancelRequest, PharmacyConfirmation, PharmacyDecline, PhysicianAnswer, PlanDecision, ResendRequest,
     RetryRequest,
 )
 from domain.onboarding import EnvelopeEvent, OfferAnswer, OnboardingInput, OnboardingStatus, Replacement, Timing
@@ -252,6 +252,14 @@ async def approve_protocols(client: Client, id_or_key: str, npi: str, *, on_beha
     """The matched medical director approves the clinic's protocols."""
     return await _update(client, id_or_key, OnboardingWorkflow.approve_protocols,
                          _message(PhysicianAnswer, npi=npi, on_behalf_of=on_behalf_of), str)
+
+
+async def decline_pharmacy(client: Client, id_or_key: str, pharmacy_id: str, reason: str, *,
+                           on_behalf_of: str = "") -> str:
+    """A pharmacy turns the prescriber account down; the onboarding asks the next qualifying one."""
+    return await _update(client, id_or_key, OnboardingWorkflow.decline_pharmacy,
+                         _message(PharmacyDecline, pharmacy_id=pharmacy_id, reason=reason,
+                                  on_behalf_of=on_behalf_of), str)
 
 
 async def review_plan(client: Client, id_or_key: str, reason: str, *, approve: bool = True,

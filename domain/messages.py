@@ -10,7 +10,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, Field
 
-from domain.codes import Stage
+from domain.codes import Service, Stage
 from domain.intake import Intake
 from domain.onboarding import AgreementSpec, OversightPlan, PharmacyAssignment, Replacement
 
@@ -97,6 +97,8 @@ class PharmacyRequest(BaseModel):
     workflow_id: str
     intake: Intake
     plan: OversightPlan
+    exclude: list[str] = Field(default_factory=list)  # pharmacies that declined: never asked again
+    only: list[Service] | None = None  # re-select just these services (a declined pharmacy's)
 
 
 class PharmacySelection(BaseModel):
@@ -109,6 +111,7 @@ class PacketRequest(BaseModel):
     clinic_key: str
     npi: str
     assignment: PharmacyAssignment
+    revision: int = 0  # > 0: the pharmacy is asked again (for a decliner's services): a packet of its own
 
 
 class AgreementRequest(BaseModel):
@@ -161,18 +164,18 @@ class LaunchRequest(BaseModel):
     npi: str
     pharmacy_ids: list[str]
     at: datetime
-
-
     replaces: Replacement | None = None  # a replacement hands over: old capacity released, parties told
+
+
 class CancelRecord(BaseModel):
     workflow_id: str
     clinic_key: str
     reason: str
     at: datetime
     actor: str = "ops"  # who cancelled (the token's subject, e.g. ops:alice); release 1 runs send none
-
-
     keep_clinic: bool = False  # a cancelled replacement leaves the live clinic as it is
+
+
 class ChartReviewRequest(BaseModel):
     clinic_key: str
     physician_npi: str
@@ -209,3 +212,11 @@ class RetryRequest(BaseModel):
 class PharmacyConfirmation(BaseModel):
     pharmacy_id: str
     on_behalf_of: str = ""  # ops:<sub> when ops confirm for the pharmacy
+
+
+class PharmacyDecline(BaseModel):
+    """A pharmacy turns the prescriber account down; the next qualifying pharmacy is asked."""
+
+    pharmacy_id: str
+    reason: str = Field(min_length=1, max_length=500)
+    on_behalf_of: str = ""  # ops:<sub> when ops decline for the pharmacy

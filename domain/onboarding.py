@@ -183,7 +183,9 @@ class PharmacyAssignment(BaseModel):
     name: str = ""
     kind: PharmacyKind
     services: list[Service]
-    status: Literal["packet_sent", "confirmed"] = "packet_sent"
+    status: Literal["packet_sent", "confirmed", "declined"] = "packet_sent"
+    decline_reason: str = ""
+    replaced: bool = False  # a declined pharmacy's services went to the next qualifying one
 
 
 class AgreementSpec(BaseModel):

@@ -360,6 +360,15 @@ def pharmacy_confirm(id: str, pharmacy: str = typer.Option(..., "--pharmacy")) -
     out.print(_call(service.confirm_pharmacy, id, pharmacy))
 
 
+@pharmacy_app.command("decline")
+def pharmacy_decline(id: str, pharmacy: str = typer.Option(..., "--pharmacy"),
+                     reason: str = typer.Option(..., "--reason")) -> None:
+    """A pharmacy turns the prescriber account down; the next qualifying pharmacy is asked."""
+    from api import service
+
+    out.print(_call(service.decline_pharmacy, id, pharmacy, reason))
+
+
 @sandbox_app.command("sign")
 def sandbox_sign(id: str) -> None:
     """Local e-sign server only: every signer of the onboarding's open envelopes signs."""

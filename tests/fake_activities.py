@@ -45,6 +45,7 @@ class FakeWorld:
     released: list[str] = field(default_factory=list)  # workflow ids whose capacity was released
     sweep_alerts: list = field(default_factory=list)  # ComplianceAlerts the next compliance_sweep returns
     acked_events: set = field(default_factory=set)  # event ids acknowledged (escalate_adverse_event: no-op)
+    pharmacies: list[str] = field(default_factory=lambda: ["austin-rx", "dallas-rx"])  # in selection order
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def called(self, name: str) -> list[object]:
@@ -127,11 +128,16 @@ class FakeWorld:
         @activity.defn(name="select_pharmacies")
         def select_pharmacies(req: PharmacyRequest) -> PharmacySelection:
             record("select_pharmacies", req)
-            services = [s for s in req.intake.services if s in (Service.glp1_weight_loss, Service.testosterone_hrt)]
+            services = [s for s in req.intake.services if s in (Service.glp1_weight_loss, Service.testosterone_hrt)
+                        and (req.only is None or s in req.only)]
             if not services:
                 return PharmacySelection()
+            left = [p for p in world.pharmacies if p not in req.exclude]
+            if not left:
+                return PharmacySelection(problems=[f"{s.value}: no 503A pharmacy on file (declined: "
+                                                   f"{', '.join(req.exclude)})" for s in services])
             return PharmacySelection(assignments=[PharmacyAssignment(
-                pharmacy_id="austin-rx", kind=PharmacyKind.compounding_503a, services=services)])
+                pharmacy_id=left[0], kind=PharmacyKind.compounding_503a, services=services)])
 
         @activity.defn(name="send_prescriber_packet")
         def send_prescriber_packet(req: PacketRequest) -> None:

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.messages import (
         AgreementRequest, AssessRequest, CancelRecord, CancelRequest, DecisionRecord, EnvelopeRecord,
         LaunchRequest, MatchRequest, Notice, OfferRequest, OfferStatusUpdate, PacketRequest,
-        PharmacyConfirmation, PharmacyRequest, PharmacySelection, PhysicianAnswer, PlanDecision,
+        PharmacyConfirmation, PharmacyDecline, PharmacyRequest, PharmacySelection, PhysicianAnswer, PlanDecision,
         ProtocolRequest, ResendRequest, RetryRequest, StageRecord, StartRecord, VoidRequest, AssignRequest,
         EligibilityRequest,
     )
@@ -568,45 +568,116 @@ class OnboardingWorkflow:
     async def _coordinate_pharmacies(self) -> None:
         await self._enter(Stage.pharmacy_coordination)
         assert self._plan is not None and self._physician is not None
+        if not self._pharmacies:  # a run continued from a decline's wait has sent its packets already
+            selection = await self._select_pharmacies_until_filled(
+                PharmacyRequest(workflow_id=self._wf_id, intake=self._intake, plan=self._plan),
+                "pharmacy-gap-{}", f"No pharmacy for part of {self._wf_id}")
+            if not selection.assignments:
+                self._note("no compounded service: no pharmacy needed")
+                return
+            for assignment in selection.assignments:
+                await self._send_packet(assignment)
         while True:
-            selection = await self._act("select_pharmacies", PharmacyRequest(
-                workflow_id=self._wf_id, intake=self._intake, plan=self._plan), result_type=PharmacySelection)
+            revision = len(self._declined_pharmacies())  # 0 until a pharmacy declines
+            self._wait_for("pharmacy", "prescriber account confirmation")
+            await self._wait_with_reminders(
+                lambda: bool(self._unreplaced_declines()) or all(
+                    p.status != "packet_sent" for p in self._pharmacies.values()),
+                every=self._timing.reminder_every,
+                reminder=lambda n: Notice(workflow_id=self._wf_id,
+                                          key=f"pharmacy-reminder-{n}" + (f"-r{revision}" if revision else ""),
+                                          to_role="pharmacies",
+                                          to_id=",".join(p.pharmacy_id for p in self._pharmacies.values()
+                                                         if p.status == "packet_sent"),
+                                          subject=f"Reminder {n}: please confirm the prescriber account",
+                                          body=f"Prescriber account for {self._intake.clinic_name} awaits confirmation."),
+                escalation_subject="pharmacy confirmation overdue")
+            if not self._unreplaced_declines() or not workflow.patched(patches.PHARMACY_DECLINE):
+                return
+            await self._replace_declined_pharmacies()
+
+    async def _select_pharmacies_until_filled(self, request: PharmacyRequest, gap_key: str,
+                                              gap_subject: str) -> PharmacySelection:
+        """Select pharmacies until every service is filled; meanwhile wait on ops (told once per roster
+        version, ``gap_key`` formatted with it) and on the next pharmacy import."""
+        while True:
+            selection = await self._act("select_pharmacies", request, result_type=PharmacySelection)
             if not selection.problems:
-                break
+                return selection
             gap = "; ".join(selection.problems)
             if self._quiet_repeat("ops", gap):
                 self._wait_for_if_changed("ops", gap)
             else:
                 self._wait_for("ops", gap)
                 await self._notify(Notice(
-                    workflow_id=self._wf_id, key=f"pharmacy-gap-{self._roster_version}", to_role="ops",
-                    subject=f"No pharmacy for part of {self._wf_id}", body="\n".join(selection.problems)))
+                    workflow_id=self._wf_id, key=gap_key.format(self._roster_version), to_role="ops",
+                    subject=gap_subject, body="\n".join(selection.problems)))
             await self._wait_for_roster_change()
-        if not selection.assignments:
-            self._note("no compounded service: no pharmacy needed")
-            return
+
+    async def _send_packet(self, assignment: PharmacyAssignment) -> None:
+        """Send the prescriber packet; a pharmacy asked again (for a decliner's services) gets a packet
+        of its own for everything it now fills."""
+        assert self._physician is not None
+        held = self._pharmacies.get(assignment.pharmacy_id)
+        revision = 0
+        if held is not None and held.status != "declined":
+            revision = len(self._declined_pharmacies())
+            more = [s for s in assignment.services if s not in held.services]
+            assignment = held.model_copy(update={"services": [*held.services, *more], "status": "packet_sent"})
+        await self._act("send_prescriber_packet", PacketRequest(
+            workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=self._physician,
+            assignment=assignment, revision=revision))
+        self._pharmacies[assignment.pharmacy_id] = assignment
+        self._note(f"prescriber packet sent to pharmacy {assignment.pharmacy_id}")
+
+    def _declined_pharmacies(self) -> list[str]:
+        return [p.pharmacy_id for p in self._pharmacies.values() if p.status == "declined"]
+
+    def _unreplaced_declines(self) -> list[PharmacyAssignment]:
+        return [p for p in self._pharmacies.values() if p.status == "declined" and not p.replaced]
+
+    async def _replace_declined_pharmacies(self) -> None:
+        """The services of the pharmacies that declined go to the next qualifying pharmacy (decliners
+        are never asked again); with nobody qualifying left, ops are asked with the reason."""
+        assert self._plan is not None
+        declined = self._unreplaced_declines()
+        services = [s for p in declined for s in p.services]
+        selection = await self._select_pharmacies_until_filled(
+            PharmacyRequest(workflow_id=self._wf_id, intake=self._intake, plan=self._plan,
+                            exclude=self._declined_pharmacies(), only=services),
+            f"pharmacy-decline-gap-{len(self._declined_pharmacies())}-{{}}",
+            f"No pharmacy left for part of {self._wf_id} after a decline")
+        for p in declined:
+            p.replaced = True
         for assignment in selection.assignments:
-            await self._act("send_prescriber_packet", PacketRequest(
-                workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=self._physician,
-                assignment=assignment))
-            self._pharmacies[assignment.pharmacy_id] = assignment
-            self._note(f"prescriber packet sent to pharmacy {assignment.pharmacy_id}")
-        self._wait_for("pharmacy", "prescriber account confirmation")
-        await self._wait_with_reminders(
-            lambda: all(p.status == "confirmed" for p in self._pharmacies.values()),
-            every=self._timing.reminder_every,
-            reminder=lambda n: Notice(workflow_id=self._wf_id, key=f"pharmacy-reminder-{n}", to_role="pharmacies",
-                                      to_id=",".join(p.pharmacy_id for p in self._pharmacies.values()
-                                                     if p.status != "confirmed"),
-                                      subject=f"Reminder {n}: please confirm the prescriber account",
-                                      body=f"Prescriber account for {self._intake.clinic_name} awaits confirmation."),
-            escalation_subject="pharmacy confirmation overdue")
+            await self._send_packet(assignment)
+
+    @workflow.update
+    async def decline_pharmacy(self, decline: PharmacyDecline) -> str:
+        assignment = self._pharmacies[decline.pharmacy_id]
+        assignment.status, assignment.decline_reason = "declined", decline.reason
+        self._note(f"pharmacy {decline.pharmacy_id} declined the prescriber account: {decline.reason}")
+        await self._act("record_decision", DecisionRecord(
+            workflow_id=self._wf_id, actor=_party(f"pharmacy:{decline.pharmacy_id}", decline.on_behalf_of),
+            action="pharmacy_declined", at=workflow.now(), reason=decline.reason,
+            detail={"services": [s.value for s in assignment.services]}))
+        return "declined; the next qualifying pharmacy will be asked"
+
+    @decline_pharmacy.validator
+    def _validate_decline_pharmacy(self, decline: PharmacyDecline) -> None:
+        self._refuse_if_cancelling()
+        if self._stage != Stage.pharmacy_coordination:
+            raise ValueError(f"no pharmacy is being asked (stage {self._stage.value})")
+        assignment = self._pharmacies.get(decline.pharmacy_id)
+        if assignment is None or assignment.status != "packet_sent":
+            raise ValueError(f"pharmacy {decline.pharmacy_id} has no open prescriber-account request"
+                             + (f" ({assignment.status})" if assignment else ""))
 
     @workflow.signal
     async def confirm_pharmacy(self, confirmation: PharmacyConfirmation) -> None:
         assignment = self._pharmacies.get(confirmation.pharmacy_id)
-        if assignment is None or assignment.status == "confirmed":
-            return  # unknown or repeated confirmations change nothing
+        if assignment is None or assignment.status != "packet_sent":
+            return  # unknown, repeated or declined-then-confirmed answers change nothing
         assignment.status = "confirmed"
         self._note(f"pharmacy {confirmation.pharmacy_id} confirmed the prescriber account")
         await self._best_effort("record_decision", DecisionRecord(  # a signal handler must not fail the run

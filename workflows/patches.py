@@ -23,3 +23,6 @@ CANCEL_TELLS_PHYSICIAN = "cancel-tells-physician-v1"
 #: Oversight: compliance alerts from the daily sweep, OversightStatus/OversightNextDue search attributes,
 #: offboarding (release, tell every party, terminate agreements) when the engagement ends.
 OVERSIGHT_COMPLIANCE = "oversight-compliance-v1"
+#: Stage 4: a pharmacy may decline the prescriber account (``decline_pharmacy``); the services it was
+#: asked for go to the next qualifying pharmacy, or ops are asked when nobody qualifying is left.
+PHARMACY_DECLINE = "pharmacy-decline-v1"
