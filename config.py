@@ -60,8 +60,9 @@ class Settings(BaseSettings):
     link_secrets: str = ""  # answer links (e-mails -> /a/<token>): comma-separated, first signs; empty -> var/auth
     physician_share_percent: int = 60  # the medical director's share of the monthly retainer, shown on offers
 
-    payload_keys: str = ""  # keyid:base64(32 bytes),... -> Temporal payloads encrypted (first key encrypts)
+    payload_keys: str = ""  # keyid:base64(32 bytes),... (first key encrypts); empty -> a key under var/auth (0600)
     ui_origins: str = ""  # Temporal UI origins allowed to call /codec; empty -> the embedded UI's
+    codec_port: int = 8234  # embedded stack: the UI's loopback-only codec listener (127.0.0.1 only)
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9464  # the worker's /metrics (SDK + mdco_*) and /healthz
     worker_sdk_metrics_port: int = 0  # the SDK's own exporter, loopback only; 0 -> a free port at start-up

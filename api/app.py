@@ -11,7 +11,6 @@ import asyncio
 import logging
 from typing import Any
 
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -20,7 +19,7 @@ from pydantic import BaseModel, Field
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import auth, pages, service
+from api import auth, codec, pages, service
 from api.idempotency import IdempotencyKeyMiddleware
 from config import Settings, get_settings
 from domain.codes import normalize_workflow_id
@@ -192,36 +191,6 @@ def _id_path() -> Any:
     return Path(pattern=ID_PATTERN, description="onboarding-<clinic_key> or the bare clinic_key")
 
 
-def _install_codec_endpoints(app: FastAPI, settings: Settings) -> None:
-    """The Temporal UI's remote codec (``--ui-codec-endpoint``): decrypts payloads for ops' browsers.
-    Only when payload encryption is on; only the UI's own origin may call it."""
-    from google.protobuf import json_format
-    from temporalio.api.common.v1 import Payloads
-
-    from mdco_temporal.codec import codec_from_spec
-
-    codec = codec_from_spec(settings.payload_keys)
-    if codec is None:
-        return
-    ui_origins = [o.strip() for o in settings.ui_origins.split(",") if o.strip()] or \
-        [f"http://{host}:{settings.temporal_ui_port}" for host in ("127.0.0.1", "localhost")]
-    app.add_middleware(CORSMiddleware, allow_origins=ui_origins, allow_methods=["POST", "OPTIONS"],
-                       allow_headers=["content-type", "x-namespace", "authorization"])
-
-    async def convert(request: Request, encode: bool) -> JSONResponse:
-        payloads = json_format.Parse(await request.body(), Payloads())
-        done = await (codec.encode if encode else codec.decode)(list(payloads.payloads))
-        return JSONResponse(json_format.MessageToDict(Payloads(payloads=done)))
-
-    @app.post("/codec/encode", tags=["codec"], summary="Temporal UI remote codec: encrypt payloads")
-    async def codec_encode(request: Request) -> JSONResponse:
-        return await convert(request, True)
-
-    @app.post("/codec/decode", tags=["codec"], summary="Temporal UI remote codec: decrypt payloads")
-    async def codec_decode(request: Request) -> JSONResponse:
-        return await convert(request, False)
-
-
 def create_app(client: Client | None = None, settings: Settings | None = None) -> FastAPI:
     """The API; ``client`` is injected by tests, otherwise connected lazily from ``settings``."""
     settings = settings or get_settings()
@@ -371,7 +340,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         result = await service.cancel(client, workflow_id, body.reason, actor=auth.current_actor())
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
-    _install_codec_endpoints(app, settings)
+    codec.install(app, settings)  # the Temporal UI's remote codec (ops token; production: the UI's token)
 
     @app.post("/webhooks/docusign", tags=["webhooks"], response_model=ConnectResponse,
               summary="DocuSign Connect (JSON SIM); requires a valid X-DocuSign-Signature-N HMAC",

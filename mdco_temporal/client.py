@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
@@ -11,17 +12,35 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
-from mdco_temporal.codec import codec_from_spec
+from mdco_temporal.codec import codec_from_spec, new_key_spec
 from workflows import search_attributes as sa
 
 
-def data_converter(settings: Settings) -> DataConverter:
-    """Pydantic models on the wire; encrypted at rest when ``MDCO_PAYLOAD_KEYS`` is set.
+LOCAL_KEY_ID = "local1"
 
-    With encryption on, failures (messages, stack traces) travel as encoded attributes too, so an
-    encrypted deployment writes no plaintext. Payloads written before encryption was switched on
-    still decode (the codec passes plaintext through), so running workflows survive the switch."""
-    return converter_for_keys(settings.payload_keys)
+
+def payload_key_path(settings: Settings) -> Path:
+    return settings.auth_dir / "payload.key"
+
+
+def payload_key_spec(settings: Settings) -> str:
+    """``MDCO_PAYLOAD_KEYS``, or else the embedded stack's key: generated on first use under
+    ``var/auth/payload.key`` (mode 0600, like the token issuer's key), so the worker, the API, the
+    UI's codec listener and every CLI process of one ``var/`` encrypt and decrypt alike."""
+    if settings.payload_keys.strip():
+        return settings.payload_keys
+    from api.auth import secret_file
+
+    return secret_file(payload_key_path(settings), lambda: new_key_spec(LOCAL_KEY_ID).encode()).decode().strip()
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic models on the wire, always encrypted at rest (:func:`payload_key_spec`).
+
+    Failures (messages, stack traces) travel as encoded attributes too, so nothing is written to
+    Temporal in plaintext. Payloads written before encryption was switched on still decode (the codec
+    passes plaintext through), so running workflows survive the switch."""
+    return converter_for_keys(payload_key_spec(settings))
 
 
 def converter_for_keys(spec: str) -> DataConverter:

@@ -29,19 +29,21 @@ from starter.binaries import temporal_cli
 from workflows.search_attributes import dev_server_flags
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("temporal", "esign", "smtp", "api", "worker")  # start order; stop is the reverse
+SERVICES = ("temporal", "codec", "esign", "smtp", "api", "worker")  # start order; stop is the reverse
 STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 20
 
 
 def prepare_secrets(settings: Settings) -> None:
-    """The local token issuer's key and the answer links' secret (var/auth/, 0600), made once here so
-    the API, the worker and ``mdco token issue`` never race to create them."""
+    """The local token issuer's key, the answer links' secret and the payload key (var/auth/, 0600),
+    made once here so the API, the worker, the codec listener and the CLI never race to create them."""
     from api import auth, links
+    from mdco_temporal.client import payload_key_spec
 
     if auth.uses_local_issuer(settings):
         auth.local_signing_key(settings)
     links.link_secrets(settings)
+    payload_key_spec(settings)  # payloads are always encrypted: MDCO_PAYLOAD_KEYS or var/auth/payload.key
 
 
 class StackError(RuntimeError):
@@ -96,6 +98,12 @@ def _dial_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
 
+def codec_endpoint(settings: Settings) -> str:
+    from api.codec import ui_endpoint
+
+    return ui_endpoint(settings)
+
+
 def run_dir(settings: Settings) -> Path:
     return settings.run_dir
 
@@ -118,9 +126,11 @@ def service_argv(name: str, settings: Settings) -> list[str]:
                 "--ui-port", str(settings.temporal_ui_port), "--db-filename", str(settings.var_dir / "temporal.db"),
                 "--namespace", settings.temporal_namespace, "--log-level", "warn"]
         argv += ["--ui-disable-news-fetch"] if settings.temporal_ui else ["--headless"]
-        if settings.temporal_ui and settings.payload_keys:  # the UI decrypts payloads through the API
-            argv += ["--ui-codec-endpoint", f"{settings.api_base_url}/codec"]
+        if settings.temporal_ui:  # the UI decrypts payloads through the loopback-only codec listener
+            argv += ["--ui-codec-endpoint", codec_endpoint(settings)]
         return argv + dev_server_flags()
+    if name == "codec":
+        return [sys.executable, "-m", "api.codec", "--port", str(settings.codec_port)]
     if name == "esign":
         return [sys.executable, "-m", "esign.server", "--host", settings.esign_host,
                 "--port", str(settings.esign_port), "--var-dir", str(settings.var_dir)]
@@ -142,6 +152,7 @@ def service_ports(name: str, settings: Settings) -> list[PortUse]:
             ports.append(PortUse(settings.temporal_ui_port, "Temporal UI port", "MDCO_TEMPORAL_UI_PORT"))
         return ports
     return {
+        "codec": [PortUse(settings.codec_port, "Codec port", "MDCO_CODEC_PORT")],
         "esign": [PortUse(settings.esign_port, "E-sign port", "MDCO_ESIGN_PORT")],
         "smtp": [PortUse(settings.smtp_port, "SMTP port", "MDCO_SMTP_PORT")],
         "api": [PortUse(settings.api_port, "API port", "MDCO_API_PORT")],
@@ -353,6 +364,12 @@ def _temporal_ready(settings: Settings) -> None:
     _run_async(attempt())
 
 
+def _codec_ready(settings: Settings) -> None:
+    response = httpx.get(f"http://127.0.0.1:{settings.codec_port}/healthz", timeout=2)
+    if response.status_code != 200:
+        raise OSError(f"codec /healthz answered {response.status_code}")
+
+
 def _esign_ready(settings: Settings) -> None:
     from esign.sandbox import wait_healthy
 
@@ -381,10 +398,10 @@ def _worker_ready(settings: Settings) -> None:
 
 
 HEALTH: dict[str, Callable[[Settings], None]] = {
-    "temporal": _temporal_ready, "esign": _esign_ready, "smtp": _smtp_ready,
+    "temporal": _temporal_ready, "codec": _codec_ready, "esign": _esign_ready, "smtp": _smtp_ready,
     "api": _api_ready, "worker": _worker_ready,
 }
-TIMEOUT_S = {"temporal": 60.0, "esign": 30.0, "smtp": 15.0, "api": 30.0, "worker": 60.0}
+TIMEOUT_S = {"temporal": 60.0, "codec": 30.0, "esign": 30.0, "smtp": 15.0, "api": 30.0, "worker": 60.0}
 
 
 # ---------------------------------------------------------------- the stack
@@ -395,7 +412,8 @@ class Stack:
     def __init__(self, settings: Settings, services: list[str] | tuple[str, ...] | None = None,
                  env: dict[str, str] | None = None, grace: float = STOP_GRACE_S):
         self.settings = resolve(settings)
-        chosen = list(services) if services is not None else list(SERVICES)
+        chosen = list(services) if services is not None else \
+            [s for s in SERVICES if s != "codec" or self.settings.temporal_ui]  # the codec serves the UI
         unknown = [s for s in chosen if s not in SERVICES]
         if unknown:
             raise StackError(f"services: unknown {', '.join(unknown)} (known: {', '.join(SERVICES)})")
@@ -474,6 +492,8 @@ class Stack:
             urls["temporal"] = s.temporal_address
             if s.temporal_ui:
                 urls["temporal_ui"] = f"http://{_dial_host(host)}:{s.temporal_ui_port}"
+        if "codec" in self.services:
+            urls["codec"] = codec_endpoint(s)
         if "api" in self.services:
             base = f"http://{_dial_host(s.api_host)}:{s.api_port}"
             urls["api"] = base

@@ -28,8 +28,8 @@ def free_ports(count: int) -> list[int]:
 def stack_settings(var_dir: Path, **overrides) -> Settings:
     """Settings with every port free (the worker's metrics port too) and data (SQLite included) under
     ``var_dir``."""
-    temporal, ui, api, esign, smtp, worker_metrics = free_ports(6)
-    values = dict(var_dir=var_dir, temporal_address=f"127.0.0.1:{temporal}", temporal_ui_port=ui,
+    temporal, ui, api, esign, smtp, worker_metrics, codec = free_ports(7)
+    values = dict(var_dir=var_dir, temporal_address=f"127.0.0.1:{temporal}", temporal_ui_port=ui, codec_port=codec,
                   api_port=api, esign_port=esign, smtp_port=smtp, worker_metrics_port=worker_metrics,
                   database_url=f"sqlite:///{(var_dir / 'mdco.db').resolve()}")
     return Settings(**{**values, **overrides})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import stat
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -18,6 +19,7 @@ from api.auth import auth_headers
 from config import Settings
 from domain.intake import Intake
 from domain.onboarding import OnboardingInput, OnboardingStatus
+from mdco_temporal.client import converter_for_keys, payload_key_path, payload_key_spec
 from mdco_temporal.codec import ENCODING, EncryptionCodec, codec_from_spec, new_key_spec, parse_keys
 from tests.fake_activities import FakeWorld, sample_intake
 from workflows.onboarding import OnboardingWorkflow
@@ -89,7 +91,15 @@ async def test_ui_codec_endpoint_decodes_for_the_ui_origin_only(tmp_path):
         evil = await http.options("/codec/decode", headers={"Origin": "http://evil.example",
                                                             "Access-Control-Request-Method": "POST"})
         assert "access-control-allow-origin" not in evil.headers
-    plain_app = create_app(client=None, settings=Settings(var_dir=tmp_path))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plain_app), base_url="http://api",
-                                 headers=auth_headers(settings, "ops")) as http:
-        assert (await http.post("/codec/decode", json=body)).status_code == 404  # encryption off: no codec
+    # no MDCO_PAYLOAD_KEYS: encrypted all the same, with the key generated under var/auth (0600)
+    default = Settings(var_dir=tmp_path / "default")
+    default_app = create_app(client=None, settings=default)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=default_app), base_url="http://api",
+                                 headers=auth_headers(default, "ops")) as http:
+        encoded = (await http.post("/codec/encode", json=body)).json()
+        assert encoded["payloads"][0]["metadata"]["encoding"] == base64.b64encode(ENCODING).decode()
+        assert (await http.post("/codec/decode", json=encoded)).json() == body
+    key = payload_key_path(default)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600 and payload_key_spec(default) == key.read_text().strip()
+    assert converter_for_keys(payload_key_spec(default)).payload_codec is not None
+    assert payload_key_spec(settings) == spec  # MDCO_PAYLOAD_KEYS rules when set
