@@ -24,6 +24,7 @@ from activities.errors import BusinessFailureInterceptor
 from activities.onboarding import OnboardingActivities
 from activities.oversight import OversightActivities
 from activities.reconcile import reconcile_registrations
+from activities.replacement import ReplacementActivities
 from config import Settings, get_settings
 from mdco_temporal.client import data_converter
 from mdco_temporal.schedules import ensure_compliance_schedule, ensure_reconcile_schedule
@@ -46,7 +47,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     oversight = OversightActivities(onboarding)
     reconcile_workflows, reconcile_activities = reconcile_registrations(onboarding, client)
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS + reconcile_workflows,
-                  activities=onboarding.all() + oversight.all() + reconcile_activities, activity_executor=executor,
+                  activities=onboarding.all() + oversight.all() + reconcile_activities
+                  + ReplacementActivities(onboarding, client).all(), activity_executor=executor,
                   max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
                   interceptors=[*interceptors, BusinessFailureInterceptor()],
                   graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s))

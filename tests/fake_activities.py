@@ -21,6 +21,7 @@ from domain.messages import (
     PharmacySelection, ProtocolRequest, StageRecord, StartRecord, VoidRequest,
 )
 from activities.onboarding import envelope_external_id
+from activities.replacement import ReplacementRequest, ReplacementStarted
 from domain.oversight import AdverseEventWatch, OffboardRecord, SweepRequest, SweepSummary
 from domain.onboarding import (
     AgreementSpec, Candidate, EnvelopeView, Exclusion, Finding, MatchResult, OversightPlan, PharmacyAssignment,
@@ -205,6 +206,11 @@ class FakeWorld:
                 alerts, world.sweep_alerts = list(world.sweep_alerts), []
             return SweepSummary(as_of=req.as_of or date(2027, 1, 1), alerts=alerts)
 
+        @activity.defn(name="start_replacement")
+        def start_replacement(req: ReplacementRequest) -> ReplacementStarted:
+            record("start_replacement", req)
+            return ReplacementStarted(workflow_id=f"onboarding-{req.clinic_key}-r1", status="started")
+
         @activity.defn(name="offboard_clinic")
         def offboard_clinic(req: OffboardRecord) -> None:
             record("offboard_clinic", req)
@@ -218,7 +224,7 @@ class FakeWorld:
                 record_stage, record_decision, prepare_protocols, select_pharmacies, send_prescriber_packet,
                 prepare_agreements, send_agreement, record_envelope, launch_clinic, record_cancellation,
                 open_chart_review, void_envelope, check_envelope, check_eligibility, compliance_sweep,
-                offboard_clinic, escalate_adverse_event]
+                offboard_clinic, escalate_adverse_event, start_replacement]
 
 
 def sample_intake(clinic_key: str, **overrides) -> dict:

@@ -64,6 +64,8 @@ async def test_sweep_signals_oversight_a_lapse_suspends_and_survives_continue_as
                                                 id=f"sweep-{unique_key}", task_queue=task_queue,
                                                 result_type=SweepSummary)
         assert len(summary.alerts) == 3 and len(world.called("compliance_sweep")) == 1
+        started = sorted(r.clinic_key for r in world.called("start_replacement"))
+        assert started == sorted([unique_key, "no-such-clinic"])  # a suspension seeks a new director at once
         state = await until(lambda c: c.status == "suspended", compliance)
         assert state.suspended_states == ["TX"] and [a.kind for a in state.alerts] == ["renewal_notice", "lapse"]
         desc = await handle.describe()

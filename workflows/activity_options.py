@@ -65,6 +65,7 @@ BY_NAME: dict[str, ActivityOptions] = {
     "record_decision": IN_UPDATE, "reserve_physician": IN_UPDATE, "check_eligibility": IN_UPDATE,
     "record_cancellation": CLEANUP,
     # a chart review that cannot be opened must not be skipped silently: retried until the DB answers
+    "start_replacement": DB_WRITE,  # starts a workflow and signals oversight: quick, or Temporal is down
     "open_chart_review": ActivityOptions(start_to_close=60 * S, schedule_to_close=None, maximum_interval=10 * M),
     # one pass over every live clinic (heartbeats per credential); the next day's run tries again anyway
     "compliance_sweep": ActivityOptions(start_to_close=10 * M, schedule_to_close=2 * timedelta(hours=1),

@@ -26,3 +26,5 @@ OVERSIGHT_COMPLIANCE = "oversight-compliance-v1"
 #: Stage 4: a pharmacy may decline the prescriber account (``decline_pharmacy``); the services it was
 #: asked for go to the next qualifying pharmacy, or ops are asked when nobody qualifying is left.
 PHARMACY_DECLINE = "pharmacy-decline-v1"
+#: The daily sweep starts a replacement placement for a clinic whose state a lapse or exclusion suspended.
+SWEEP_STARTS_REPLACEMENT = "sweep-starts-replacement-v1"
