@@ -20,19 +20,11 @@ from domain.intake import Intake
 from domain.messages import CancelRequest, PhysicianAnswer, RetryRequest
 from domain.onboarding import OnboardingInput, Timing
 from tests.fake_activities import FakeWorld, sample_intake
-from tests.test_workflow_onboarding import Harness, play_to_launch, rejected, until
+from tests.test_workflow_onboarding import Harness, harness, play_to_launch, rejected, until  # noqa: F401
 from workflows.onboarding import OnboardingWorkflow
 from workflows.oversight import OversightWorkflow
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-async def harness(time_env, task_queue):
-    world = FakeWorld()
-    async with Worker(time_env.client, task_queue=task_queue, workflows=[OnboardingWorkflow, OversightWorkflow],
-                      activities=world.activities(), activity_executor=ThreadPoolExecutor(8)):
-        yield Harness(time_env, task_queue, world)
 
 
 async def _blocked_in_protocols(h: Harness, key: str):

@@ -11,8 +11,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from domain.messages import CancelRequest, PhysicianAnswer
 from domain.onboarding import Timing
-from tests.test_workflow_failures import harness  # noqa: F401  (the fixture)
-from tests.test_workflow_onboarding import Harness, until
+from tests.test_workflow_onboarding import Harness, harness, until  # noqa: F401  (harness: the fixture)
 from workflows.onboarding import OnboardingWorkflow
 
 pytestmark = pytest.mark.timeout(120)
