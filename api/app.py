@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Depends, FastAPI, Path, Request
@@ -16,10 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import auth, codec, pages, service
+from api import auth, codec, errors, pages, service
 from api.idempotency import IdempotencyKeyMiddleware
 from config import Settings, get_settings
 from domain.codes import normalize_workflow_id
@@ -115,7 +117,8 @@ INTAKE_EXAMPLE = {
 
 
 def _problems_response(problems: list[Problem]) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": [p.model_dump() for p in problems]})
+    """422 problem details listing every problem (field path + reason)."""
+    return errors.problem_response(422, errors.invalid_detail(problems), problems)
 
 
 def _request_problems(exc: RequestValidationError) -> list[Problem]:
@@ -128,17 +131,21 @@ def _request_problems(exc: RequestValidationError) -> list[Problem]:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(service.NotFound)
-    async def _not_found(_r: Request, exc: service.NotFound):
-        return JSONResponse(status_code=404, content={"detail": str(exc)})
+    """Every error as RFC 9457 problem details (``api.errors``)."""
+    simple = {service.NotFound: 404, service.Rejected: 409, service.Unauthorized: 401,
+              TemporalUnavailable: 503, auth.AuthError: 401}
 
-    @app.exception_handler(service.Rejected)
-    async def _rejected(_r: Request, exc: service.Rejected):
-        return JSONResponse(status_code=409, content={"detail": str(exc)})
+    async def _simple(_r: Request, exc: Exception):
+        status = getattr(exc, "status", None) if isinstance(exc, auth.AuthError) else simple[type(exc)]
+        return errors.problem_response(status, str(exc))
 
-    @app.exception_handler(service.Unauthorized)
-    async def _unauthorized(_r: Request, exc: service.Unauthorized):
-        return JSONResponse(status_code=401, content={"detail": str(exc)})
+    for exc_type in simple:
+        app.add_exception_handler(exc_type, _simple)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return errors.problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(service.Invalid)
     async def _invalid(_r: Request, exc: service.Invalid):
@@ -150,18 +157,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(service.Unavailable)
     async def _no_answer(_r: Request, exc: service.Unavailable):
-        return JSONResponse(status_code=503, content={"detail": str(exc)}, headers={"Retry-After": "30"})
+        return errors.problem_response(503, str(exc), headers={"Retry-After": "30"})
 
-    @app.exception_handler(TemporalUnavailable)
-    async def _unavailable(_r: Request, exc: TemporalUnavailable):
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
+    @app.exception_handler(Exception)
+    async def _bug(_r: Request, exc: Exception):
+        log.exception("unhandled %s", type(exc).__name__)
+        return errors.problem_response(500, "Something went wrong on our side; nothing is known to have changed.")
 
     @app.exception_handler(RPCError)
     async def _rpc(_r: Request, exc: RPCError):
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            return JSONResponse(status_code=503, content={"detail": "Temporal is unavailable; retry later"})
+            return errors.problem_response(503, "Temporal is unavailable; retry later", headers={"Retry-After": "30"})
         log.error("Temporal call failed: %s %s", exc.status.name if exc.status else "?", type(exc).__name__)
-        return JSONResponse(status_code=502, content={"detail": "Temporal call failed"})
+        return errors.problem_response(502, "Temporal call failed")
 
 
 def _intake_openapi(app: FastAPI) -> None:
@@ -180,7 +188,7 @@ def _intake_openapi(app: FastAPI) -> None:
         post = schema["paths"]["/onboardings"]["post"]
         post["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Intake"}, "example": INTAKE_EXAMPLE}}}
-        app.openapi_schema = auth.document(schema)
+        app.openapi_schema = errors.document(auth.document(schema))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

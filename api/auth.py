@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.routing import Match
 
-from api.idempotency import send_json
+from api.errors import send_problem
 
 LOCAL_ISSUER = "mdco-local"
 DEFAULT_AUDIENCE = "mdco-api"
@@ -307,8 +307,8 @@ class AuthMiddleware:
 
 async def _refuse(send: Callable, exc: AuthError) -> None:
     error = "invalid_token" if exc.status == 401 else "insufficient_scope"
-    await send_json(send, exc.status, {"detail": str(exc)},
-                    [(b"www-authenticate", f'Bearer realm="mdco", error="{error}"'.encode())])
+    await send_problem(send, exc.status, str(exc),
+                       headers=[(b"www-authenticate", f'Bearer realm="mdco", error="{error}"'.encode())])
 
 
 def install(app, settings) -> Verifier:

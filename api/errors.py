@@ -22,7 +22,7 @@ MEDIA_TYPE = "application/problem+json"
 #: status -> the slug of its ``type`` (urn:mdco:problem:<slug>)
 TYPES = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
          409: "conflict", 410: "gone", 413: "body-too-large", 422: "invalid", 429: "rate-limited",
-         502: "upstream-failed", 503: "unavailable"}
+         500: "internal", 502: "upstream-failed", 503: "unavailable"}
 
 
 class FieldProblem(BaseModel):
@@ -53,6 +53,11 @@ def problem_body(status: int, detail: str, errors: Iterable[Any] | None = None) 
     return body
 
 
+def invalid_detail(problems: list) -> str:
+    count = f"{len(problems)} problem" + ("" if len(problems) == 1 else "s")
+    return f"The request is invalid: {count}, listed in errors."
+
+
 def problem_response(status: int, detail: str, errors: Iterable[Any] | None = None,
                      headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(problem_body(status, detail, errors), status_code=status, headers=headers,
@@ -67,3 +72,51 @@ async def send_problem(send: Callable, status: int, detail: str, errors: Iterabl
                 "headers": [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode()),
                             *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+# ---------------------------------------------------------------- the OpenAPI document
+DESCRIPTIONS = {401: "no valid bearer token (or, for the webhook, no valid HMAC)", 403: "the token lacks the role",
+                404: "unknown id", 409: "refused in the onboarding's current state",
+                413: "request body over 1 MiB", 422: "invalid input: every problem in `errors` (field + reason)",
+                429: "rate limited; retry after `Retry-After` seconds", 502: "Temporal refused the call",
+                503: "Temporal (or the worker) cannot answer now; retry later"}
+NOT_FOUND_PARAMS = ("{workflow_id}", "{clinic_key}")
+TEMPORAL_PREFIXES = ("/onboardings", "/clinics", "/webhooks")  # /a/ pages answer 503 in HTML
+
+
+def _problem_content() -> dict[str, Any]:
+    return {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+
+def document(schema: dict[str, Any], extra: Callable[[str, str, dict], Iterable[int]] = lambda *a: ()) -> dict:
+    """Every operation's error answers as problem details: the ones a route declares, and per route
+    413 (bodies), 422 (parameters, bodies), 404 (an id in the path), 503 (Temporal behind it), plus
+    ``extra(method, path, operation)``. FastAPI's own validation-error schema is replaced."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["FieldProblem"] = FieldProblem.model_json_schema()
+    components["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["Problem"].pop("$defs", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    for path, operations in schema.get("paths", {}).items():
+        for method, op in operations.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            responses = op["responses"]
+            wanted = set(extra(method.upper(), path, op))
+            if method.upper() == "POST":
+                wanted |= {413, 422}
+            if op.get("parameters"):
+                wanted.add(422)
+            if any(p in path for p in NOT_FOUND_PARAMS):
+                wanted.add(404)
+            if path.startswith(TEMPORAL_PREFIXES):
+                wanted.add(503)
+            for status in wanted:
+                responses.setdefault(str(status), {"description": DESCRIPTIONS[status]})
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400 and "text/html" not in response.get("content", {}):
+                    response["content"] = _problem_content()
+                    if code == "422" and response.get("description") == "Validation Error":
+                        response["description"] = DESCRIPTIONS[422]
+    return schema

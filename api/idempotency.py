@@ -8,7 +8,6 @@ without every function growing a parameter.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from contextvars import ContextVar
@@ -79,14 +78,7 @@ class IdempotencyKeyMiddleware:
 
 
 async def _refuse(send: Callable, reason: str) -> None:
-    await send_json(send, 422, {"detail": [{"field": "Idempotency-Key (header)", "reason": reason}]})
+    from api.errors import invalid_detail, send_problem
 
-
-async def send_json(send: Callable, status: int, content: Any,
-                    headers: list[tuple[bytes, bytes]] | tuple = ()) -> None:
-    """Answer from an ASGI middleware with a JSON body (before the app is reached)."""
-    body = json.dumps(content).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers]})
-    await send({"type": "http.response.body", "body": body})
+    problems = [{"field": "Idempotency-Key (header)", "reason": reason}]
+    await send_problem(send, 422, invalid_detail(problems), problems)

@@ -29,7 +29,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api import links, service
-from api.idempotency import send_json, use_key
+from api.errors import send_problem
+from api.idempotency import use_key
 from domain.codes import Stage
 
 log = logging.getLogger("mdco.api.pages")
@@ -306,7 +307,8 @@ def install(app: FastAPI, settings) -> None:
                          403: {"description": "tampered link or missing CSRF field", **html},
                          409: {"description": "the onboarding refused the answer", **html},
                          410: {"description": "expired or withdrawn request", **html},
-                         413: {"description": "body over 1 MiB"}})
+                         413: {"description": "body over 1 MiB"},
+                         503: {"description": "the answer could not be recorded now; nothing changed", **html}})
     async def answer_submit(request: Request, token: str = token_path) -> Response:
         link = _read_link(request, token)
         if isinstance(link, HTMLResponse):
@@ -396,8 +398,8 @@ class GuardMiddleware:
                 message = {**message, "headers": _with_security_headers(scope, message["headers"])}
             await send(message)
 
-        await send_json(with_headers, 413, {"detail": f"request body over {self.max_body} bytes"},
-                        [(b"connection", b"close")])
+        await send_problem(with_headers, 413, f"The request body is over {self.max_body} bytes.",
+                           headers=[(b"connection", b"close")])
 
 
 def _with_security_headers(scope: dict, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

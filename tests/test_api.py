@@ -75,16 +75,31 @@ async def test_invalid_intake_lists_every_problem_and_starts_nothing(api: Api, u
                         contact={"name": "Dana Reyes", "email": "not-an-email", "phone": "+15125550100"})
     r = await api.http.post("/onboardings", json=bad)
     assert r.status_code == 422
-    fields = {p["field"] for p in r.json()["detail"]}
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["type"] == "urn:mdco:problem:invalid" and problem["status"] == 422 and problem["title"]
+    assert problem["detail"].startswith("The request is invalid")
+    fields = {p["field"] for p in problem["errors"]}
     assert {"states", "services[1]", "monthly_patients", "contact.email"} <= fields, r.json()
-    assert all(p["reason"] for p in r.json()["detail"])
+    assert all(p["reason"] for p in problem["errors"])
     assert "not-an-email" not in r.text  # reasons only: contact data is not echoed back
     assert (await api.http.get(f"/onboardings/{unique_key}")).status_code == 404
 
     r = await api.http.post("/onboardings", content=b"{not json", headers={"content-type": "application/json"})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "(body)"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "(body)"
     r = await api.http.post("/onboardings", json=["a list"])
-    assert r.status_code == 422 and r.json()["detail"] == [{"field": "(intake)", "reason": "must be a JSON object"}]
+    assert r.status_code == 422 and r.json()["errors"] == [{"field": "(intake)", "reason": "must be a JSON object"}]
+
+
+async def test_bad_parameters_are_one_problem_document_listing_each(api: Api):
+    r = await api.http.post("/onboardings/x/offers/12/accept")
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["type"] == "urn:mdco:problem:invalid" and problem["status"] == 422
+    assert {e["field"] for e in problem["errors"]} == {"workflow_id", "npi"}
+    assert all(e["reason"] for e in problem["errors"])
+    r = await api.http.post("/onboardings/glow-austin/cancel", json={"reason": ""})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reason"
 
 
 async def test_repeated_start_status_answers_and_cancel(api: Api, unique_key):
@@ -106,7 +121,7 @@ async def test_repeated_start_status_answers_and_cancel(api: Api, unique_key):
     r = await api.http.post(f"/onboardings/{wf_id}/offers/1234567893/accept")
     assert r.status_code == 409 and "no offer was made to NPI 1234567893" in r.json()["detail"]
     r = await api.http.post(f"/onboardings/{wf_id}/offers/12345/accept")
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "npi"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "npi"
     r = await api.http.post(f"/onboardings/{wf_id}/protocols/approve", json={"npi": st["offers"][0]["npi"]})
     assert r.status_code == 409 and "no protocols await approval" in r.json()["detail"]
     r = await api.http.post(f"/onboardings/{wf_id}/pharmacies/austin-rx/confirm")
@@ -129,7 +144,7 @@ async def test_repeated_start_status_answers_and_cancel(api: Api, unique_key):
     assert r.status_code == 409 and "is declined" in r.json()["detail"]
 
     r = await api.http.post(f"/onboardings/{wf_id}/cancel", json={"reason": ""})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "reason"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reason"
     r = await api.http.post(f"/onboardings/{wf_id}/cancel", json={"reason": "deal fell through"})
     assert r.status_code == 200 and r.json() == {"workflow_id": wf_id, "result": "cancelling"}
     st = await api.until(wf_id, lambda s: s["stage"] == "cancelled")
@@ -214,14 +229,14 @@ async def test_webhook_for_foreign_or_unknown_envelopes_is_acknowledged(api: Api
         assert r.status_code == 200 and r.json()["status"] == "ignored", (external, r.text)
     body = b'{"event": "envelope-completed"}'
     r = await api.http.post("/webhooks/docusign", content=body, headers=signature_headers(body, HMAC_KEYS))
-    assert r.status_code == 422 and "data.envelopeId" in r.json()["detail"][0]["reason"]
+    assert r.status_code == 422 and "data.envelopeId" in r.json()["errors"][0]["reason"]
 
 
 async def test_list_filters_are_validated_before_querying(api: Api):
     r = await api.http.get("/onboardings", params={"stage": "matching' OR WorkflowType != '"})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "stage"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "stage"
     r = await api.http.get("/onboardings", params={"sla": "late"})
-    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "sla"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "sla"
     assert service.build_list_query("matching", "at_risk") == (
         "WorkflowType = 'OnboardingWorkflow' AND OnboardingStage = 'matching' AND SlaStatus = 'at_risk'")
     assert service.build_list_query() == "WorkflowType = 'OnboardingWorkflow'"
@@ -288,7 +303,7 @@ async def test_idempotency_key_makes_a_retried_answer_act_once(api: Api, unique_
     assert fresh.status_code == 409  # a new request is validated again: the offer is already declined
     bad = await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "x"},
                               headers={"Idempotency-Key": "has spaces and ;"})
-    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "Idempotency-Key (header)"
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "Idempotency-Key (header)"
     assert (await api.http.get(f"/onboardings/{wf}")).json()["stage"] == "matching"  # the refused cancel did nothing
     await api.http.post(f"/onboardings/{wf}/cancel", json={"reason": "test over"})
 

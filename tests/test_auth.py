@@ -247,3 +247,50 @@ async def test_oidc_tokens_are_verified_against_the_providers_rotating_keys(prov
                                  {"iss": settings.auth_issuer, "aud": "mdco-api", "sub": "m",
                                   "exp": int(time.time()) + 60, "realm_access": {"roles": ["ops"]}}, pub)
         assert (await http.get("/openapi.json", headers={"Authorization": f"Bearer {confused}"})).status_code == 401
+
+
+# ---------------------------------------------------------------- one error model: RFC 9457 problem details
+def assert_problem(r: httpx.Response, status: int, kind: str) -> dict:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json", r.headers
+    body = r.json()
+    assert body["type"] == f"urn:mdco:problem:{kind}" and body["status"] == status
+    assert body["title"] and body["detail"]
+    return body
+
+
+async def test_every_error_is_a_problem_document(http, settings):
+    ops = auth.auth_headers(settings, "ops", "olga")
+    assert_problem(await http.get("/onboardings"), 401, "unauthorized")
+    assert_problem(await http.get("/metrics", headers=auth.auth_headers(settings, "sales")), 403, "forbidden")
+    assert_problem(await http.get("/nope", headers=ops), 404, "not-found")
+    assert_problem(await http.delete("/onboardings", headers=ops), 405, "method-not-allowed")
+    big = await http.post("/onboardings", headers=ops, content=b"x" * (1024 * 1024 + 1))
+    assert_problem(big, 413, "body-too-large")
+    key = assert_problem(await http.post("/onboardings", headers={**ops, "Idempotency-Key": "no spaces"}, json={}),
+                         422, "invalid")
+    assert key["errors"][0]["field"] == "Idempotency-Key (header)"
+    # Temporal is not running here (422s with Temporal up: tests/test_api.py)
+    assert_problem(await http.get("/onboardings", headers=ops), 503, "unavailable")
+    assert_problem(await http.post("/webhooks/docusign", content=b"{}"), 401, "unauthorized")
+
+
+async def test_the_openapi_document_declares_problems_on_every_route(http, settings):
+    spec = (await http.get("/openapi.json", headers=auth.auth_headers(settings, "ops"))).json()
+    schemas = spec["components"]["schemas"]
+    assert {"type", "title", "status", "detail"} <= set(schemas["Problem"]["required"])
+    assert "HTTPValidationError" not in schemas
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            codes = {int(c) for c in op["responses"] if c.isdigit()}
+            if not path.startswith("/a/") and op["security"]:
+                assert {401, 403} <= codes, (method, path)
+            if method == "post":
+                assert {413, 422} <= codes, (method, path)
+            if "{workflow_id}" in path:
+                assert {404, 422, 503} <= codes, (method, path)
+            for code in codes - {303}:
+                content = op["responses"][str(code)].get("content", {})
+                if code >= 400 and "text/html" not in content:
+                    assert content == {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}, \
+                        (method, path, code)

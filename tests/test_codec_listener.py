@@ -53,6 +53,7 @@ def test_ui_listener_decodes_for_loopback_only_and_the_public_codec_needs_a_toke
         public = f"http://127.0.0.1:{settings.api_port}/codec"
         anonymous = httpx.post(f"{public}/decode", json=PLAIN, timeout=10)
         assert anonymous.status_code == 401
+        assert anonymous.headers["content-type"] == "application/problem+json"
         sales = httpx.post(f"{public}/decode", json=PLAIN, headers=auth_headers(settings, "sales"), timeout=10)
         assert sales.status_code == 403
         sealed = httpx.post(f"{public}/encode", json=PLAIN, headers=auth_headers(settings, "ops"), timeout=10)
@@ -73,6 +74,7 @@ def test_ui_listener_decodes_for_loopback_only_and_the_public_codec_needs_a_toke
         evil = httpx.post(f"{endpoint}/decode", json=sealed.json(), headers={"Origin": "http://evil.example"},
                           timeout=10)
         assert evil.status_code == 403 and "dana" not in evil.text
+        assert evil.json()["type"] == "urn:mdco:problem:forbidden"
         rebound = httpx.post(f"{endpoint}/decode", json=sealed.json(), headers={"Host": "evil.example"}, timeout=10)
         assert rebound.status_code == 403 and "dana" not in rebound.text
         assert listening_addresses(settings.codec_port) == {"0100007F"}  # 127.0.0.1, nothing else
