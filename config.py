@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     auth_jwks_url: str = ""  # the provider's JWKS; keys cached and refetched on an unknown kid
     auth_roles_claim: str = "roles"  # dotted path to the roles (list or string), e.g. realm_access.roles
     link_secrets: str = ""  # answer links (e-mails -> /a/<token>): comma-separated, first signs; empty -> var/auth
+    # rate limits (api/ratelimit.py, ``limits`` notation, ';' between several): answer pages per link and per
+    # client address, the token-protected API per token subject; storage: async+redis://... shares replicas' counts
+    rate_limit_link: str = "30/minute"
+    rate_limit_client: str = "300/minute"
+    rate_limit_subject: str = "600/minute"
+    rate_limit_storage: str = "async+memory://"
     physician_share_percent: int = 60  # the medical director's share of the monthly retainer, shown on offers
 
     payload_keys: str = ""  # keyid:base64(32 bytes),... (first key encrypts); empty -> a key under var/auth (0600)

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import auth, codec, errors, pages, service
+from api import auth, codec, errors, pages, ratelimit, service
 from api.idempotency import IdempotencyKeyMiddleware
 from config import Settings, get_settings
 from domain.codes import normalize_workflow_id
@@ -365,6 +365,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
 
     pages.install(app, settings)  # GET/POST /a/<token>: the answer pages behind signed links
     _intake_openapi(app)
+    ratelimit.install(app, settings)  # per link and client address on /a/, per token subject elsewhere
     auth.install(app, settings)  # bearer JWT + role on every route but /healthz, the webhook and /a/
     pages.install_guards(app)  # outermost: 413 over 1 MiB, security headers on every answer
     return app

@@ -106,6 +106,8 @@ def document(schema: dict[str, Any], extra: Callable[[str, str, dict], Iterable[
             wanted = set(extra(method.upper(), path, op))
             if method.upper() == "POST":
                 wanted |= {413, 422}
+            if op.get("security") or path.startswith("/a/"):
+                wanted.add(429)
             if op.get("parameters"):
                 wanted.add(422)
             if any(p in path for p in NOT_FOUND_PARAMS):

@@ -294,7 +294,8 @@ def install(app: FastAPI, settings) -> None:
     @app.get("/a/{token}", tags=["answer pages"], response_class=HTMLResponse,
              summary="The page behind an e-mailed answer link",
              responses={200: html, 403: {"description": "tampered link", **html},
-                        410: {"description": "expired or withdrawn request", **html}})
+                        410: {"description": "expired or withdrawn request", **html},
+                        429: {"description": "opened too often (per link, per address); see Retry-After", **html}})
     async def answer_page(request: Request, token: str = token_path) -> HTMLResponse:
         link = _read_link(request, token)
         if isinstance(link, HTMLResponse):
@@ -308,6 +309,7 @@ def install(app: FastAPI, settings) -> None:
                          409: {"description": "the onboarding refused the answer", **html},
                          410: {"description": "expired or withdrawn request", **html},
                          413: {"description": "body over 1 MiB"},
+                         429: {"description": "too many answers (per link, per address); see Retry-After", **html},
                          503: {"description": "the answer could not be recorded now; nothing changed", **html}})
     async def answer_submit(request: Request, token: str = token_path) -> Response:
         link = _read_link(request, token)
