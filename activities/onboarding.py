@@ -110,7 +110,7 @@ class OnboardingActivities:
                                        f"{info.activity_id}")
         if req.action == "protocols_approved":
             onboardings.approve_protocols(self.engine, req.workflow_id, party_of(req.actor).removeprefix("physician:"),
-                                          req.at)
+                                          req.at, sha256s=req.detail.get("sha256s"))
         if req.action == "pharmacy_confirmed":
             pharmacy_id = party_of(req.actor).removeprefix("pharmacy:")
             for a in onboardings.list_pharmacy_assignments(self.engine, req.workflow_id):
@@ -182,17 +182,21 @@ class OnboardingActivities:
     # ------------------------------------------------------------------ stage 3
     @activity.defn(name="prepare_protocols")
     def prepare_protocols(self, req: ProtocolRequest) -> list[ProtocolView]:
+        """Each service's standing order rendered from ``domain.protocols.build_protocol``; the document,
+        its SHA-256 (what an approval binds to) and the content it was rendered from are stored."""
         physician = self._physician(req.npi)
         views = []
         for service in req.intake.services:
-            version, body = documents.render_protocol(service, req.intake, req.plan, physician)
+            version, body, content = documents.protocol_document(service, req.intake, req.plan, physician)
             sha = hashlib.sha256(body.encode()).hexdigest()
-            onboardings.save_protocol(self.engine, req.workflow_id, service.value, version, body, sha)
+            onboardings.save_protocol(self.engine, req.workflow_id, service.value, version, body, sha,
+                                      content=content.model_dump(mode="json"))
             views.append(ProtocolView(service=service, template_version=version, sha256=sha))
         self._mail(Notice(
             workflow_id=req.workflow_id, key="protocols-ready", to_role="physician", to_id=req.npi,
             subject=f"Protocols ready for your approval: {req.intake.clinic_name}",
-            body=("Protocols: " + ", ".join(f"{v.service.value} ({v.template_version})" for v in views) +
+            body=("Protocols: " + ", ".join(f"{v.service.value} ({v.template_version}, SHA-256 {v.sha256[:12]}…)"
+                                           for v in views) +
                   "\n\nRead each protocol (with its SHA-256) and approve them here:\n" +
                   links.url(self.settings, req.workflow_id, f"physician:{req.npi}", "protocols",
                             activity.info().started_time + links.OPEN_REQUEST_TTL) + "\n")))

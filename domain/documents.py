@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from domain.codes import MidlevelRole, Service
 from domain.intake import Intake, Midlevel
 from domain.onboarding import AgreementSpec, OversightPlan
+from domain.protocols import ProtocolContent, build_protocol
 from domain.records import PhysicianRecord
 from domain.rules import service_catalog
 
@@ -83,16 +84,35 @@ def _common(intake: Intake, plan: OversightPlan, physician: PhysicianRecord) -> 
     }
 
 
+def protocol_document(service: Service | str, intake: Intake, plan: OversightPlan,
+                      physician: PhysicianRecord) -> tuple[str, str, ProtocolContent]:
+    """``(template_version, markdown body, content)`` of one service's standing order: the content from
+    ``domain.protocols.build_protocol`` (sourced data, the plan's state rules), rendered by the latest
+    ``protocols/<service>`` template. A fact that is ``unknown`` reads "needs review: <what to check>"."""
+    service = Service(service)
+    path, version = latest_template("protocols", service.value)
+    content = build_protocol(service, intake, plan, version=version)
+    info = service_catalog().services[service]
+    body = _env().get_template(path).render(
+        **_common(intake, plan, physician), template_version=version, service=info, content=content,
+        as_of=plan.as_of.isoformat(), sources=_sources(content),
+        pharmacy_model=plan.pharmacy_model.get(service.value, info.pharmacy_model))
+    return version, body, content
+
+
 def render_protocol(service: Service | str, intake: Intake, plan: OversightPlan,
                     physician: PhysicianRecord) -> tuple[str, str]:
     """``(template_version, markdown body)`` of the standing-order protocol for one service."""
-    service = Service(service)
-    path, version = latest_template("protocols", service.value)
-    info = service_catalog().services[service]
-    body = _env().get_template(path).render(
-        **_common(intake, plan, physician), template_version=version, service=info,
-        pharmacy_model=plan.pharmacy_model.get(service.value, info.pharmacy_model))
+    version, body, _ = protocol_document(service, intake, plan, physician)
     return version, body
+
+
+def _sources(content: ProtocolContent) -> list[str]:
+    """Every source the protocol cites, once, in the order they first appear."""
+    found = [*(d.source for d in content.delegation), *(g.source for g in content.gfe),
+             *(c.source for c in content.contraindications), *(d.source for d in content.dosing),
+             *(lab.source for lab in content.labs), *(e["source"] for e in content.adverse_events)]
+    return list(dict.fromkeys(s for s in found if s))
 
 
 def _supervised(intake: Intake, state: str) -> list[Midlevel]:

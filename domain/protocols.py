@@ -103,11 +103,12 @@ class Dosing(_DoseFields):
 
 class Delegation(BaseModel):
     state: str
-    role: MidlevelRole
-    may: str
+    role: str  # MD | NP | PA | RN
+    may: list[str]
     supervision: str
     physician_duty: str
     source: str = "state_rules.yaml (see the oversight plan)"
+    needs_review: str = ""
 
 
 class Gfe(BaseModel):
@@ -116,11 +117,14 @@ class Gfe(BaseModel):
     when: str
     mode: str
     source: str = "state_rules.yaml (see the oversight plan)"
+    needs_review: str = ""
 
 
 class ProtocolContent(BaseModel):
     service: Service
     version: str
+    data_version: str = ""
+    product: str = ""  # fda_approved | compounded | compounded_503a | compounded_503b ("" without data)
     delegation: list[Delegation]
     dosing: list[Dosing]
     gfe: list[Gfe]
@@ -131,6 +135,24 @@ class ProtocolContent(BaseModel):
     def data_sha256(self) -> str:
         """SHA-256 of the content as canonical JSON (what an approval binds to with the document)."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+    def contract_fields(self) -> dict:
+        """The CONTRACT fields of ``mdco protocols show --json`` (besides service, version, sha256,
+        status and document): delegation, dosing, gfe, contraindications, labs, adverse_events."""
+        modes = {g.mode for g in self.gfe}
+        mode = ("in_person" if "in_person" in modes else "telehealth_allowed" if modes == {"telehealth_allowed"}
+                else UNKNOWN)
+        return {
+            "delegation": [d.model_dump(mode="json") for d in self.delegation],
+            "dosing": [{"drug": d.drug, "route": d.route, "start": d.start, "titration": d.titration,
+                        "max": d.maximum, "product": d.product, "authorized": d.authorized, "why": d.why,
+                        "source": d.source, "needs_review": d.needs_review} for d in self.dosing],
+            "gfe": {"required": True, "by": list(GFE_BY), "mode": mode,
+                    "states": [g.model_dump(mode="json") for g in self.gfe]},
+            "contraindications": [c.model_dump(mode="json") for c in self.contraindications],
+            "labs": [lab.model_dump(mode="json") for lab in self.labs],
+            "adverse_events": list(self.adverse_events),
+        }
 
 
 def _not_compoundable(drug: str, day: date, lib: ProtocolLibrary) -> NotCompoundable | None:
@@ -163,6 +185,10 @@ def _dosing(service: Service, intake: Intake, day: date, lib: ProtocolLibrary) -
     return out
 
 
+#: who may perform the good-faith exam (never an RN)
+GFE_BY = ("MD", "NP", "PA")
+
+
 def _delegation(intake: Intake, plan: OversightPlan) -> list[Delegation]:
     out = []
     for st in intake.states:
@@ -170,17 +196,25 @@ def _delegation(intake: Intake, plan: OversightPlan) -> list[Delegation]:
         if sp is None:
             continue
         cap = f"; at most {sp.supervision_ratio_cap} per physician" if sp.supervision_ratio_cap else ""
+        prescribe = ["perform the good-faith exam", "order the labs of this protocol",
+                     "prescribe within this protocol's dosing"]
         out += [
-            Delegation(state=st, role=MidlevelRole.NP, may="assess, order labs and prescribe within this protocol",
-                       supervision=f"NP practice: {sp.np_practice}{cap}",
-                       physician_duty="collaborate/supervise as the state requires; chart review per the plan"),
-            Delegation(state=st, role=MidlevelRole.PA, may="assess, order labs and prescribe within this protocol",
-                       supervision=f"PA: {sp.pa_supervision}{cap}",
-                       physician_duty="supervise per the PA practice act; chart review per the plan"),
-            Delegation(state=st, role=MidlevelRole.RN,
-                       may="administer under this standing order after a documented GFE; never diagnose or prescribe",
+            Delegation(state=st, role="MD", may=[*prescribe, "delegate within this protocol", "review charts"],
+                       supervision=f"medical director, licensed in {st}",
+                       physician_duty="chart review per the plan; answers adverse-event escalations"),
+            Delegation(state=st, role=MidlevelRole.NP.value, may=prescribe,
+                       supervision=UNKNOWN if sp.np_practice == UNKNOWN else f"NP practice: {sp.np_practice}{cap}",
+                       physician_duty="collaborate/supervise as the state requires; chart review per the plan",
+                       needs_review=(f"the state's NP practice rules{cap}" if sp.np_practice == UNKNOWN else "")),
+            Delegation(state=st, role=MidlevelRole.PA.value, may=prescribe,
+                       supervision=UNKNOWN if sp.pa_supervision == UNKNOWN else f"PA: {sp.pa_supervision}{cap}",
+                       physician_duty="supervise per the PA practice act; chart review per the plan",
+                       needs_review=(f"the state's PA supervision rules{cap}" if sp.pa_supervision == UNKNOWN else "")),
+            Delegation(state=st, role=MidlevelRole.RN.value,
+                       may=["administer under this standing order after a documented good-faith exam"],
                        supervision=UNKNOWN, physician_duty=UNKNOWN,
-                       source="needs review: the state board of nursing's delegation rules"),
+                       needs_review="the state board of nursing's delegation rules (RNs never diagnose or prescribe)",
+                       source="state board of nursing (to check)"),
         ]
     return out
 
@@ -188,7 +222,10 @@ def _delegation(intake: Intake, plan: OversightPlan) -> list[Delegation]:
 def _gfe(intake: Intake, plan: OversightPlan) -> list[Gfe]:
     return [Gfe(state=st, who="the medical director or a supervised NP/PA (never an RN)",
                 when="before the first treatment and when the treatment plan changes",
-                mode=plan.states[st].gfe_mode) for st in intake.states if st in plan.states]
+                mode=plan.states[st].gfe_mode,
+                needs_review=(f"whether {st} allows the exam by telehealth (until then: in person)"
+                              if plan.states[st].gfe_mode == UNKNOWN else ""))
+            for st in intake.states if st in plan.states]
 
 
 def build_protocol(service: Service, intake: Intake, plan: OversightPlan, *, version: str = "") -> ProtocolContent:
@@ -197,12 +234,13 @@ def build_protocol(service: Service, intake: Intake, plan: OversightPlan, *, ver
     data = lib.services.get(service)
     ack = oversight_policy().adverse_events
     escalation = [{"event": f"any {sev} adverse event", "action": f"report in mdco; the director acknowledges within {h:g} h, "
-                   "else ops are told", "severity": sev, "source": ack.source}
+                   "else ops are told", "severity": sev, "threshold": "", "needs_review": "", "source": ack.source}
                   for sev, h in sorted(ack.ack_deadline_hours.items(), key=lambda kv: kv[1])]
     missing = [] if data is not None else [Contraindication(
         what=UNKNOWN, needs_review=f"no sourced protocol data for {service.value} yet", source="protocols.yaml")]
     return ProtocolContent(
-        service=service, version=version or f"protocols.v{lib.version}",
+        service=service, version=version or f"protocols.v{lib.version}", data_version=f"protocols.v{lib.version}",
+        product=(intake.product_choices.get(service) or data.default_product) if data else "",
         delegation=_delegation(intake, plan), dosing=_dosing(service, intake, plan.as_of, lib), gfe=_gfe(intake, plan),
         contraindications=(data.contraindications if data else missing), labs=(data.labs if data else []),
         adverse_events=[*(r.model_dump() for r in (data.adverse_events if data else [])), *escalation])

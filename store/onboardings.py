@@ -17,6 +17,7 @@ from sqlmodel import select as select_rows
 from domain.codes import Service, SlaStatus, Stage
 from domain.intake import Intake
 from domain.onboarding import OfferView, OversightPlan, PharmacyAssignment, ProtocolView
+from domain.protocols import ProtocolContent
 from store import tables as t
 from store.common import NotFound, one_of, require, retry_race, row_dict, sql_table
 from store.db import insert_for, run
@@ -223,8 +224,9 @@ def offer_history(engine: Engine, npis: list[str] | None = None) -> dict[str, tu
 
 # ---------------------------------------------------------------- protocols
 def save_protocol(engine: Engine, workflow_id: str, service: str, template_version: str, body: str,
-                  sha256: str) -> None:
-    """Store a generated protocol; a changed body (new sha256) needs approving again."""
+                  sha256: str, content: dict | None = None) -> None:
+    """Store a generated protocol (and the structured ``content`` it was rendered from); a changed body
+    (new sha256) needs approving again."""
     require(workflow_id, "workflow_id")
     service = _services([service], "service")[0]
     require(template_version, "template_version")
@@ -240,18 +242,28 @@ def save_protocol(engine: Engine, workflow_id: str, service: str, template_versi
             row.body, row.sha256, row.approved_at, row.approved_by = body, sha256, None, None
         row.template_version = template_version
         s.add(row)
+        if content is not None:
+            data = s.get(t.ProtocolContentRow, (workflow_id, service), with_for_update=True)
+            if data is None:
+                data = t.ProtocolContentRow(workflow_id=workflow_id, service=service, sha256=sha256, content=content)
+            data.sha256, data.content = sha256, content
+            s.add(data)
 
     run(engine, work, retry_on=retry_race)
 
 
-def approve_protocols(engine: Engine, workflow_id: str, npi: str, at: datetime) -> int:
-    """The matched physician approves every pending protocol; returns how many were newly approved."""
+def approve_protocols(engine: Engine, workflow_id: str, npi: str, at: datetime,
+                      sha256s: list[str] | None = None) -> int:
+    """The matched physician approves every pending protocol (with ``sha256s``: only the documents with
+    those SHA-256s, the ones the approval was bound to); returns how many were newly approved."""
     require(npi, "npi")
     pr = sql_table(t.Protocol)
 
     def work(s: Session) -> int:
-        done = s.exec(update(pr).where(pr.c.workflow_id == workflow_id, pr.c.approved_at.is_(None))
-                      .values(approved_at=at, approved_by=npi))
+        where = [pr.c.workflow_id == workflow_id, pr.c.approved_at.is_(None)]
+        if sha256s is not None:
+            where.append(pr.c.sha256.in_(list(sha256s)))
+        done = s.exec(update(pr).where(*where).values(approved_at=at, approved_by=npi))
         return done.rowcount
 
     return run(engine, work)
@@ -268,6 +280,47 @@ def protocol_documents(engine: Engine, workflow_id: str) -> list[dict]:
     rows = run(engine, lambda s: s.exec(select_rows(t.Protocol).where(t.Protocol.workflow_id == workflow_id)
                                         .order_by(t.Protocol.service)).all(), write=False)
     return [row_dict(r) for r in rows]
+
+
+def protocol_contents(engine: Engine, workflow_id: str) -> dict[str, dict]:
+    """The structured content of each protocol, by service, as ``{"sha256": <document>, "content": {...}}``
+    (absent for protocols prepared before contents were kept)."""
+    def work(s: Session) -> dict[str, dict]:
+        rows = s.exec(select_rows(t.ProtocolContentRow).where(t.ProtocolContentRow.workflow_id == workflow_id)).all()
+        return {r.service: {"sha256": r.sha256, "content": dict(r.content)} for r in rows}
+
+    return run(engine, work, write=False)
+
+
+def protocols_shown(engine: Engine, workflow_id: str) -> list[dict]:
+    """``mdco protocols show --json``: one entry per service — ``service``, ``version``, ``sha256`` (of
+    ``document``), ``status``, ``document`` and the CONTRACT content (``delegation``, ``dosing``, ``gfe``,
+    ``contraindications``, ``labs``, ``adverse_events``) the document was rendered from. A protocol prepared
+    before its content was kept gets it rebuilt from the stored intake and plan
+    (``content_matches_document`` false: the document itself is what was approved)."""
+    from domain.protocols import build_protocol
+
+    onboarding = get_onboarding(engine, workflow_id)
+    if onboarding is None:
+        raise NotFound(f"{workflow_id}: no onboarding recorded")
+    contents = protocol_contents(engine, workflow_id)
+    out = []
+    for doc in protocol_documents(engine, workflow_id):
+        kept = contents.get(doc["service"])
+        if kept is not None and kept["sha256"] == doc["sha256"]:
+            content, matches = ProtocolContent.model_validate(kept["content"]), True
+        else:
+            clinic = get_clinic(engine, onboarding["clinic_key"]) or {}
+            content = build_protocol(Service(doc["service"]), Intake.model_validate(clinic["intake"]),
+                                     OversightPlan.model_validate(onboarding["plan"]), version=doc["template_version"])
+            matches = False
+        out.append({"service": doc["service"], "version": doc["template_version"], "sha256": doc["sha256"],
+                    "status": "approved" if doc["approved_at"] else "pending_approval", "document": doc["body"],
+                    **content.contract_fields(), "data_version": content.data_version, "product": content.product,
+                    "approved_by": doc["approved_by"],
+                    "approved_at": doc["approved_at"].isoformat() if doc["approved_at"] else None,
+                    "content_matches_document": matches})
+    return out
 
 
 # ---------------------------------------------------------------- pharmacies per onboarding

@@ -219,6 +219,18 @@ class Protocol(SQLModel, table=True):
     approved_by: str | None = None  # the approving physician's NPI
 
 
+class ProtocolContentRow(SQLModel, table=True):
+    """The structured content a protocol document was rendered from (``domain.protocols.ProtocolContent``),
+    for ``mdco protocols show``; ``sha256`` names the document it belongs to."""
+
+    __tablename__ = "protocol_contents"
+
+    workflow_id: str = Field(primary_key=True)
+    service: str = Field(primary_key=True)
+    sha256: str = Field(max_length=64)
+    content: dict = Field(default_factory=dict, sa_type=JSON)
+
+
 class PharmacyAssignment(SQLModel, table=True):
     __tablename__ = "pharmacy_assignments"
 

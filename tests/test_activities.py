@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import ssl
 from datetime import date, datetime, timedelta, timezone
@@ -92,6 +93,14 @@ def test_stage_activities_persist_and_are_idempotent(world, engine, esign_server
     protocols = run(acts.prepare_protocols, ProtocolRequest(workflow_id=wf, intake=intake, plan=plan, npi=npi))
     assert {p.service for p in protocols} == set(intake.services)
     assert len(onboardings.list_protocols(engine, wf)) == len(intake.services)
+    shown = onboardings.protocols_shown(engine, wf)  # the documents rendered from build_protocol, with their content
+    assert [p["sha256"] for p in shown] == [v.sha256 for v in sorted(protocols, key=lambda v: v.service.value)]
+    for p in shown:
+        assert p["content_matches_document"] and p["version"] == f"{p['service']}.v2"
+        assert hashlib.sha256(p["document"].encode()).hexdigest() == p["sha256"]
+        assert "## 5. Dosing" in p["document"] and "## 11. Sources" in p["document"]
+    again = run(acts.prepare_protocols, ProtocolRequest(workflow_id=wf, intake=intake, plan=plan, npi=npi))
+    assert [v.sha256 for v in again] == [v.sha256 for v in protocols]  # deterministic: same text, same SHA-256
 
     selection = run(acts.select_pharmacies, PharmacyRequest(workflow_id=wf, intake=intake, plan=plan))
     assert selection.assignments and not selection.problems

@@ -35,10 +35,10 @@ DOC = PhysicianRecord.model_validate({
 @pytest.mark.parametrize("service", list(Service))
 def test_every_service_has_a_protocol_with_overlays(service):
     version, body = render_protocol(service, INTAKE, PLAN, DOC)
-    assert version == f"{service.value}.v1"
-    for needle in ("Indications", "Contraindications", "Good-faith examination", "per prescriber",
+    assert version == f"{service.value}.v2"
+    for needle in ("Scope and indications", "Contraindications", "Good-faith examination", "## 5. Dosing",
                    "Adverse events", "10% of charts every 30 days", "### TX", "### OK", "### CO",
-                   "ratio cap: 7 per physician", "Dr. Ana Cruz, MD"):
+                   "at most 7 per physician", "Dr. Ana Cruz, MD"):
         assert needle in body, needle
     if service in (Service.testosterone_hrt, Service.ketamine):
         assert "DEA schedule III" in body

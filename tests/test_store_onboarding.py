@@ -160,3 +160,40 @@ def test_audit_idem_key_and_notifications(engine) -> None:
     assert audit.mark_notification_sent(engine, f"{WF}:launch:clinic", "clinic", "You are live")
     assert not audit.mark_notification_sent(engine, f"{WF}:launch:clinic", "clinic", "You are live")
     assert audit.notification_sent(engine, f"{WF}:launch:clinic")
+
+
+def test_protocols_shown_with_content_and_approval_bound_to_sha256s(engine) -> None:
+    from domain.assessment import assess
+    from domain.codes import Service
+    from domain.protocols import build_protocol
+
+    intake = Intake.model_validate(INTAKE)
+    plan = assess(intake, date(2026, 11, 1))
+    onboardings.upsert_clinic(engine, intake)
+    onboardings.record_onboarding(engine, WF, "glow-austin", stage="protocol_setup", sla_status="on_track",
+                                  started_at=T0)
+    onboardings.save_plan(engine, WF, plan)
+    shas = {}
+    for service in ("neurotoxins", "testosterone_hrt"):
+        content = build_protocol(Service(service), intake, plan, version=f"{service}.v2")
+        body = f"standing order {service}"
+        shas[service] = hashlib.sha256(body.encode()).hexdigest()
+        # testosterone is saved without content, as before contents were kept: rebuilt for show
+        onboardings.save_protocol(engine, WF, service, f"{service}.v2", body, shas[service],
+                                  content=content.model_dump(mode="json") if service == "neurotoxins" else None)
+    shown = {p["service"]: p for p in onboardings.protocols_shown(engine, WF)}
+    neuro, trt = shown["neurotoxins"], shown["testosterone_hrt"]
+    for p in (neuro, trt):
+        assert set(p) >= {"service", "version", "sha256", "status", "document", "delegation", "dosing", "gfe",
+                          "contraindications", "labs", "adverse_events"}
+        assert hashlib.sha256(p["document"].encode()).hexdigest() == p["sha256"] and p["status"] == "pending_approval"
+    assert neuro["content_matches_document"] and not trt["content_matches_document"]
+    assert trt["dosing"][0] | {"max": "50 to 400 mg every 2 to 4 weeks (labelled range)"} == trt["dosing"][0]
+    assert {d["role"] for d in neuro["delegation"]} == {"MD", "NP", "PA", "RN"}
+    assert trt["gfe"]["required"] and trt["gfe"]["by"] == ["MD", "NP", "PA"]
+
+    # an approval bound to one document's SHA-256 approves that one only
+    assert onboardings.approve_protocols(engine, WF, npi_for(1), T0, sha256s=[shas["neurotoxins"], "f" * 64]) == 1
+    assert [p.status for p in onboardings.list_protocols(engine, WF)] == ["approved", "pending_approval"]
+    with pytest.raises(common.NotFound):
+        onboardings.protocols_shown(engine, "onboarding-nobody")
