@@ -3,8 +3,8 @@
 Starts its own embedded stack (Temporal dev server, e-sign server, SMTP sink, API, worker) on free
 ports in a temp dir, seeds the demo roster and pharmacies, runs N demo onboardings (fresh clinic
 keys) to ``launched`` with Connect working, and reads ``GET /admin/stats`` of the e-sign server
-(reset just before the onboardings start). Humans act through the HTTP API; signers sign through
-the e-sign server's admin endpoint, whose Connect webhook reaches the API.
+(reset just before the onboardings start). The humans are ``starter.humans`` (HTTP API; signers sign
+through the e-sign server's admin endpoint, whose Connect webhook reaches the API).
 Target: ≤ 8 REST calls per onboarding with Connect working, 0 status polls.
 
     .venv/bin/python -m bench.esign_calls                     # 5 onboardings
@@ -22,16 +22,13 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
-from api.auth import auth_headers
 from config import Settings
+from starter.humans import act, demo_intakes, drive_to_launch, seed_demo_data  # noqa: F401 (one driver)
 
 TARGET_PER_ONBOARDING = 8
-DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
-PLAN_REASON = "benchmark: blocking findings reviewed by ops"
 
 #: ``METHOD /route`` as the server counts it -> what the adapter uses it for
 OPERATIONS = {
@@ -56,33 +53,10 @@ def _free_ports(count: int) -> list[int]:
 
 def bench_settings(var_dir: Path) -> Settings:
     """Default timing (no 24 h silence check fires in a run), every port free, data under ``var_dir``."""
-    temporal, ui, api, esign, smtp = _free_ports(5)
+    temporal, ui, api, esign, smtp, metrics, codec = _free_ports(7)
     return Settings(var_dir=var_dir, temporal_address=f"127.0.0.1:{temporal}", temporal_ui_port=ui,
-                    api_port=api, esign_port=esign, smtp_port=smtp,
+                    api_port=api, esign_port=esign, smtp_port=smtp, worker_metrics_port=metrics, codec_port=codec,
                     database_url=f"sqlite:///{(var_dir / 'mdco.db').resolve()}")
-
-
-def demo_intakes(n: int, run_id: str) -> list[dict]:
-    """``n`` demo intakes cycling through the shipped ones, each with a fresh clinic key."""
-    shipped = [json.loads(p.read_text()) for p in sorted((DEMO_DIR / "intakes").glob("*.json"))]
-    out = []
-    for i in range(n):
-        intake = dict(shipped[i % len(shipped)])
-        intake["clinic_key"] = f"{intake['clinic_key']}-{run_id}-{i}"[:64]
-        out.append(intake)
-    return out
-
-
-def seed_demo_data(settings: Settings) -> None:
-    """The shipped roster and pharmacies (upserts: safe to repeat)."""
-    from starter.demo import load_demo_data
-    from store.db import engine_from_settings
-
-    engine = engine_from_settings(settings)
-    try:
-        load_demo_data(engine)
-    finally:
-        engine.dispose()
 
 
 # ---------------------------------------------------------------- e-sign admin
@@ -102,83 +76,6 @@ def set_faults(settings: Settings, **knobs) -> dict:
 
 NO_FAULTS = {"error_rate": 0.0, "latency_ms": 0, "duplicate_deliveries": False, "out_of_order": False,
              "wrong_signature": False, "burst_limit": 0}
-
-
-def sign_open_envelopes(settings: Settings, workflow_id: str, tries: int = 5) -> list[str]:
-    """``esign.sandbox.sign_all`` with retries (admin calls are not fault-injected, but be robust)."""
-    from esign.sandbox import sign_all
-
-    for attempt in range(tries):
-        try:
-            return sign_all(settings, workflow_id)
-        except httpx.HTTPStatusError as exc:
-            if exc.response.status_code not in (429, 500, 502, 503) or attempt == tries - 1:
-                raise
-        except httpx.TransportError:
-            if attempt == tries - 1:
-                raise
-        time.sleep(0.5 * (attempt + 1))
-    return []
-
-
-# ---------------------------------------------------------------- the humans
-def act(api: httpx.Client, settings: Settings, st: dict, done: set[str]) -> None:
-    """What each human does when the onboarding waits on them (every call safe to repeat)."""
-    wf = st["workflow_id"]
-    stage, waiting = st["stage"], st.get("waiting_on")
-    if stage == "needs_assessment" and waiting == "ops" and "plan" not in done:
-        if api.post(f"/onboardings/{wf}/plan/approve", json={"reason": PLAN_REASON}).status_code == 200:
-            done.add("plan")
-    elif stage == "matching" and not st.get("physician_npi"):
-        open_offers = [o["npi"] for o in st["offers"] if o["status"] == "open"]
-        if open_offers:
-            api.post(f"/onboardings/{wf}/offers/{open_offers[0]}/accept")
-    elif stage == "protocol_setup" and st["protocols"] and "protocols" not in done:
-        if api.post(f"/onboardings/{wf}/protocols/approve", json={"npi": st["physician_npi"]}).status_code == 200:
-            done.add("protocols")
-    elif stage == "pharmacy_coordination":
-        for p in st["pharmacies"]:
-            if p["status"] != "confirmed" and p["pharmacy_id"] not in done:
-                if api.post(f"/onboardings/{wf}/pharmacies/{p['pharmacy_id']}/confirm").status_code == 200:
-                    done.add(p["pharmacy_id"])
-    elif stage == "agreements" and waiting == "signers":
-        sign_open_envelopes(settings, wf)  # skips closed envelopes, so repeating it is harmless
-
-
-def launched(status: dict) -> bool:
-    return status.get("stage") == "launched"
-
-
-def drive_to_launch(settings: Settings, intakes: list[dict], timeout: float = 240.0, *,
-                    until: Callable[[dict], bool] = launched, sign: bool = True) -> dict[str, dict]:
-    """Start the onboardings and play every human until ``until`` holds for all (default: all
-    ``launched``); their last statuses. ``sign=False``: nobody signs envelopes. Raises
-    ``TimeoutError`` (with the stuck ones' stages) if they do not all get there in time."""
-    deadline = time.monotonic() + timeout
-    statuses: dict[str, dict] = {}
-    done: dict[str, set[str]] = {}
-    with httpx.Client(base_url=settings.api_base_url, timeout=30, headers=auth_headers(settings)) as api:
-        for intake in intakes:
-            r = api.post("/onboardings", json=intake)
-            if r.status_code not in (200, 202):
-                raise RuntimeError(f"starting {intake['clinic_key']} failed: {r.status_code} {r.text[:500]}")
-            wf = r.json()["workflow_id"]
-            statuses[wf], done[wf] = {}, set()
-        while time.monotonic() < deadline:
-            for wf in statuses:
-                if statuses[wf] and until(statuses[wf]):
-                    continue
-                r = api.get(f"/onboardings/{wf}")
-                if r.status_code == 200:
-                    statuses[wf] = r.json()
-                    if not until(statuses[wf]) and (sign or statuses[wf]["stage"] != "agreements"):
-                        act(api, settings, statuses[wf], done[wf])
-            if all(s and until(s) for s in statuses.values()):
-                return statuses
-            time.sleep(0.3)
-    stuck = {wf: (s.get("stage"), s.get("waiting_on"), s.get("waiting_reason")) for wf, s in statuses.items()
-             if not (s and until(s))}
-    raise TimeoutError(f"not there after {timeout:.0f} s: {stuck}")
 
 
 # ---------------------------------------------------------------- the measurement

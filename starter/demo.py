@@ -9,21 +9,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from api.auth import auth_headers
 from config import Settings
+from starter.humans import DEMO_DIR, Driver, Humans, load_demo_data, seed_demo_data  # noqa: F401 (re-exported)
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
 STAGES = ["needs_assessment", "matching", "protocol_setup", "pharmacy_coordination", "agreements", "launched"]
 VISIBILITY_QUERIES = [
     "WorkflowType = 'OnboardingWorkflow' AND OnboardingStage = 'matching'",
@@ -36,36 +32,19 @@ VISIBILITY_QUERIES = [
 
 @dataclass
 class Clinic:
-    """One sample onboarding and what the simulated humans already did for it."""
+    """One sample onboarding and its last status."""
 
     intake: dict
     decline_first: bool = False
     status: dict = field(default_factory=dict)
-    declined: set[str] = field(default_factory=set)
-    done: set[str] = field(default_factory=set)
 
     @property
     def workflow_id(self) -> str:
         return f"onboarding-{self.intake['clinic_key']}"
 
 
-def load_demo_data(engine):
-    """Upsert the shipped roster and pharmacies (re-import resets the demo's capacity counters);
-    the two import summaries."""
-    from domain.roster import parse_pharmacies, parse_physicians
-    from store import roster
-
-    physicians, errors = parse_physicians((DEMO_DIR / "physicians.csv").read_text(), "csv")
-    pharmacies, errors2 = parse_pharmacies((DEMO_DIR / "pharmacies.csv").read_text(), "csv")
-    if errors or errors2:
-        raise RuntimeError(f"shipped demo data is invalid: {(errors + errors2)[:3]}")
-    return roster.upsert_physicians(engine, physicians), roster.upsert_pharmacies(engine, pharmacies)
-
-
 def seed(settings: Settings, console: Console) -> None:
-    from store.db import engine_from_settings
-
-    a, b = load_demo_data(engine_from_settings(settings))
+    a, b = seed_demo_data(settings)
     console.print(f"seeded {a.created + a.updated} physicians, {b.created + b.updated} pharmacies")
 
 
@@ -79,64 +58,27 @@ def sample_clinics(run_id: str) -> list[Clinic]:
 
 
 async def play(settings: Settings, clinics: list[Clinic], timeout: float, console: Console) -> bool:
-    """Start the onboardings and answer for every human until all launched (or time runs out)."""
-    from esign.sandbox import sign_all
+    """Start the onboardings and answer for every human (``starter.humans``: ops approve the plan
+    through the CLI, Sunrise's first physician declines) until all launched (or time runs out)."""
+    by_wf = {c.workflow_id: c for c in clinics}
+    humans = Humans(decline_first={c.workflow_id for c in clinics if c.decline_first}, plan_via_cli=True,
+                    plan_reason="documented patient-specific clinical need; compounding pharmacy verified")
 
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=settings.api_base_url, timeout=15.0,
-                                 headers=auth_headers(settings, "ops", "demo")) as api:
-        for c in clinics:
-            r = await api.post("/onboardings", json=c.intake)
-            if r.status_code not in (200, 202):
-                raise RuntimeError(f"starting {c.workflow_id} failed: {r.status_code} {r.text}")
-        with Live(render(clinics), console=console, refresh_per_second=4) as live:
-            while time.monotonic() < deadline:
-                for c in clinics:
-                    r = await api.get(f"/onboardings/{c.workflow_id}")
-                    if r.status_code == 200:
-                        c.status = r.json()
-                        await act(api, settings, c, sign_all)
-                live.update(render(clinics))
-                if all(c.status.get("stage") == "launched" for c in clinics):
-                    return True
-                await asyncio.sleep(0.4)
-    return False
+    def seen(wf: str, status: dict) -> None:
+        by_wf[wf].status = status
 
-
-async def act(api: httpx.AsyncClient, settings: Settings, c: Clinic, sign_all) -> None:
-    """What each simulated human does when the onboarding waits on them."""
-    st, wf = c.status, c.workflow_id
-    if st["stage"] == "needs_assessment" and st["waiting_on"] == "ops" and "plan" not in c.done:
-        c.done.add("plan")  # ops review the blocking findings and accept the plan, through the CLI
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "starter", "plan", "approve", wf, "--reason",
-            "documented patient-specific clinical need; compounding pharmacy verified",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-        _, stderr = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"mdco plan approve {wf} failed: {stderr.decode()[-500:]}")
-    elif st["stage"] == "matching" and not st.get("physician_npi"):
-        open_offers = [o["npi"] for o in st["offers"] if o["status"] == "open"]
-        if open_offers:
-            npi = open_offers[0]
-            verb = "decline" if c.decline_first and not c.declined else "accept"
-            if verb == "decline":
-                c.declined.add(npi)
-            await api.post(f"/onboardings/{wf}/offers/{npi}/{verb}")
-    elif st["stage"] == "protocol_setup" and st["protocols"] and "protocols" not in c.done:
-        r = await api.post(f"/onboardings/{wf}/protocols/approve", json={"npi": st["physician_npi"]})
-        if r.status_code == 200:
-            c.done.add("protocols")
-    elif st["stage"] == "pharmacy_coordination":
-        for p in st["pharmacies"]:
-            if p["status"] != "confirmed" and p["pharmacy_id"] not in c.done:
-                r = await api.post(f"/onboardings/{wf}/pharmacies/{p['pharmacy_id']}/confirm")
-                if r.status_code == 200:
-                    c.done.add(p["pharmacy_id"])
-    elif st["stage"] == "agreements" and st["waiting_on"] == "signers" and "signed" not in c.done:
-        signed = await asyncio.to_thread(sign_all, settings, wf)
-        if signed:
-            c.done.add("signed")
+    driver = Driver(settings, humans, poll_max_s=0.4, on_status=seen, subject="demo")
+    with Live(render(clinics), console=console, refresh_per_second=4) as live:
+        run = asyncio.create_task(driver.run([c.intake for c in clinics], timeout=timeout))
+        while not run.done():
+            live.update(render(clinics))
+            await asyncio.wait({run}, timeout=0.25)
+        live.update(render(clinics))
+    try:
+        run.result()
+    except TimeoutError:
+        return False
+    return True
 
 
 def render(clinics: list[Clinic]) -> Table:

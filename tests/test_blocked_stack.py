@@ -3,11 +3,13 @@ onboarding stops in ``blocked`` with the reason and an ops e-mail, and `mdco ret
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 
-from bench.esign_calls import demo_intakes, drive_to_launch, seed_demo_data, set_faults
+from bench.esign_calls import set_faults
+from starter.humans import demo_intakes, drive_to_launch, seed_demo_data
 from esign.sandbox import sign_all
 from starter.smtp_sink import read_mailbox
 from tests.test_esign_lifecycle import wait_status
@@ -28,7 +30,12 @@ def test_permanent_esign_error_blocks_then_ops_retry_launches(stack):
         set_faults(settings, reject_envelopes=False)
     assert st["blocked_stage"] == "agreements" and st["waiting_on"] == "ops"
     assert "ACCOUNT_LACKS_PERMISSIONS" in st["waiting_reason"] or "permission" in st["waiting_reason"].lower()
-    subjects = [str(m["Subject"]).strip() for m in read_mailbox(settings.mail_dir)]  # a folded subject reads back with a leading space
+    deadline = time.monotonic() + 20  # the ops e-mail is an activity after the status says blocked
+    while True:
+        subjects = [str(m["Subject"]).strip() for m in read_mailbox(settings.mail_dir)]  # a folded subject reads back with a leading space
+        if f"Blocked: {wf} stopped in agreements" in subjects or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert f"Blocked: {wf} stopped in agreements" in subjects
     refused = mdco(env, "protocols", "approve", wf, "--npi", st["physician_npi"], check=False)
     assert refused.returncode == 2  # nothing else moves a blocked onboarding

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from api.auth import auth_headers
-from bench.esign_calls import NO_FAULTS, demo_intakes, drive_to_launch, esign_admin, seed_demo_data, set_faults
+from bench.esign_calls import NO_FAULTS, esign_admin, set_faults
+from starter.humans import demo_intakes, drive_to_launch, seed_demo_data
 from esign.sandbox import list_envelopes
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

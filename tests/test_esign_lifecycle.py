@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from api.auth import auth_headers
-from bench.esign_calls import demo_intakes, drive_to_launch, esign_admin, seed_demo_data
+from bench.esign_calls import esign_admin
+from starter.humans import demo_intakes, drive_to_launch, seed_demo_data
 from domain.intake import Intake
 from domain.onboarding import Timing
 from esign.sandbox import list_envelopes, sign_all

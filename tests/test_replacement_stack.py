@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from api.auth import auth_headers
-from bench.esign_calls import act, demo_intakes, drive_to_launch, seed_demo_data
+from starter.humans import act, demo_intakes, drive_to_launch, seed_demo_data
 from store import roster
 from store.db import make_engine
 from tests.test_integration import mdco

@@ -1,0 +1,311 @@
+"""Simulated humans: the one driver the demo, the benchmarks and the tests use to play ops, physicians,
+pharmacies and signers through the public paths (the HTTP API with a bearer token, optionally the
+``mdco`` CLI for ops' plan approval, and the local e-sign server's signing, whose HMAC-signed Connect
+webhook reaches the API).
+
+What each human does is decided by one pure function, :func:`next_actions` (status in, actions out);
+two executors carry the actions out: :func:`act` (sync, one status at a time, for a test's own loop)
+and :class:`Driver` (asyncio, one task per onboarding, all concurrent, for the demo and the benches).
+
+    from starter.humans import Humans, drive_to_launch
+    statuses = drive_to_launch(settings, intakes)                       # sync wrapper, all to ``launched``
+    statuses = await Driver(settings, Humans(decline_first={wf})).run(intakes)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import httpx
+
+from api.auth import auth_headers
+from config import Settings
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "data" / "demo"
+PLAN_REASON = "benchmark: blocking findings reviewed by ops"
+OPEN_ENVELOPE = ("created", "sent", "delivered")
+
+
+def launched(status: dict) -> bool:
+    return status.get("stage") == "launched"
+
+
+# ---------------------------------------------------------------- inputs
+def demo_intakes(n: int, run_id: str) -> list[dict]:
+    """``n`` demo intakes cycling through the shipped ones, each with a fresh clinic key."""
+    shipped = [json.loads(p.read_text()) for p in sorted((DEMO_DIR / "intakes").glob("*.json"))]
+    out = []
+    for i in range(n):
+        intake = dict(shipped[i % len(shipped)])
+        intake["clinic_key"] = f"{intake['clinic_key']}-{run_id}-{i}"[:64]
+        out.append(intake)
+    return out
+
+
+def load_demo_data(engine):
+    """Upsert the shipped roster and pharmacies (re-import resets the demo's capacity counters);
+    the two import summaries."""
+    from domain.roster import parse_pharmacies, parse_physicians
+    from store import roster
+
+    physicians, errors = parse_physicians((DEMO_DIR / "physicians.csv").read_text(), "csv")
+    pharmacies, errors2 = parse_pharmacies((DEMO_DIR / "pharmacies.csv").read_text(), "csv")
+    if errors or errors2:
+        raise RuntimeError(f"shipped demo data is invalid: {(errors + errors2)[:3]}")
+    return roster.upsert_physicians(engine, physicians), roster.upsert_pharmacies(engine, pharmacies)
+
+
+def seed_demo_data(settings: Settings):
+    """The shipped roster and pharmacies (upserts: safe to repeat); the two import summaries."""
+    from store.db import engine_from_settings
+
+    engine = engine_from_settings(settings)
+    try:
+        return load_demo_data(engine)
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------- what the humans do
+@dataclass
+class Humans:
+    """How the simulated humans behave.
+
+    ``sign``: signers sign (``False``: nobody signs, the onboarding stays in ``agreements``).
+    ``decline_first``: workflow ids whose first offered physician declines (the next one accepts).
+    ``plan_via_cli``: ops approve a plan with blocking findings through ``mdco plan approve`` (a
+    subprocess) instead of ``POST .../plan/approve``."""
+
+    sign: bool = True
+    decline_first: set[str] = field(default_factory=set)
+    plan_via_cli: bool = False
+    plan_reason: str = PLAN_REASON
+
+
+@dataclass
+class Memo:
+    """What the humans of one onboarding already did (so nothing is done twice needlessly)."""
+
+    done: set[str] = field(default_factory=set)
+    declined: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One human answer: ``kind`` in plan | accept | decline | protocols | pharmacy | sign;
+    ``target`` the NPI, pharmacy id or envelope id (``""`` for the plan)."""
+
+    kind: str
+    target: str = ""
+
+
+def next_actions(st: dict, memo: Memo, humans: Humans) -> list[Action]:
+    """What the humans do now that the onboarding shows ``st`` (empty: nobody is asked)."""
+    wf, stage, waiting = st.get("workflow_id", ""), st.get("stage"), st.get("waiting_on")
+    if stage == "needs_assessment" and waiting == "ops" and "plan" not in memo.done:
+        return [Action("plan")]
+    if stage == "matching" and not st.get("physician_npi"):
+        open_offers = [o["npi"] for o in st.get("offers", []) if o["status"] == "open"]
+        if not open_offers:
+            return []
+        decline = wf in humans.decline_first and not memo.declined
+        return [Action("decline" if decline else "accept", open_offers[0])]
+    if stage == "protocol_setup" and st.get("protocols") and "protocols" not in memo.done:
+        return [Action("protocols", st["physician_npi"])]
+    if stage == "pharmacy_coordination":
+        return [Action("pharmacy", p["pharmacy_id"]) for p in st.get("pharmacies", [])
+                if p["status"] != "confirmed" and p["pharmacy_id"] not in memo.done]
+    if stage == "agreements" and waiting == "signers" and humans.sign:
+        return [Action("sign", e["envelope_id"]) for e in st.get("envelopes", [])
+                if e.get("current", True) and e["status"] in OPEN_ENVELOPE and e["envelope_id"] not in memo.done]
+    return []
+
+
+def _record(memo: Memo, action: Action, ok: bool) -> None:
+    if action.kind == "decline":
+        memo.declined.add(action.target)  # declined once, whatever the answer: the next offer is accepted
+    elif ok:
+        memo.done.add(action.target or action.kind)
+        if action.kind == "protocols":
+            memo.done.add("protocols")
+
+
+def _request(action: Action, wf: str, humans: Humans) -> tuple[str, dict | None]:
+    """The API call of an action (path, JSON body); not for ``sign`` or a CLI plan approval."""
+    if action.kind == "plan":
+        return f"/onboardings/{wf}/plan/approve", {"reason": humans.plan_reason}
+    if action.kind in ("accept", "decline"):
+        return f"/onboardings/{wf}/offers/{action.target}/{action.kind}", None
+    if action.kind == "protocols":
+        return f"/onboardings/{wf}/protocols/approve", {"npi": action.target}
+    if action.kind == "pharmacy":
+        return f"/onboardings/{wf}/pharmacies/{action.target}/confirm", None
+    raise ValueError(f"no API call for {action.kind}")
+
+
+def _plan_cli(wf: str, reason: str) -> list[str]:
+    return [sys.executable, "-m", "starter", "plan", "approve", wf, "--reason", reason]
+
+
+def _signed(response: httpx.Response) -> bool:
+    # 400 ENVELOPE_INVALID_STATUS: it is no longer open (signed before, voided, expired): nothing to do
+    return response.status_code in (200, 400)
+
+
+def act(api: httpx.Client, settings: Settings, st: dict, done: set[str] | Memo,
+        humans: Humans | None = None) -> None:
+    """What each human does when the onboarding shows ``st`` (every call safe to repeat); sync, one
+    status at a time, for tests that run their own loop. ``done`` remembers what was done."""
+    import subprocess
+
+    from esign.sandbox import admin_client
+
+    humans = humans or Humans()
+    memo = done if isinstance(done, Memo) else Memo(done=done)
+    wf = st["workflow_id"]
+    for action in next_actions(st, memo, humans):
+        if action.kind == "sign":
+            with admin_client(settings, timeout=15) as admin:
+                ok = _signed(admin.post(f"/admin/envelopes/{action.target}/sign"))
+        elif action.kind == "plan" and humans.plan_via_cli:
+            ok = subprocess.run(_plan_cli(wf, humans.plan_reason), capture_output=True).returncode == 0
+        else:
+            path, body = _request(action, wf, humans)
+            ok = api.post(path, json=body).status_code == 200
+        _record(memo, action, ok)
+    if not isinstance(done, Memo):
+        done |= memo.done
+
+
+# ---------------------------------------------------------------- the concurrent driver
+@dataclass
+class Tally:
+    """What the driver did: requests by kind, and status polls."""
+
+    polls: int = 0
+    actions: dict[str, int] = field(default_factory=dict)
+    answer_latency_s: list[float] = field(default_factory=list)  # action sent -> status shows it moved on
+
+
+class Driver:
+    """Plays the humans of many onboardings at once: one asyncio task per onboarding polls its status
+    (quickly right after acting, backing off to ``poll_max_s`` while nobody is asked) and answers.
+
+    ``on_status(wf, status)`` is called with every status read (the demo's live table)."""
+
+    def __init__(self, settings: Settings, humans: Humans | None = None, *, poll_min_s: float = 0.05,
+                 poll_max_s: float = 0.5, max_connections: int = 64, start_concurrency: int = 8,
+                 on_status: Callable[[str, dict], None] | None = None, role: str = "ops", subject: str = "humans"):
+        self.settings, self.humans = settings, humans or Humans()
+        self.poll_min_s, self.poll_max_s = poll_min_s, poll_max_s
+        self.max_connections, self.start_concurrency = max_connections, start_concurrency
+        self.on_status, self.role, self.subject = on_status, role, subject
+        self.statuses: dict[str, dict] = {}
+        self.memos: dict[str, Memo] = {}
+        self.tally = Tally()
+
+    def _clients(self) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
+        limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
+        api = httpx.AsyncClient(base_url=self.settings.api_base_url, timeout=30, limits=limits,
+                                headers=auth_headers(self.settings, self.role, self.subject))
+        from esign.sandbox import admin_base_url
+
+        ctx = ssl.create_default_context(cafile=self.settings.resolved_docusign_ca_cert)
+        esign = httpx.AsyncClient(base_url=admin_base_url(self.settings), verify=ctx, timeout=30, limits=limits)
+        return api, esign
+
+    async def start(self, api: httpx.AsyncClient, intakes: Iterable[dict]) -> list[str]:
+        """``POST /onboardings`` for each intake (``start_concurrency`` at a time); the workflow ids."""
+        gate = asyncio.Semaphore(self.start_concurrency)
+
+        async def one(intake: dict) -> str:
+            async with gate:
+                r = await api.post("/onboardings", json=intake)
+            if r.status_code not in (200, 202):
+                raise RuntimeError(f"starting {intake['clinic_key']} failed: {r.status_code} {r.text[:500]}")
+            return r.json()["workflow_id"]
+
+        return list(await asyncio.gather(*(one(i) for i in intakes)))
+
+    async def run(self, intakes: Iterable[dict] = (), *, workflow_ids: Iterable[str] = (),
+                  until: Callable[[dict], bool] = launched, timeout: float = 240.0) -> dict[str, dict]:
+        """Start ``intakes`` (and follow ``workflow_ids`` already started), play every human until
+        ``until`` holds for all; their last statuses. ``TimeoutError`` names the stuck ones."""
+        api, esign = self._clients()
+        async with api, esign:
+            wfs = [*workflow_ids, *await self.start(api, intakes)]
+            for wf in wfs:
+                self.statuses.setdefault(wf, {})
+                self.memos.setdefault(wf, Memo())
+            tasks = [asyncio.create_task(self._follow(api, esign, wf, until)) for wf in wfs]
+            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            for t in pending:
+                t.cancel()
+            for t in done:
+                t.result()  # re-raise a human's failure
+        stuck = {wf: (s.get("stage"), s.get("waiting_on"), s.get("waiting_reason"))
+                 for wf, s in self.statuses.items() if not (s and until(s))}
+        if stuck:
+            raise TimeoutError(f"not there after {timeout:.0f} s: {stuck}")
+        return dict(self.statuses)
+
+    async def _follow(self, api: httpx.AsyncClient, esign: httpx.AsyncClient, wf: str,
+                      until: Callable[[dict], bool]) -> None:
+        delay = self.poll_min_s
+        memo = self.memos[wf]
+        while True:
+            r = await api.get(f"/onboardings/{wf}")
+            self.tally.polls += 1
+            if r.status_code == 429:  # rate-limited: wait as told (capped), then carry on
+                await asyncio.sleep(min(5.0, float(r.headers.get("Retry-After", "1") or 1)))
+                continue
+            if r.status_code == 200:
+                st = self.statuses[wf] = r.json()
+                if self.on_status:
+                    self.on_status(wf, st)
+                if until(st):
+                    return
+                actions = next_actions(st, memo, self.humans)
+                for action in actions:
+                    _record(memo, action, await self._do(api, esign, wf, action))
+                    self.tally.actions[action.kind] = self.tally.actions.get(action.kind, 0) + 1
+                delay = self.poll_min_s if actions else min(self.poll_max_s, delay * 2)
+            await asyncio.sleep(delay)
+
+    async def _do(self, api: httpx.AsyncClient, esign: httpx.AsyncClient, wf: str, action: Action) -> bool:
+        if action.kind == "sign":
+            for attempt in range(5):  # admin calls are not fault-injected, but be robust
+                try:
+                    return _signed(await esign.post(f"/admin/envelopes/{action.target}/sign"))
+                except httpx.TransportError:
+                    await asyncio.sleep(0.5 * (attempt + 1))
+            return False
+        if action.kind == "plan" and self.humans.plan_via_cli:
+            proc = await asyncio.create_subprocess_exec(*_plan_cli(wf, self.humans.plan_reason),
+                                                        stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.PIPE)
+            _, stderr = await proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"mdco plan approve {wf} failed: {stderr.decode()[-500:]}")
+            return True
+        path, body = _request(action, wf, self.humans)
+        r = await api.post(path, json=body)
+        return r.status_code == 200
+
+
+def drive_to_launch(settings: Settings, intakes: list[dict], timeout: float = 240.0, *,
+                    until: Callable[[dict], bool] = launched, sign: bool = True,
+                    humans: Humans | None = None) -> dict[str, dict]:
+    """Start the onboardings and play every human until ``until`` holds for all (default: all
+    ``launched``); their last statuses. ``sign=False``: nobody signs envelopes. Raises
+    ``TimeoutError`` (with the stuck ones' stages) if they do not all get there in time."""
+    humans = humans or Humans(sign=sign)
+    return asyncio.run(Driver(settings, humans).run(intakes, until=until, timeout=timeout))
+
