@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api import auth, codec, errors, pages, ratelimit, service
 from api.idempotency import IdempotencyKeyMiddleware
 from config import Settings, get_settings
-from domain.codes import normalize_workflow_id
+from domain.codes import SlaStatus, Stage, normalize_workflow_id
 from domain.intake import Intake, Problem, parse_intake
 from domain.onboarding import OfferAnswer, OnboardingStatus
 from esign.connect import verify_signature
@@ -88,6 +88,10 @@ class ReasonBody(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, description="why; kept in the audit log")
 
 
+class DeclineBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=500, description="why the pharmacy declines; told to ops")
+
+
 class StartResponse(BaseModel):
     workflow_id: str
     status: str = Field(description="started | already_running | already_completed")
@@ -130,6 +134,30 @@ def _request_problems(exc: RequestValidationError) -> list[Problem]:
     return out
 
 
+def _json_type_problems(body: bytes) -> list[Problem]:
+    """What the intake's lax validation would coerce (``0`` for a date, ``"350"`` for a number) but its
+    JSON schema refuses: the same intake validated strictly against JSON's types."""
+    from pydantic import ValidationError
+
+    from domain.intake import NEW_INTAKE, problems_from
+
+    try:
+        Intake.model_validate_json(body, strict=True, context={NEW_INTAKE: True})
+    except ValidationError as exc:
+        return problems_from(exc)
+    return []
+
+
+def _methods_of(request: Request) -> list[str]:
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] != Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error as RFC 9457 problem details (``api.errors``)."""
     simple = {service.NotFound: 404, service.Rejected: 409, service.Unauthorized: 401,
@@ -143,9 +171,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(exc_type, _simple)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_r: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return errors.problem_response(exc.status_code, detail, headers=getattr(exc, "headers", None))
+        if exc.status_code == 400:  # a body FastAPI cannot parse: invalid input like any other
+            return _problems_response([Problem(field="(body)", reason=detail)])
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path, not only the first route's
+            headers["Allow"] = ", ".join(_methods_of(request))
+        return errors.problem_response(exc.status_code, detail, headers=headers or None)
 
     @app.exception_handler(service.Invalid)
     async def _invalid(_r: Request, exc: service.Invalid):
@@ -172,6 +205,43 @@ def _install_error_handlers(app: FastAPI) -> None:
         return errors.problem_response(502, "Temporal call failed")
 
 
+def _intake_constraints(components: dict[str, Any]) -> None:
+    """What the intake's validators enforce, said in JSON Schema where it can be (``domain/intake.py``
+    checks them in code): USPS codes, no duplicates, phone and ZIP shapes, one-line names. The
+    cross-field rules (locations and midlevels within the intake's states, product choices for requested
+    services) cannot be; their 422 names the field."""
+    from domain.codes import JURISDICTIONS
+    from domain.intake import PHONE, ZIP
+
+    state = {"type": "string", "enum": sorted(JURISDICTIONS)}
+    banned = _forbidden_class()
+    one_line = rf"^[^{banned}]*[^\s{banned}][^{banned}]*$"
+    components["Intake"]["properties"]["states"].update(items=state, uniqueItems=True)
+    components["Intake"]["properties"]["services"]["uniqueItems"] = True
+    components["Contact"]["properties"]["phone"]["pattern"] = PHONE.pattern
+    components["Location"]["properties"]["zip"]["pattern"] = ZIP.pattern
+    for model in ("Location", "Midlevel"):
+        components[model]["properties"]["state"] = {**state, "title": "State"}
+    for model, fields in (("Intake", ("clinic_name",)), ("Contact", ("name",)), ("Location", ("city",)),
+                          ("Midlevel", ("name", "license_number"))):
+        for name in fields:
+            components[model]["properties"][name]["pattern"] = one_line
+
+
+def _forbidden_class() -> str:
+    """The characters ``domain.limits.forbidden_character`` refuses in one-line names (the BMP's, and
+    every surrogate), as the body of a regex character class."""
+    from domain.limits import forbidden_character
+
+    points = [c for c in range(0x10000) if 0xD800 <= c <= 0xDFFF or forbidden_character(chr(c))]
+    ranges, start = [], points[0]
+    for prev, cur in zip(points, points[1:] + [-1]):
+        if cur != prev + 1:
+            ranges.append(f"\\u{start:04x}" + (f"-\\u{prev:04x}" if prev != start else ""))
+            start = cur
+    return "".join(ranges)
+
+
 def _intake_openapi(app: FastAPI) -> None:
     """Document the intake body with the real ``Intake`` schema (the route validates it itself,
     so that a 422 lists every problem in one answer)."""
@@ -185,6 +255,7 @@ def _intake_openapi(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(intake.pop("$defs", {}))
         components["Intake"] = intake
+        _intake_constraints(components)
         post = schema["paths"]["/onboardings"]["post"]
         post["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Intake"}, "example": INTAKE_EXAMPLE}}}
@@ -237,14 +308,18 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         intake, problems = parse_intake(data)
         if intake is None:
             return _problems_response(problems)
+        wrong_types = _json_type_problems(await request.body())
+        if wrong_types:
+            return _problems_response(wrong_types)
         result = await service.start_onboarding(client, settings, intake, started_by=auth.current_actor())
         code = 202 if result.status == "started" else 200
         return JSONResponse(status_code=code, content={"workflow_id": result.workflow_id, "status": result.status})
 
     @app.get("/onboardings", tags=["onboardings"], summary="List onboardings (Temporal visibility)")
-    async def list_(stage: str | None = None, sla: str | None = None,
+    async def list_(stage: Stage | None = None, sla: SlaStatus | None = None,
                     client: Client = Depends(temporal)) -> list[dict]:
-        return await service.list_onboardings(client, stage=stage, sla=sla)
+        return await service.list_onboardings(client, stage=stage.value if stage else None,
+                                              sla=sla.value if sla else None)
 
     @app.get("/onboardings/{workflow_id}", tags=["onboardings"], response_model=OnboardingStatus,
              summary="An onboarding's live status", responses={404: {"description": "unknown id"}})
@@ -288,7 +363,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
               response_model=ActionResponse,
               summary="A pharmacy turns the prescriber account down (ops record it); the next qualifying one is asked",
               responses={404: {"description": "unknown id"}, 409: {"description": "pharmacy not awaited"}})
-    async def decline_pharmacy(body: ReasonBody, workflow_id: str = _id_path(),
+    async def decline_pharmacy(body: DeclineBody, workflow_id: str = _id_path(),
                                pharmacy_id: str = Path(pattern=PHARMACY_PATTERN),
                                client: Client = Depends(temporal)) -> ActionResponse:
         result = await service.decline_pharmacy(client, workflow_id, pharmacy_id, body.reason,

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Annotated, Any, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from cryptography.exceptions import InvalidTag
+from pydantic import BaseModel, Field
 
 from config import Settings, get_settings
 
@@ -37,6 +38,26 @@ def ui_origins(settings: Settings) -> list[str]:
 def ui_endpoint(settings: Settings) -> str:
     """What the embedded UI is pointed at (``temporal server start-dev --ui-codec-endpoint``)."""
     return f"http://{LOOPBACK_HOST}:{settings.codec_port}{PREFIX}"
+
+
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+Base64 = Annotated[str, Field(pattern=BASE64, description="base64")]
+
+
+class Payload(BaseModel):
+    metadata: dict[str, Base64] = Field(default_factory=dict, description="e.g. encoding (base64 values)")
+    data: Base64 | None = None
+
+
+class PayloadsBody(BaseModel):
+    """Temporal's ``Payloads`` in proto3 JSON (what the UI sends and reads)."""
+
+    payloads: list[Payload] = Field(default_factory=list)
+
+
+class CodecInputError(Exception):
+    def __init__(self, response):
+        self.response = response
 
 
 class _Codec:
@@ -63,18 +84,33 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(CORSMiddleware, allow_origins=ui_origins(settings), allow_methods=["POST", "OPTIONS"],
                        allow_headers=["content-type", "x-namespace", "authorization"])
 
-    async def convert(request: Request, encode: bool) -> JSONResponse:
-        payloads = json_format.Parse(await request.body(), Payloads())
-        done = await (codec.get().encode if encode else codec.get().decode)(list(payloads.payloads))
-        return JSONResponse(json_format.MessageToDict(Payloads(payloads=done)))
+    async def convert(body: PayloadsBody, encode: bool) -> PayloadsBody:
+        try:
+            payloads = json_format.ParseDict(body.model_dump(exclude_none=True), Payloads())
+            done = await (codec.get().encode if encode else codec.get().decode)(list(payloads.payloads))
+        except (json_format.ParseError, ValueError, InvalidTag) as exc:
+            from api.errors import invalid_detail, problem_response
 
-    @app.post(f"{PREFIX}/encode", tags=["codec"], summary="Temporal UI remote codec: encrypt payloads")
-    async def codec_encode(request: Request) -> JSONResponse:
-        return await convert(request, True)
+            reason = "not a payload this codec can read" if isinstance(exc, InvalidTag) else str(exc)[:300]
+            problems = [{"field": "payloads", "reason": reason}]
+            raise CodecInputError(problem_response(422, invalid_detail(problems), problems)) from None
+        return PayloadsBody.model_validate(json_format.MessageToDict(Payloads(payloads=done)))
 
-    @app.post(f"{PREFIX}/decode", tags=["codec"], summary="Temporal UI remote codec: decrypt payloads")
-    async def codec_decode(request: Request) -> JSONResponse:
-        return await convert(request, False)
+    codes = {422: {"description": "not payloads this codec can read"}}
+
+    @app.post(f"{PREFIX}/encode", tags=["codec"], summary="Temporal UI remote codec: encrypt payloads",
+              response_model=PayloadsBody, response_model_exclude_none=True, responses=codes)
+    async def codec_encode(body: PayloadsBody) -> PayloadsBody:
+        return await convert(body, True)
+
+    @app.post(f"{PREFIX}/decode", tags=["codec"], summary="Temporal UI remote codec: decrypt payloads",
+              response_model=PayloadsBody, response_model_exclude_none=True, responses=codes)
+    async def codec_decode(body: PayloadsBody) -> PayloadsBody:
+        return await convert(body, False)
+
+    @app.exception_handler(CodecInputError)
+    async def _codec_input(_r: Request, exc: CodecInputError):
+        return exc.response
 
 
 # ---------------------------------------------------------------- the embedded UI's loopback listener
