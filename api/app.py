@@ -79,6 +79,13 @@ class NpiBody(BaseModel):
     npi: str = Field(pattern=NPI_PATTERN, description="the physician's 10-digit NPI")
 
 
+class ProtocolApprovalBody(NpiBody):
+    sha256s: list[str] | None = Field(
+        default=None, max_length=50,
+        description="the SHA-256s of the protocol documents read (GET /onboardings/{id}/protocols); refused (409) "
+                    "when they are not the current ones; omitted: the current ones, recorded in the audit")
+
+
 class AssignBody(BaseModel):
     npi: str = Field(pattern=NPI_PATTERN, description="the physician's 10-digit NPI")
     reason: str = Field(min_length=1, max_length=1000, description="why; kept in the audit log")
@@ -346,10 +353,19 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
     @app.post("/onboardings/{workflow_id}/protocols/approve", tags=["answers"], response_model=ActionResponse,
               summary="The matched medical director approves the protocols",
               responses={404: {"description": "unknown id"}, 409: {"description": "nothing to approve / wrong NPI"}})
-    async def approve_protocols(body: NpiBody, workflow_id: str = _id_path(),
+    async def approve_protocols(body: ProtocolApprovalBody, workflow_id: str = _id_path(),
                                 client: Client = Depends(temporal)) -> ActionResponse:
-        result = await service.approve_protocols(client, workflow_id, body.npi, on_behalf_of=auth.current_actor())
+        result = await service.approve_protocols(client, workflow_id, body.npi, on_behalf_of=auth.current_actor(),
+                                                 sha256s=body.sha256s)
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
+
+    @app.get("/onboardings/{workflow_id}/protocols", tags=["ops"],
+             summary="The protocols prepared for the onboarding: document, SHA-256, status and content (CONTRACT)",
+             responses={404: {"description": "unknown id"}})
+    async def show_protocols(workflow_id: str = _id_path()) -> list[dict]:
+        from store.db import engine_from_settings
+
+        return await asyncio.to_thread(service.protocols_shown, engine_from_settings(settings), workflow_id)
 
     @app.post("/onboardings/{workflow_id}/pharmacies/{pharmacy_id}/confirm", tags=["answers"],
               response_model=ActionResponse, summary="A pharmacy confirms the prescriber account",

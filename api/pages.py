@@ -216,7 +216,8 @@ class PageData:
             docs = await self.db(onboardings.protocol_documents, wf)
             if form.get("sha256") != _protocols_digest(docs):
                 return "The protocols changed since you opened this page; please read them again."
-            await service.approve_protocols(client, wf, party)
+            # the digest matched: these are the documents the page showed; the approval is bound to them
+            await service.approve_protocols(client, wf, party, sha256s=[d["sha256"] for d in docs])
             return None
         if self.link.action == "pharmacy" and decision == "confirm":
             await service.confirm_pharmacy(client, wf, party)

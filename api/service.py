@@ -248,10 +248,23 @@ async def answer_offer(client: Client, id_or_key: str, npi: str, accept: bool, *
                          _message(PhysicianAnswer, npi=npi, reason=reason, on_behalf_of=on_behalf_of), OfferAnswer)
 
 
-async def approve_protocols(client: Client, id_or_key: str, npi: str, *, on_behalf_of: str = "") -> str:
-    """The matched medical director approves the clinic's protocols."""
+async def approve_protocols(client: Client, id_or_key: str, npi: str, *, on_behalf_of: str = "",
+                            sha256s: list[str] | None = None) -> str:
+    """The matched medical director approves the clinic's protocols: ``sha256s`` are the documents read
+    (refused when they are not the current ones; the audit records them)."""
     return await _update(client, id_or_key, OnboardingWorkflow.approve_protocols,
-                         _message(PhysicianAnswer, npi=npi, on_behalf_of=on_behalf_of), str)
+                         _message(PhysicianAnswer, npi=npi, on_behalf_of=on_behalf_of, sha256s=sha256s), str)
+
+
+def protocols_shown(engine: Any, id_or_key: str) -> list[dict]:
+    """``mdco protocols show --json`` / ``GET /onboardings/{id}/protocols``: each protocol with its document,
+    SHA-256, status and content, from the store (readable while Temporal is down)."""
+    from store import common, onboardings
+
+    try:
+        return onboardings.protocols_shown(engine, normalize_workflow_id(id_or_key))
+    except common.NotFound as exc:
+        raise NotFound(str(exc)) from None
 
 
 async def decline_pharmacy(client: Client, id_or_key: str, pharmacy_id: str, reason: str, *,

@@ -189,6 +189,8 @@ class PhysicianAnswer(BaseModel):
     npi: str
     reason: str = Field(default="", max_length=1000)  # a decline's reason, when the physician gives one
     on_behalf_of: str = ""  # ops:<sub> when ops answer for the physician; empty from the physician's link
+    # protocol approval: the SHA-256s of the documents the approver read; refused when the protocols changed
+    sha256s: list[str] | None = None
 
 
 class PlanDecision(BaseModel):

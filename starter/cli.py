@@ -25,7 +25,7 @@ roster_app = typer.Typer(no_args_is_help=True, help="Physician roster.")
 pharmacies_app = typer.Typer(no_args_is_help=True, help="Compounding pharmacies.")
 plan_app = typer.Typer(no_args_is_help=True, help="Ops decisions on the oversight plan.")
 offer_app = typer.Typer(no_args_is_help=True, help="A physician's answer to an offer.")
-protocols_app = typer.Typer(no_args_is_help=True, help="Protocol approval by the matched physician.")
+protocols_app = typer.Typer(no_args_is_help=True, help="The protocols prepared for an onboarding, and their approval.")
 pharmacy_app = typer.Typer(no_args_is_help=True, help="A pharmacy's answer.")
 sandbox_app = typer.Typer(no_args_is_help=True, help="Local e-sign server only.")
 agreements_app = typer.Typer(no_args_is_help=True, help="Ops decisions on agreements.")
@@ -345,11 +345,43 @@ def offer_decline(id: str, npi: str = typer.Option(..., "--npi")) -> None:
 
 
 @protocols_app.command("approve")
-def protocols_approve(id: str, npi: str = typer.Option(..., "--npi")) -> None:
-    """The matched physician approves the protocols."""
+def protocols_approve(id: str, npi: str = typer.Option(..., "--npi"),
+                      sha256: Optional[list[str]] = typer.Option(
+                          None, "--sha256", help="a SHA-256 of a document read (repeat for each; default: the ones "
+                                                 "`mdco protocols show` prints now)")) -> None:
+    """The matched physician approves the protocols: exactly the documents with those SHA-256s (refused,
+    exit 2, when the protocols changed since)."""
     from api import service
 
-    out.print(_call(service.approve_protocols, id, npi))
+    if not sha256:
+        sha256 = [p["sha256"] for p in _protocols_shown(id)]
+    out.print(_call(service.approve_protocols, id, npi, sha256s=sha256))
+    for sha in sha256:
+        out.print(f"  approved SHA-256 {sha}", highlight=False)
+
+
+@protocols_app.command("show")
+def protocols_show(id: str, as_json: bool = typer.Option(False, "--json")) -> None:
+    """The protocols prepared for the onboarding, with their content and SHA-256 (from the store)."""
+    shown = _protocols_shown(id)
+    if as_json:
+        _print_json(shown)
+        return
+    if not shown:
+        out.print("no protocols prepared yet")
+    for p in shown:
+        out.print(f"[bold]{p['service']}[/bold] {p['version']} {p['status']} SHA-256 {p['sha256']}", highlight=False)
+        out.print(p["document"], markup=False, highlight=False)
+
+
+def _protocols_shown(id: str) -> list[dict]:
+    from api import service
+
+    try:
+        return service.protocols_shown(_engine(), id)
+    except service.NotFound as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
 
 
 @pharmacy_app.command("confirm")

@@ -6,6 +6,7 @@ workflow asked for without a database, SMTP or e-sign server.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ class FakeWorld:
     sweep_alerts: list = field(default_factory=list)  # ComplianceAlerts the next compliance_sweep returns
     acked_events: set = field(default_factory=set)  # event ids acknowledged (escalate_adverse_event: no-op)
     pharmacies: list[str] = field(default_factory=lambda: ["austin-rx", "dallas-rx"])  # in selection order
+    protocol_text: str = "v1"  # what prepare_protocols renders (its SHA-256s change with it)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def called(self, name: str) -> list[object]:
@@ -124,7 +126,9 @@ class FakeWorld:
         @activity.defn(name="prepare_protocols")
         def prepare_protocols(req: ProtocolRequest) -> list[ProtocolView]:
             record("prepare_protocols", req)
-            return [ProtocolView(service=s, template_version="v1", sha256="0" * 64) for s in req.intake.services]
+            return [ProtocolView(service=s, template_version="v1",
+                                 sha256=hashlib.sha256(f"{s.value}:{world.protocol_text}".encode()).hexdigest())
+                    for s in req.intake.services]
 
         @activity.defn(name="select_pharmacies")
         def select_pharmacies(req: PharmacyRequest) -> PharmacySelection:

@@ -165,6 +165,9 @@ def test_people_answer_from_their_mails_in_a_browser(seeded, page, shots):
         page.wait_for_load_state()
         assert f"protocols were approved by the physician with NPI {accepter}" in page.inner_text("main")
         shoot(page, shots, "06-protocols-approved")
+        shown = api.get(f"/onboardings/{wf}/protocols").json()  # the approval bound the documents the page showed
+        assert sorted(p["sha256"] for p in shown) == sorted(p["sha256"] for p in st["protocols"])
+        assert {p["status"] for p in shown} == {"approved"} and {p["approved_by"] for p in shown} == {accepter}
 
         # pharmacies confirm the prescriber account
         st = poll(api, wf, lambda s: s["stage"] == "pharmacy_coordination" and s["pharmacies"])

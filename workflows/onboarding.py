@@ -39,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
 
 MAX_PARALLEL_OFFERS = 10
 TERMINAL_ENVELOPE = {"completed", "declined", "voided"}
+PROTOCOLS_CHANGED = ("the protocols changed since you read them (their SHA-256s differ); read them again and "
+                     "approve what you read")
 ENVELOPE_ORDER = {"created": 0, "sent": 1, "delivered": 2, "completed": 3, "declined": 3, "voided": 4}
 
 
@@ -53,6 +55,11 @@ class ContinueAsNewDue(Exception):
 def _party(party: str, on_behalf_of: str) -> str:
     """The audit actor of a party's answer: the party, or ``ops:<sub> for <party>`` when ops acted."""
     return f"{on_behalf_of} for {party}" if on_behalf_of else party
+
+
+def _sha256s(protocols: Any) -> list[str]:
+    """The SHA-256s of protocol documents, sorted (what an approval binds to)."""
+    return sorted(p.sha256 for p in protocols)
 
 
 def _failure_reason(err: FailureError) -> str:
@@ -531,9 +538,17 @@ class OnboardingWorkflow:
     async def _setup_protocols(self) -> None:
         await self._enter(Stage.protocol_setup)
         assert self._plan is not None and self._physician is not None
+        approved = _sha256s(p for p in self._protocols if p.status == "approved")
         self._protocols = await self._act("prepare_protocols", ProtocolRequest(
             workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician),
             result_type=list[ProtocolView])
+        if self._protocols_approved:  # re-prepared (a retry): an approval holds only for the texts it named
+            if _sha256s(self._protocols) == approved or not workflow.patched(patches.PROTOCOL_APPROVAL_BOUND):
+                for p in self._protocols:
+                    p.status = "approved"
+            else:
+                self._protocols_approved = False
+                self._note("the protocols changed since they were approved: a new approval is needed")
         self._wait_for("physician", f"approval of {len(self._protocols)} protocol(s)")
         await self._wait_with_reminders(
             lambda: self._protocols_approved, every=self._timing.reminder_every,
@@ -544,10 +559,15 @@ class OnboardingWorkflow:
 
     @workflow.update
     async def approve_protocols(self, answer: PhysicianAnswer) -> str:
+        """The director approves exactly the documents read: ``sha256s`` (the current ones when omitted)
+        are recorded in the audit and bind the approval; a changed text needs a new approval."""
+        bound = sorted(answer.sha256s) if answer.sha256s is not None else _sha256s(self._protocols)
         await self._act("record_decision", DecisionRecord(
             workflow_id=self._wf_id, actor=_party(f"physician:{answer.npi}", answer.on_behalf_of),
             action="protocols_approved",
-            at=workflow.now(), detail={"services": [p.service.value for p in self._protocols]}))
+            at=workflow.now(), detail={"services": [p.service.value for p in self._protocols], "sha256s": bound}))
+        if _sha256s(self._protocols) != bound:  # re-prepared while the approval was being recorded
+            raise ApplicationError(PROTOCOLS_CHANGED, type="Rejected")
         for p in self._protocols:
             p.status = "approved"
         self._protocols_approved = True
@@ -563,6 +583,8 @@ class OnboardingWorkflow:
             raise ValueError("the protocols are already approved")
         if answer.npi != self._physician:
             raise ValueError(f"only the matched medical director (NPI {self._physician}) may approve the protocols")
+        if answer.sha256s is not None and sorted(answer.sha256s) != _sha256s(self._protocols):
+            raise ValueError(PROTOCOLS_CHANGED)
 
     # ------------------------------------------------------------------ stage 4
     async def _coordinate_pharmacies(self) -> None:

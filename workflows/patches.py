@@ -28,3 +28,5 @@ OVERSIGHT_COMPLIANCE = "oversight-compliance-v1"
 PHARMACY_DECLINE = "pharmacy-decline-v1"
 #: The daily sweep starts a replacement placement for a clinic whose state a lapse or exclusion suspended.
 SWEEP_STARTS_REPLACEMENT = "sweep-starts-replacement-v1"
+#: Stage 3: protocols re-prepared (a retry) with another text than the approved one need a new approval.
+PROTOCOL_APPROVAL_BOUND = "protocol-approval-bound-v1"
