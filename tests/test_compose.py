@@ -138,3 +138,43 @@ def test_search_attribute_script_registers_all_and_can_run_again(services, tmp_p
     finally:
         server.terminate()
         server.wait(10)
+
+
+# ---------------------------------------------------------------- access (issue 10)
+REQUIRED = re.compile(r"^\$\{(\w+):\?[^}]*\}")
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_oidc_link_secrets_and_payload_keys_are_required(services, name):
+    env = _env(services[name])
+    for variable in ("MDCO_AUTH_ISSUER", "MDCO_AUTH_AUDIENCE", "MDCO_AUTH_JWKS_URL", "MDCO_LINK_SECRETS",
+                     "MDCO_PAYLOAD_KEYS"):
+        found = REQUIRED.match(env.get(variable, ""))
+        assert found and found.group(1) == variable, f"{name}: {variable} must be required, not {env.get(variable)!r}"
+
+
+def test_temporal_grpc_is_never_published(services):
+    assert "ports" not in services["temporal"]
+    for name, service in services.items():
+        for mapping in service.get("ports", []):
+            assert str(mapping).split(":")[-1] != "7233" and ":7233" not in str(mapping), name
+
+
+def test_only_authenticated_services_are_published(services):
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"api", "temporal-ui"}  # the API checks tokens itself; the UI is behind OIDC
+
+
+def test_the_ui_is_behind_oidc_and_passes_its_token_to_the_codec(services):
+    env = _env(services["temporal-ui"])
+    assert env["TEMPORAL_AUTH_ENABLED"] == "true" and env["TEMPORAL_AUTH_TYPE"] == "oidc"
+    for variable in ("TEMPORAL_AUTH_PROVIDER_URL", "TEMPORAL_AUTH_CLIENT_ID", "TEMPORAL_AUTH_CLIENT_SECRET",
+                     "TEMPORAL_AUTH_CALLBACK_URL"):
+        assert REQUIRED.match(env[variable]), f"{variable} must be required, not {env[variable]!r}"
+    assert env["TEMPORAL_AUTH_PROVIDER_URL"].startswith("${MDCO_AUTH_ISSUER:?")  # the API's provider
+    assert "openid" in env["TEMPORAL_AUTH_SCOPES"].split(",")
+    assert env["TEMPORAL_CODEC_PASS_ACCESS_TOKEN"] == "true"
+    assert env["TEMPORAL_CODEC_ENDPOINT"].endswith("}/codec")
+    api = _env(services["api"])
+    assert api["MDCO_UI_ORIGINS"].startswith("${MDCO_UI_PUBLIC_URL:?")
+    assert env["TEMPORAL_CORS_ORIGINS"].startswith("${MDCO_UI_PUBLIC_URL:?")
