@@ -103,6 +103,7 @@ class OnboardingWorkflow:
         self._resend_requested = False
         self._timeline: list[TimelineEntry] = []
         self._roster_version = 0
+        self._roster_asked: int | None = None  # the roster version the last look-up saw
         self._cancel: CancelRequest | None = None
         self._oversight_id = ""
         self._lock = asyncio.Lock()
@@ -287,6 +288,7 @@ class OnboardingWorkflow:
             open_offers = [o for o in self._offers.values() if o.status == "open"]
             wanted = self._parallel_offers() - len(open_offers)
             if wanted > 0:
+                self._roster_asked = self._roster_version  # an import from here on must wake a roster wait
                 result = await self._act("find_candidates", MatchRequest(
                     workflow_id=self._wf_id, intake=self._intake, plan=self._plan,
                     exclude_npis=self._not_to_ask() + self._outgoing(), top=wanted), result_type=MatchResult)
@@ -623,6 +625,7 @@ class OnboardingWorkflow:
         """Select pharmacies until every service is filled; meanwhile wait on ops (told once per roster
         version, ``gap_key`` formatted with it) and on the next pharmacy import."""
         while True:
+            self._roster_asked = self._roster_version  # an import from here on must wake the wait below
             selection = await self._act("select_pharmacies", request, result_type=PharmacySelection)
             if not selection.problems:
                 return selection
@@ -1025,6 +1028,8 @@ class OnboardingWorkflow:
         timer, which backs off (doubling up to ``roster_retry_max``) while nothing changes; a long
         history hands over to a fresh run here (continue-as-new)."""
         seen = self._roster_version
+        if self._roster_asked is not None and workflow.patched(patches.ROSTER_SIGNAL_KEPT):
+            seen = self._roster_asked  # an import signalled while ops were being told still counts
         timeout = self._timing.roster_retry
         quiet = workflow.patched(patches.QUIET_LONG_WAITS)
         if quiet:

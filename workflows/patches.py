@@ -30,3 +30,5 @@ PHARMACY_DECLINE = "pharmacy-decline-v1"
 SWEEP_STARTS_REPLACEMENT = "sweep-starts-replacement-v1"
 #: Stage 3: protocols re-prepared (a retry) with another text than the approved one need a new approval.
 PROTOCOL_APPROVAL_BOUND = "protocol-approval-bound-v1"
+#: A roster/pharmacy import signalled while the workflow was telling ops about the gap is not missed.
+ROSTER_SIGNAL_KEPT = "roster-signal-kept-v1"
