@@ -28,6 +28,44 @@ log = activity.logger
 SWEEP_WORKFLOW = "compliance"  # the audit trail / notification namespace of the sweep's own notices
 
 
+def dated_credentials(engine: Engine, clinics: list[dict], *,
+                      fill_defaults: bool = False) -> tuple[dict[str, Credential], dict[str, set[str]]]:
+    """Every dated credential the live ``clinics`` depend on, by key, and the clinics each serves (the
+    sweep, ``mdco renewals`` and the API's metrics read the same). An agreement's term ends on its stored
+    renewal date; one without a date ends a policy term after the launch, and ``fill_defaults`` (the
+    sweep) stores that date on it so later reads no longer depend on the launch row."""
+    creds: dict[str, Credential] = {}
+    by_clinic: dict[str, set[str]] = defaultdict(set)
+
+    def add(items: list[Credential], clinic: str) -> None:
+        for c in items:
+            creds[c.key] = c
+            by_clinic[c.key].add(clinic)
+
+    physicians: dict[str, object] = {}
+    for clinic in clinics:
+        key, states = clinic["key"], clinic["states"]
+        npi = clinic.get("physician_npi")
+        if npi:
+            if npi not in physicians:
+                physicians[npi] = roster.get_physician(engine, npi)
+            if physicians[npi] is not None:
+                add(renewals.physician_credentials(physicians[npi], states), key)  # type: ignore[arg-type]
+        if clinic.get("intake"):
+            add(renewals.midlevel_credentials(Intake.model_validate(clinic["intake"])), key)
+        launched = oversight.launched_onboarding(engine, key)
+        if launched is not None:
+            wf = launched["workflow_id"]
+            launched_on = (launched.get("launched_at") or clinic.get("activated_at") or now_utc()).date()
+            signed = [a for a in agreements.list_agreements(engine, wf) if a["status"] == "completed"]
+            if fill_defaults and any(a["renews_on"] is None for a in signed):
+                agreements.fill_renewal_dates(engine, wf, renewals.default_renewal_date(launched_on))
+                signed = [a for a in agreements.list_agreements(engine, wf) if a["status"] == "completed"]
+            dates = {a["kind"]: a["renews_on"] for a in signed if a["renews_on"] is not None}
+            add(renewals.agreement_credentials(wf, [a["kind"] for a in signed], launched_on, dates), key)
+    return creds, by_clinic
+
+
 class OversightActivities:
     def __init__(self, onboarding: OnboardingActivities):
         self._onb = onboarding
@@ -43,15 +81,19 @@ class OversightActivities:
         wf = oversight_id_for(req.clinic_key)
         review_id = f"{req.clinic_key}-cr-{req.cycle}"
         opened = activity.info().started_time if activity.in_activity() else now_utc()
+        monthly = int((onboardings.get_clinic(self.engine, req.clinic_key) or {}).get("monthly_patients") or 0)
+        charts = renewals.policy().chart_review.sample_charts(monthly, req.sample_percent)
         oversight.open_review(self.engine, review_id, req.clinic_key, req.physician_npi, req.cycle, req.sample_percent,
-                              min(opened, req.due_at), req.due_at)
+                              min(opened, req.due_at), req.due_at, sample_charts=charts)
         audit.audit(self.engine, wf, "oversight", "chart_review_opened",
-                   detail={"cycle": req.cycle, "sample_percent": req.sample_percent, "due": req.due_at.isoformat()},
+                   detail={"cycle": req.cycle, "sample_percent": req.sample_percent, "sample_charts": charts,
+                           "monthly_patients": monthly, "due": req.due_at.isoformat()},
                    idem_key=f"{wf}:chart-review:{req.cycle}")
         self._onb._mail(Notice(
             workflow_id=wf, key=f"chart-review-{req.cycle}", to_role="physician", to_id=req.physician_npi,
             subject=f"Chart review {req.cycle} for clinic {req.clinic_key}",
-            body=(f"Please review {req.sample_percent}% of this period's charts by {req.due_at.date().isoformat()}.\n"
+            body=(f"Please review {charts} charts ({req.sample_percent}% of about {monthly} patients a month, at "
+                  f"least {renewals.policy().chart_review.min_sample_charts}) by {req.due_at.date().isoformat()}.\n"
                   f"Record it: mdco reviews submit {review_id} --npi {req.physician_npi} --charts N "
                   "--deficiencies K [--notes TEXT]\n")))
 
@@ -67,7 +109,7 @@ class OversightActivities:
         summary = SweepSummary(as_of=today)
         clinics = oversight.live_clinics(self.engine)
         summary.clinics = len(clinics)
-        creds, by_clinic = self.credentials(clinics, today)
+        creds, by_clinic = self.credentials(clinics, today, fill_defaults=True)
         summary.credentials = len(creds)
         sent = oversight.sent_notices(self.engine, list(creds))
         states_of = {c["key"]: c["states"] for c in clinics}
@@ -98,34 +140,10 @@ class OversightActivities:
                  summary.credentials, summary.notices, len(summary.suspended))
         return summary
 
-    def credentials(self, clinics: list[dict], today: date) -> tuple[dict[str, Credential], dict[str, set[str]]]:
+    def credentials(self, clinics: list[dict], today: date,
+                    fill_defaults: bool = False) -> tuple[dict[str, Credential], dict[str, set[str]]]:
         """Every dated credential the live ``clinics`` depend on, by key, and the clinics each serves."""
-        creds: dict[str, Credential] = {}
-        by_clinic: dict[str, set[str]] = defaultdict(set)
-
-        def add(items: list[Credential], clinic: str) -> None:
-            for c in items:
-                creds[c.key] = c
-                by_clinic[c.key].add(clinic)
-
-        physicians: dict[str, object] = {}
-        for clinic in clinics:
-            key, states = clinic["key"], clinic["states"]
-            npi = clinic.get("physician_npi")
-            if npi:
-                if npi not in physicians:
-                    physicians[npi] = roster.get_physician(self.engine, npi)
-                if physicians[npi] is not None:
-                    add(renewals.physician_credentials(physicians[npi], states), key)  # type: ignore[arg-type]
-            if clinic.get("intake"):
-                add(renewals.midlevel_credentials(Intake.model_validate(clinic["intake"])), key)
-            launched = oversight.launched_onboarding(self.engine, key)
-            if launched is not None:
-                signed = [a["kind"] for a in agreements.list_agreements(self.engine, launched["workflow_id"])
-                          if a["status"] == "completed"]
-                launched_on = (launched.get("launched_at") or clinic.get("activated_at") or now_utc()).date()
-                add(renewals.agreement_credentials(launched["workflow_id"], signed, launched_on), key)
-        return creds, by_clinic
+        return dated_credentials(self.engine, clinics, fill_defaults=fill_defaults)
 
     def renewals(self, today: date, clinic_key: str | None = None) -> list[renewals.RenewalView]:
         """Every tracked credential of the live clinics (or of ``clinic_key``), soonest expiry first."""
@@ -143,9 +161,15 @@ class OversightActivities:
         replacing = oversight.running_replacement(self.engine, clinic_key)
         state = ("offboarded" if clinic.get("status") == "offboarded" else "replacing" if replacing
                  else "suspended" if suspended else "active")
-        reviews = [{**{k: r[k] for k in ("review_id", "cycle", "due_at", "sample_percent", "charts_reviewed",
-                                          "deficiencies", "notes", "submitted_at", "escalated")},
-                    "status": oversight.review_status(r, now)} for r in oversight.list_reviews(self.engine, clinic_key)]
+        actions: dict[str, list[dict]] = defaultdict(list)
+        for a in oversight.corrective_actions(self.engine, clinic_key):
+            actions[a["review_id"]].append({**{k: a[k] for k in ("action_id", "deficiencies", "opened_at", "due_at",
+                                                                 "closed_at")},
+                                            "status": oversight.corrective_action_status(a, now)})
+        reviews = [{**{k: r[k] for k in ("review_id", "cycle", "due_at", "sample_percent", "sample_charts",
+                                          "charts_reviewed", "deficiencies", "notes", "submitted_at", "escalated")},
+                    "status": oversight.review_status(r, now), "corrective_actions": actions[r["review_id"]]}
+                   for r in oversight.list_reviews(self.engine, clinic_key)]
         events = [{k: e[k] for k in ("event_id", "severity", "status", "reported_at", "ack_due_at", "acked_at")}
                   for e in oversight.list_events(self.engine, clinic_key)]
         views = self.renewals(now.date(), clinic_key) if clinic.get("status") == "active" else []
@@ -311,8 +335,7 @@ class OversightActivities:
         released, kinds, pharmacy_ids = False, [], []
         if launched is not None:
             released = roster.release_physician(self.engine, launched["workflow_id"])
-            kinds = [a["kind"] for a in agreements.list_agreements(self.engine, launched["workflow_id"])
-                     if a["status"] == "completed"]
+            kinds = agreements.terminate_agreements(self.engine, launched["workflow_id"], req.at)
             pharmacy_ids = [a.pharmacy_id for a in onboardings.list_pharmacy_assignments(
                 self.engine, launched["workflow_id"])]
         audit.audit(self.engine, wf, "ops", "offboarded", reason=req.reason, at=req.at,

@@ -94,6 +94,16 @@ class AdverseEventPolicy(_Sourced):
 
 class ChartReviewPolicy(_Sourced):
     escalate_to_ops_after_days: int = Field(ge=0)
+    min_sample_charts: int = Field(ge=1)
+    corrective_action_due_days: int = Field(gt=0)
+
+    def sample_charts(self, monthly_patients: int, percent: int) -> int:
+        """Charts to review in a cycle: ``percent`` of the clinic's monthly patients, rounded up, at least
+        the policy minimum, but never more charts than the clinic has (a volume under the minimum is
+        reviewed whole; an unknown volume, 0, takes the minimum)."""
+        share = -(-max(monthly_patients, 0) * max(percent, 0) // 100)
+        wanted = max(share, self.min_sample_charts)
+        return min(wanted, monthly_patients) if monthly_patients > 0 else self.min_sample_charts
 
 
 class OversightPolicy(_Sourced):
@@ -254,12 +264,17 @@ def midlevel_credentials(intake: Intake) -> list[Credential]:
             for m in intake.midlevels if m.license_expires is not None]
 
 
+def default_renewal_date(launched_on: date, term: AgreementTerm | None = None) -> date:
+    """An agreement without a renewal date of its own ends one policy term (a year) after the launch."""
+    return launched_on + timedelta(days=(term or policy().agreement_term).default_days)
+
+
 def agreement_credentials(workflow_id: str, kinds: Iterable[str], launched_on: date,
                           renewal_dates: dict[str, date] | None = None,
                           term: AgreementTerm | None = None) -> list[Credential]:
     """Each signed agreement's term: its renewal date when the agreement data has one, else one
     policy term (a year) from the launch."""
-    default = launched_on + timedelta(days=(term or policy().agreement_term).default_days)
+    default = default_renewal_date(launched_on, term)
     dates = renewal_dates or {}
     return [Credential(credential="agreement_term", holder_id=f"{workflow_id}:{kind}", expires_on=dates.get(kind, default))
             for kind in sorted(set(kinds))]

@@ -3,7 +3,9 @@
 Counters and the time-to-match histogram are derived from the store (``onboardings`` rows and the
 ``notifications`` the workflows sent), not counted in this process, so every API replica reports
 the same numbers and they survive restarts. Open onboardings by stage and by SLA status are gauges
-read from Temporal visibility (running ``OnboardingWorkflow`` executions). One snapshot of both is
+read from Temporal visibility (running ``OnboardingWorkflow`` executions). The oversight gauges (renewal
+notices due by ladder step, overdue chart reviews) come from the oversight store, refreshed every
+``OVERSIGHT_CACHE_S``. One snapshot of both is
 cached for ``CACHE_S`` seconds, so frequent scrapes cost one query each per window.
 """
 
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Awaitable, Callable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -20,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from sqlalchemy import Engine, func, select
 from temporalio.client import Client
 
+from domain import renewals
 from domain.codes import SlaStatus, Stage
 from store import tables as t
 from store.common import sql_table
@@ -29,6 +33,8 @@ from workflows import search_attributes as sa
 log = logging.getLogger("mdco.metrics")
 
 CACHE_S = 5.0
+#: The oversight gauges walk every live clinic's credentials; they change with the day, not the second.
+OVERSIGHT_CACHE_S = 60.0
 #: minutes; the SLA is 12-24 h, the demo profile compresses it to seconds
 TIME_TO_MATCH_BUCKETS = (1, 5, 15, 30, 60, 120, 240, 480, 720, 960, 1440, 2160, 2880)
 OPEN_STAGES = tuple(s.value for s in Stage if s not in (Stage.launched, Stage.cancelled))
@@ -50,6 +56,36 @@ class StoreCounts:
     sla_breaches: int = 0
     sla_at_risk: int = 0
     minutes_to_match: list[float] = field(default_factory=list)
+
+
+@dataclass
+class OversightCounts:
+    notices_due: dict[str, int] = field(default_factory=dict)  # ladder step -> notices due and not yet sent
+    reviews_overdue: int = 0
+
+
+#: The labels of ``mdco_renewal_notices_due``: every ladder step and the lapse.
+def ladder_steps() -> list[str]:
+    return [*(str(d) for d in renewals.policy().ladder.days), renewals.LAPSED]
+
+
+def oversight_counts(engine: Engine, now: datetime | None = None) -> OversightCounts:
+    """From the oversight store, as the compliance sweep sees it on ``now``'s date: per ladder step, the
+    credentials of live clinics whose notice of that step is due and not yet sent (what the next sweep
+    sends), and the chart reviews of live clinics past due and not submitted."""
+    from activities.oversight import dated_credentials
+    from store import oversight
+
+    now = now or datetime.now(UTC)
+    today = now.date()
+    creds, _ = dated_credentials(engine, oversight.live_clinics(engine))
+    sent = oversight.sent_notices(engine, list(creds))
+    due = dict.fromkeys(ladder_steps(), 0)
+    for cred in creds.values():
+        step = renewals.due_step(cred, today, sent)
+        if step is not None:
+            due[str(step)] += 1
+    return OversightCounts(notices_due=due, reviews_overdue=oversight.count_overdue_reviews(engine, now))
 
 
 def store_counts(engine: Engine) -> StoreCounts:
@@ -117,12 +153,17 @@ class BusinessMetrics:
         self._counts = StoreCounts()
         self._open: tuple[dict[str, int], dict[str, int]] | None = None
         self._visibility_up = 0
+        self._oversight = OversightCounts(notices_due=dict.fromkeys(ladder_steps(), 0))
+        self._oversight_at = float("-inf")
 
     async def _refresh(self) -> None:
         async with self._lock:
             if time.monotonic() - self._at < self._cache_s:
                 return
             self._counts = await asyncio.to_thread(store_counts, self._engine())
+            if time.monotonic() - self._oversight_at >= max(self._cache_s, OVERSIGHT_CACHE_S):
+                self._oversight = await asyncio.to_thread(oversight_counts, self._engine())
+                self._oversight_at = time.monotonic()
             try:
                 self._open = await asyncio.wait_for(open_onboardings(await self._client()), 10)
                 self._visibility_up = 1
@@ -156,10 +197,13 @@ class BusinessMetrics:
             for k, v in sorted(by_sla.items()):
                 sla.add_metric([k], v)
             out += [stage, sla]
-        # Oversight work fills these two from the oversight workflows; until then they read 0.
-        out.append(GaugeMetricFamily("mdco_renewal_notices_due",
-                                     "credential renewal notices due and not yet sent", value=0))
-        out.append(GaugeMetricFamily("mdco_chart_reviews_overdue", "chart reviews past their due date", value=0))
+        due = GaugeMetricFamily("mdco_renewal_notices_due", "renewal notices of live clinics' credentials due "
+                                "today and not yet sent, by ladder step (oversight store)", labels=["step"])
+        for step, count in self._oversight.notices_due.items():
+            due.add_metric([step], count)
+        out.append(due)
+        out.append(GaugeMetricFamily("mdco_chart_reviews_overdue", "chart reviews of live clinics past their due "
+                                     "date and not submitted (oversight store)", value=self._oversight.reviews_overdue))
         return out
 
     async def render(self) -> bytes:

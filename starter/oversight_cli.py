@@ -155,6 +155,8 @@ def status(id: str, as_json: bool = typer.Option(False, "--json")) -> None:
               highlight=False)
     for r in data["chart_reviews"]:
         out.print(f"  review {r['review_id']}: {r['status']} (due {r['due_at']})", highlight=False)
+        for a in r["corrective_actions"]:
+            out.print(f"    corrective action {a['action_id']}: {a['status']} (due {a['due_at']})", highlight=False)
     for e in data["adverse_events"]:
         out.print(f"  event {e['event_id']}: {e['severity']} {e['status']}", highlight=False)
     for v in data["renewals"]:
@@ -178,6 +180,10 @@ def reviews_submit(review_id: str, npi: str = typer.Option(..., "--npi"), charts
         _fail(str(exc))
     out.print(f"review {row['review_id']} submitted: {row['charts_reviewed']} charts, "
               f"{row['deficiencies']} deficiencies", highlight=False)
+    if row["corrective_action"]:
+        action = row["corrective_action"]
+        out.print(f"corrective action {action['action_id']} opened, due {action['due_at'].date().isoformat()}",
+                  highlight=False)
 
 
 @events_app.command("report")

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlmodel import Session
 from sqlmodel import select as select_rows
 
 from store import tables as t
-from store.common import one_of, require, retry_race, row_dict
+from store.common import NotFound, one_of, require, retry_race, row_dict, sql_table
 from store.db import run
 from store.tables import now_utc
 
 
-AGREEMENT_STATUSES = frozenset({"created", "sent", "delivered", "signed", "completed", "declined", "voided"})
+AGREEMENT_STATUSES = frozenset({"created", "sent", "delivered", "signed", "completed", "declined", "voided",
+                                "terminated"})
 
 
 def upsert_agreement(engine: Engine, workflow_id: str, kind: str, template_version: str, *,
@@ -81,3 +82,44 @@ def agreement_by_envelope(engine: Engine, envelope_id: str) -> dict | None:
         return row_dict(row) if row else None
 
     return run(engine, work, write=False)
+
+
+def set_renewal_date(engine: Engine, workflow_id: str, kind: str, renews_on: date) -> None:
+    """The agreement's term now ends on ``renews_on`` (a renewal signed, or a term other than the
+    default); the compliance sweep's ladder for it starts afresh at the new date."""
+    def work(s: Session) -> None:
+        row = s.get(t.Agreement, (workflow_id, kind), with_for_update=True)
+        if row is None:
+            raise NotFound(f"agreement {kind} of {workflow_id}: no such agreement")
+        row.renews_on = renews_on
+        s.add(row)
+
+    run(engine, work)
+
+
+def fill_renewal_dates(engine: Engine, workflow_id: str, renews_on: date) -> int:
+    """Store ``renews_on`` (the default term) on the onboarding's signed agreements that have no renewal
+    date yet; one set never moves. How many were filled."""
+    ag = sql_table(t.Agreement)
+
+    def work(s: Session) -> int:
+        return s.exec(update(ag).where(ag.c.workflow_id == workflow_id, ag.c.status == "completed",
+                                       ag.c.renews_on.is_(None)).values(renews_on=renews_on)).rowcount
+
+    return run(engine, work)
+
+
+def terminate_agreements(engine: Engine, workflow_id: str, at: datetime) -> list[str]:
+    """The engagement ended: the onboarding's signed agreements become ``terminated`` as of ``at``
+    (``status_at``; a late Connect event older than that is ignored). Safe to repeat: the kinds
+    terminated, including those an earlier call terminated."""
+    def work(s: Session) -> list[str]:
+        rows = s.exec(select_rows(t.Agreement).where(t.Agreement.workflow_id == workflow_id)
+                      .with_for_update()).all()
+        for row in rows:
+            if row.status == "completed":
+                row.status, row.status_at = "terminated", at
+                s.add(row)
+        return sorted(r.kind for r in rows if r.status == "terminated")
+
+    return run(engine, work)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -93,10 +93,44 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Create every table and index that does not exist yet (safe to call on every start)."""
+    """Create every table and index that does not exist yet, and add the columns a later release added
+    to an existing table (safe to call on every start)."""
     from store import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
     SQLModel.metadata.create_all(engine)
+    add_missing_columns(engine)
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """The project has no migration tool: ``create_all`` makes missing tables but never alters one.
+    Columns are only ever *added*, and nullable, so a database from an earlier release gets each missing
+    one with ``ALTER TABLE ... ADD COLUMN`` (NULL in every existing row; both backends do it without
+    rewriting the table). A missing column that is NOT NULL cannot be added safely: that is refused at
+    start, naming it. Two processes starting at once may race: a column another one added meanwhile
+    counts as added. Returns ``table.column`` for each column added."""
+    added: list[str] = []
+    existing = inspect(engine)
+    for table in SQLModel.metadata.sorted_tables:
+        if not existing.has_table(table.name):
+            continue
+        have = {c["name"] for c in existing.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable or column.primary_key:
+                raise RuntimeError(f"{table.name}.{column.name}: missing and NOT NULL; it cannot be added to an "
+                                   "existing database (release a nullable column instead)")
+            kind = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+            except DBAPIError:
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
+                continue  # added by a process starting at the same time
+            log.warning("database: added column %s.%s (%s)", table.name, column.name, kind)
+            added.append(f"{table.name}.{column.name}")
+    return added
 
 
 _engines: dict[str, Engine] = {}

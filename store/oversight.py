@@ -9,14 +9,14 @@ is written then.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session
 from sqlmodel import select as select_rows
 
 from domain.codes import workflow_id_for
-from domain.renewals import Credential, NoticeRecord, Step, parse_step
+from domain.renewals import Credential, NoticeRecord, Step, parse_step, policy
 from store import tables as t
 from store.common import NotFound, one_of, require, retry_race, row_dict, sql_table
 from store.db import insert_for, run
@@ -163,17 +163,21 @@ def review_status(row: dict, now: datetime) -> str:
 
 
 def open_review(engine: Engine, review_id: str, clinic_key: str, physician_npi: str, cycle: int,
-                sample_percent: int, opened_at: datetime, due_at: datetime) -> bool:
-    """Open a chart-review cycle; a retried open changes nothing. True when this call opened it."""
+                sample_percent: int, opened_at: datetime, due_at: datetime, sample_charts: int | None = None) -> bool:
+    """Open a chart-review cycle (``sample_charts``: how many charts to review); a retried open changes
+    nothing. True when this call opened it."""
     require(review_id, "review_id")
     if due_at < opened_at:
         raise ValueError("due_at: must not be before opened_at")
+    if sample_charts is not None and sample_charts < 0:
+        raise ValueError("sample_charts: must not be negative")
     cr = sql_table(t.ChartReviewRecord)
 
     def work(s: Session) -> bool:
         stmt = insert_for(s)(cr).values(review_id=review_id, clinic_key=clinic_key, physician_npi=physician_npi,
                                         cycle=cycle, sample_percent=sample_percent, opened_at=opened_at,
-                                        due_at=due_at, status="open", notes="", escalated="")
+                                        due_at=due_at, status="open", notes="", escalated="",
+                                        sample_charts=sample_charts)
         return s.exec(stmt.on_conflict_do_nothing(index_elements=[cr.c.review_id])
                       .returning(cr.c.review_id)).first() is not None
 
@@ -186,9 +190,13 @@ def get_review(engine: Engine, review_id: str) -> dict | None:
 
 
 def submit_review(engine: Engine, review_id: str, npi: str, charts: int, deficiencies: int, notes: str,
-                  at: datetime) -> dict:
+                  at: datetime, corrective_due: timedelta | None = None) -> dict:
     """The clinic's medical director records the review. Only the clinic's current director may; a
-    second identical submission is answered with the first; a different one is refused."""
+    second identical submission is answered with the first; a different one is refused. Deficiencies
+    open a corrective action in the same transaction, due ``corrective_due`` (policy: 30 days) after
+    the submission; the review's row comes back with ``corrective_action`` (its row, or None)."""
+    due = corrective_due if corrective_due is not None else timedelta(
+        days=policy().chart_review.corrective_action_due_days)
     if charts < 0 or deficiencies < 0:
         raise ValueError("charts and deficiencies: must not be negative")
     if deficiencies > charts:
@@ -206,20 +214,44 @@ def submit_review(engine: Engine, review_id: str, npi: str, charts: int, deficie
             if (row.charts_reviewed, row.deficiencies) != (charts, deficiencies):
                 raise Refused(f"review {review_id} was already submitted ({row.charts_reviewed} charts, "
                               f"{row.deficiencies} deficiencies)")
-            return row_dict(row)
-        row.status, row.charts_reviewed, row.deficiencies, row.notes = "submitted", charts, deficiencies, notes
-        row.submitted_at, row.submitted_by = at, npi
-        s.add(row)
-        return row_dict(row)
+        else:
+            row.status, row.charts_reviewed, row.deficiencies, row.notes = "submitted", charts, deficiencies, notes
+            row.submitted_at, row.submitted_by = at, npi
+            s.add(row)
+            if deficiencies:
+                s.add(t.CorrectiveAction(action_id=f"{review_id}-ca", review_id=review_id, clinic_key=row.clinic_key,
+                                         physician_npi=npi, deficiencies=deficiencies, opened_at=at, due_at=at + due))
+            s.flush()
+        action = s.get(t.CorrectiveAction, f"{review_id}-ca")
+        return {**row_dict(row), "corrective_action": row_dict(action) if action else None}
 
     return run(engine, work)
 
 
+def corrective_actions(engine: Engine, clinic_key: str) -> list[dict]:
+    """The clinic's corrective actions (from deficient chart reviews), oldest first."""
+    return _clinic_rows(engine, t.CorrectiveAction, clinic_key, t.CorrectiveAction.opened_at,
+                        t.CorrectiveAction.action_id)
+
+
+def corrective_action_status(row: dict, now: datetime) -> str:
+    """``closed``, ``overdue`` (open past its due time) or ``open``."""
+    if row["status"] == "closed":
+        return "closed"
+    return "overdue" if now > row["due_at"] else "open"
+
+
 def list_reviews(engine: Engine, clinic_key: str) -> list[dict]:
-    def work(s: Session) -> list[dict]:
-        rows = s.exec(select_rows(t.ChartReviewRecord).where(t.ChartReviewRecord.clinic_key == clinic_key)
-                      .order_by(t.ChartReviewRecord.cycle)).all()
-        return [row_dict(r) for r in rows]
+    return _clinic_rows(engine, t.ChartReviewRecord, clinic_key, t.ChartReviewRecord.cycle)
+
+
+def count_overdue_reviews(engine: Engine, now: datetime) -> int:
+    """How many chart reviews of live clinics are past due and not submitted (the API's metric)."""
+    cr, cl = sql_table(t.ChartReviewRecord), sql_table(t.Clinic)
+
+    def work(s: Session) -> int:
+        return s.exec(select(func.count()).select_from(cr.join(cl, cl.c.key == cr.c.clinic_key))
+                      .where(cr.c.status == "open", cr.c.due_at < now, cl.c.status == "active")).scalar_one()
 
     return run(engine, work, write=False)
 
@@ -307,9 +339,14 @@ def escalate_event(engine: Engine, event_id: str, at: datetime) -> bool:
 
 
 def list_events(engine: Engine, clinic_key: str) -> list[dict]:
+    return _clinic_rows(engine, t.AdverseEventRecord, clinic_key, t.AdverseEventRecord.reported_at,
+                        t.AdverseEventRecord.event_id)
+
+
+def _clinic_rows(engine: Engine, model: type, clinic_key: str, *order) -> list[dict]:
+    """The rows of ``model`` about ``clinic_key``, in ``order``."""
     def work(s: Session) -> list[dict]:
-        rows = s.exec(select_rows(t.AdverseEventRecord).where(t.AdverseEventRecord.clinic_key == clinic_key)
-                      .order_by(t.AdverseEventRecord.reported_at, t.AdverseEventRecord.event_id)).all()
+        rows = s.exec(select_rows(model).where(model.clinic_key == clinic_key).order_by(*order)).all()
         return [row_dict(r) for r in rows]
 
     return run(engine, work, write=False)
@@ -317,5 +354,6 @@ def list_events(engine: Engine, clinic_key: str) -> list[dict]:
 
 __all__ = ["Refused", "live_clinics", "launched_onboarding", "mark_offboarded", "sent_notices", "record_notice",
            "list_notices", "suspend", "lift", "suspensions", "review_status", "open_review", "get_review",
-           "submit_review", "list_reviews", "overdue_reviews", "mark_review_escalated", "report_event", "get_event",
+           "submit_review", "corrective_actions", "corrective_action_status", "list_reviews",
+           "count_overdue_reviews", "overdue_reviews", "mark_review_escalated", "report_event", "get_event",
            "ack_event", "escalate_event", "list_events"]

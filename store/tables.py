@@ -251,12 +251,14 @@ class Agreement(SQLModel, table=True):
     kind: str = Field(primary_key=True)
     template_version: str
     envelope_id: str | None = Field(default=None, unique=True)  # NULLs do not collide
-    status: str = "created"  # created | sent | delivered | completed | declined | voided
+    status: str = "created"  # created | sent | delivered | completed | declined | voided | terminated
     status_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     document_path: str | None = None
     sha256: str | None = None
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # added later, nullable (store.db.add_missing_columns): the term's end; NULL: a year from launch (policy)
+    renews_on: date | None = None
 
 
 # ---------------------------------------------------------------- audit and notifications
@@ -362,6 +364,24 @@ class ChartReviewRecord(SQLModel, table=True):
     submitted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     submitted_by: str | None = None
     escalated: str = ""  # "" | director | ops: how far an overdue review has been escalated
+    # added later, nullable (store.db.add_missing_columns): charts to review (NULL: opened before it was kept)
+    sample_charts: int | None = None
+
+
+class CorrectiveAction(SQLModel, table=True):
+    """Opened when a submitted chart review found deficiencies: one per review, due by policy."""
+
+    __tablename__ = "corrective_actions"
+
+    action_id: str = Field(primary_key=True)  # <review_id>-ca
+    review_id: str = Field(index=True, unique=True)
+    clinic_key: str = Field(index=True, max_length=64)
+    physician_npi: str
+    deficiencies: int
+    opened_at: datetime = Field(sa_type=UtcDateTime)
+    due_at: datetime = Field(sa_type=UtcDateTime)
+    status: str = "open"  # open | closed
+    closed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 class AdverseEventRecord(SQLModel, table=True):

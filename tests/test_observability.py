@@ -138,7 +138,7 @@ def test_rendered_business_metrics_when_temporal_is_unreachable(engine):
     assert 'mdco_time_to_match_minutes_bucket{le="+Inf"} 2.0' in text
     assert "mdco_time_to_match_minutes_count 2.0" in text and "mdco_time_to_match_minutes_sum 48.0" in text
     assert "mdco_visibility_up 0.0" in text and "mdco_onboardings_open{" not in text  # unknown, not zero
-    assert "mdco_renewal_notices_due 0.0" in text and "mdco_chart_reviews_overdue 0.0" in text
+    assert 'mdco_renewal_notices_due{step="90"} 0.0' in text and "mdco_chart_reviews_overdue 0.0" in text
 
 
 # ---------------------------------------------------------------- the Grafana dashboard

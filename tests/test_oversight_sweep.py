@@ -170,3 +170,52 @@ def test_offboarding_releases_capacity_and_tells_every_party(engine, world):
     (entry,) = [e for e in audit.list_audit(engine, f"oversight-{key}") if e["action"] == "offboarded"]
     assert entry["detail"]["agreements_terminated"] == ["medical_director"]
     assert entry["detail"]["terminated_on"] == NOW.date().isoformat()
+    agreement = agreements.get_agreement(engine, f"onboarding-{key}", "medical_director")
+    assert agreement["status"] == "terminated" and agreement["status_at"] == NOW
+
+
+def test_an_agreement_term_ends_on_its_renewal_date_a_year_from_launch_by_default(engine, world):
+    acts, mailer = world
+    key = live_clinic(engine, 7, licence_expires=date(2031, 1, 1))  # launched 200 days before NOW
+    wf = f"onboarding-{key}"
+    assert agreements.get_agreement(engine, wf, "medical_director")["renews_on"] is None
+    acts.sweep(TODAY, NOW)  # the sweep stores the default: a policy term (365 days) from the launch
+    launched_on = (NOW - timedelta(days=200)).date()
+    assert agreements.get_agreement(engine, wf, "medical_director")["renews_on"] == launched_on + timedelta(days=365)
+    # a term agreed to end sooner: the ladder follows the stored date (25 days left -> the 30-day step)
+    agreements.set_renewal_date(engine, wf, "medical_director", TODAY + timedelta(days=25))
+    summary = acts.sweep(TODAY, NOW)
+    (alert,) = [a for a in summary.alerts if a.clinic_key == key and a.credential_key.startswith("agreement_term:")]
+    assert alert.step == "30" and alert.credential_key == f"agreement_term:{wf}:medical_director:-:-"
+    (view,) = [v for v in acts.renewals(TODAY, key) if v.credential == "agreement_term"]
+    assert view.expires_on == TODAY + timedelta(days=25) and view.notified_steps == [30]
+    # past the stored date the term lapses and suspends every state of the clinic
+    lapsed = acts.sweep(TODAY + timedelta(days=26), NOW + timedelta(days=26))
+    assert sorted(s for s in lapsed.suspended if s.startswith(key)) == [f"{key}:OK", f"{key}:TX"]
+    with pytest.raises(LookupError):
+        agreements.set_renewal_date(engine, wf, "no_such_kind", TODAY)
+
+
+def test_the_sample_follows_monthly_patients_and_deficiencies_open_a_corrective_action(engine, world):
+    acts, mailer = world
+    key = live_clinic(engine, 8, licence_expires=date(2031, 1, 1))  # 350 patients a month (sample_intake)
+    for cycle, percent in ((1, 10), (2, 1)):
+        ActivityEnvironment().run(acts.open_chart_review, ChartReviewRequest(
+            clinic_key=key, physician_npi=npi_for(8), cycle=cycle, sample_percent=percent,
+            due_at=NOW + timedelta(days=7)))
+    first, second = oversight.list_reviews(engine, key)
+    assert first["sample_charts"] == 35  # 10 % of 350
+    assert second["sample_charts"] == 5  # 1 % of 350 is 4 (rounded up): the policy minimum of 5
+    row = oversight.submit_review(engine, f"{key}-cr-1", npi_for(8), 35, 2, "two missing GFEs", NOW)
+    action = row["corrective_action"]
+    assert action["action_id"] == f"{key}-cr-1-ca" and action["deficiencies"] == 2
+    assert action["due_at"] == NOW + timedelta(days=30) and action["status"] == "open"
+    again = oversight.submit_review(engine, f"{key}-cr-1", npi_for(8), 35, 2, "two missing GFEs", NOW)
+    assert again["corrective_action"]["action_id"] == action["action_id"]  # the same action, not a second one
+    assert oversight.submit_review(engine, f"{key}-cr-2", npi_for(8), 5, 0, "", NOW)["corrective_action"] is None
+    assert len(oversight.corrective_actions(engine, key)) == 1
+    status = acts.oversight_status(key, NOW + timedelta(days=31))
+    by_id = {r["review_id"]: r for r in status["chart_reviews"]}
+    (shown,) = by_id[f"{key}-cr-1"]["corrective_actions"]
+    assert shown["action_id"] == f"{key}-cr-1-ca" and shown["status"] == "overdue"
+    assert by_id[f"{key}-cr-2"]["corrective_actions"] == [] and by_id[f"{key}-cr-1"]["sample_charts"] == 35
