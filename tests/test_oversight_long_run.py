@@ -1,0 +1,147 @@
+"""Two simulated years of one clinic's oversight on the time-skipping server, with the real oversight
+activities on SQLite (the mailer is the only fake: it stands for SMTP): monthly chart reviews (the
+director submits every other one; a deficient one opens a corrective action), the compliance sweep run
+weekly and daily around each expiry (the licence's full ladder, then a renewal re-imported; the
+agreement's term renewed twice, its ladder starting afresh at each new date; a midlevel's licence
+lapsing, which suspends nothing), continue-as-new every 12 cycles, and every run's history stays
+bounded. (A lapse that suspends a state starts a replacement placement: tests/test_workflow_replacement.py.)"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.worker import Worker
+
+from activities.onboarding import OnboardingActivities
+from activities.oversight import OversightActivities
+from config import Settings
+from domain.onboarding import ChartReview, OversightInput, OversightStatus, Timing
+from domain.oversight import OversightCompliance, SweepRequest, SweepSummary
+from store import agreements, oversight, roster
+from store.db import init_db, make_engine
+from tests.db_fixtures import npi_for
+from tests.test_oversight_sweep import FakeMailer, live_clinic
+from workflows.compliance import ComplianceSweepWorkflow
+from workflows.oversight import CYCLES_PER_RUN, OversightWorkflow
+
+pytestmark = pytest.mark.timeout(420)
+
+YEARS_DAYS = 730
+MAX_EVENTS_PER_RUN = 2_000
+
+
+def sweep_days(expiries: list[int]) -> list[int]:
+    """Weekly, and every day from 15 days before each expiry to the day after (the ladder's last steps)."""
+    days = set(range(0, YEARS_DAYS + 1, 7))
+    for day in expiries:
+        days |= set(range(max(day - 15, 0), min(day + 2, YEARS_DAYS + 1)))
+    return sorted(days)
+
+
+async def run_histories(client, workflow_id: str) -> list:
+    """Every run of ``workflow_id``, first to last (following continue-as-new back from the latest)."""
+    runs, run_id = [], None
+    while True:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        runs.insert(0, history)
+        run_id = history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+        if not run_id:
+            return runs
+
+
+async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queue, tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'mdco.db'}")
+    init_db(engine)
+    client = time_env.client
+    start = (await time_env.get_current_time()).date()
+    key = live_clinic(engine, 1, licence_expires=start + timedelta(days=200),
+                      midlevel_expires=start + timedelta(days=400))  # launched 200 days before 2027-03-01
+    wf, npi = f"onboarding-{key}", npi_for(1)
+    mailer = FakeMailer()
+    acts = OversightActivities(OnboardingActivities(Settings(var_dir=tmp_path / "var"), engine, mailer=mailer))
+    acts.sweep(start)  # the first sweep stores the agreement's default renewal date
+    term_day = (agreements.get_agreement(engine, wf, "medical_director")["renews_on"] - start).days
+    licence_day, midlevel_day = 200, 400
+    expiries = [licence_day, midlevel_day, term_day, term_day + 365]
+    submitted: set[str] = set()
+    summaries: list[SweepSummary] = []
+    with ThreadPoolExecutor(4) as executor:
+        async with Worker(client, task_queue=task_queue, workflows=[OversightWorkflow, ComplianceSweepWorkflow],
+                          activities=acts.all(), activity_executor=executor):
+            handle = await client.start_workflow(
+                OversightWorkflow.run,
+                OversightInput(clinic_key=key, physician_npi=npi, states=["TX", "OK"],
+                               chart_review=ChartReview(percent=10, cadence_days=30), timing=Timing()),
+                id=f"oversight-{key}", task_queue=task_queue)
+            for day in sweep_days(expiries):
+                now = await time_env.get_current_time()
+                target = start + timedelta(days=day)
+                if target > now.date():
+                    await time_env.sleep(timedelta(days=(target - now.date()).days))
+                today = (await time_env.get_current_time()).date()
+                # the director submits every other review (one deficiency in every fourth)
+                for review in oversight.list_reviews(engine, key):
+                    rid = review["review_id"]
+                    if review["status"] == "open" and review["cycle"] % 2 and rid not in submitted:
+                        oversight.submit_review(engine, rid, npi, review["sample_charts"],
+                                                1 if review["cycle"] % 4 == 1 else 0, "", review["due_at"])
+                        submitted.add(rid)
+                with time_env.auto_time_skipping_disabled():  # waiting on the sweep must not skip a month
+                    summaries.append(await client.execute_workflow(
+                        ComplianceSweepWorkflow.run, SweepRequest(as_of=today), id=f"sweep-{key}-{today}",
+                        task_queue=task_queue, result_type=SweepSummary))
+                # renewals arrive on the expiry day, after that day's (0-day) notice went out
+                if day == licence_day:  # the state board renewed the licence: ops re-import the roster
+                    p = roster.get_physician(engine, npi)
+                    roster.upsert_physicians(engine, [p.model_copy(update={"licenses": [
+                        lic.model_copy(update={"expires": lic.expires + timedelta(days=730)}) if lic.state == "TX"
+                        else lic for lic in p.licenses]})])
+                if day in (term_day, term_day + 365):  # the agreement renewed for another year
+                    agreements.set_renewal_date(engine, wf, "medical_director", today + timedelta(days=365))
+            status = await handle.query(OversightWorkflow.status, result_type=OversightStatus)
+            compliance = await handle.query(OversightWorkflow.compliance, result_type=OversightCompliance)
+            await handle.signal(OversightWorkflow.end_engagement, "two years are up")
+            await handle.result()
+            runs = await run_histories(client, handle.id)
+
+    # two years of monthly reviews, a run per CYCLES_PER_RUN of them, each history bounded
+    assert status.cycles_done >= 23
+    assert len(runs) == status.cycles_done // CYCLES_PER_RUN + 1
+    sizes = [len(h.events) for h in runs]
+    assert all(size < MAX_EVENTS_PER_RUN for size in sizes), sizes
+    assert all(h.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+               for h in runs[:-1])
+    assert runs[-1].events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+    signals = sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for h in runs for e in h.events)
+    assert signals == sum(len(s.alerts) for s in summaries) + 1  # every alert reached it (+ end_engagement)
+
+    # the licence's full ladder, each step once, then its renewal: nothing more for the new date (yet)
+    notices = oversight.list_notices(engine, key)
+    ladder = ["90", "60", "30", "14", "7", "0"]
+    assert [n["step"] for n in notices if n["credential"] == "license" and n["state"] == "TX"] == ladder
+    assert len([k for _, _, k in mailer.sent if f"renewal:license:{npi}:TX" in k and k.endswith(":ops")]) == 6
+    # the agreement's term: a full ladder for each of its first two end dates (renewed on the day)
+    term = [(n["expires_on"], n["step"]) for n in notices if n["credential"] == "agreement_term"]
+    first_end, second_end = start + timedelta(days=term_day), start + timedelta(days=term_day + 365)
+    assert [st for end, st in term if end == first_end] == ladder
+    assert [st for end, st in term if end == second_end] == ladder
+    # the midlevel's licence lapsed: notices to the last step, nothing suspended, oversight active
+    assert [n["step"] for n in notices if n["credential"] == "midlevel_license"] == [*ladder, "lapsed"]
+    assert oversight.suspensions(engine, key) == [] and compliance.status == "active"
+    assert not any(s.suspended for s in summaries)
+
+    # chart reviews: every cycle opened once, every other one submitted, deficient ones with an action
+    reviews = oversight.list_reviews(engine, key)
+    assert [r["cycle"] for r in reviews] == list(range(1, status.cycles_done + 1))
+    assert all(r["sample_charts"] == 35 for r in reviews)  # 10 % of 350 patients a month
+    assert {r["review_id"] for r in reviews if r["status"] == "submitted"} == submitted
+    actions = oversight.corrective_actions(engine, key)
+    assert [a["review_id"] for a in actions] == [r["review_id"] for r in reviews
+                                                 if r["cycle"] % 4 == 1 and r["review_id"] in submitted]
+    # the end of the engagement: offboarded, the agreements terminated
+    assert agreements.get_agreement(engine, wf, "medical_director")["status"] == "terminated"
+    assert max(s.as_of for s in summaries) >= start + timedelta(days=YEARS_DAYS) - timedelta(days=7)
+    engine.dispose()
