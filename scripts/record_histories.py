@@ -664,6 +664,35 @@ async def event_escalated_and_offboarded(r: Rec) -> tuple[WorkflowHistory, Workf
     return history, await r.history(watch.id)
 
 
+async def replacement_placement(r: Rec) -> tuple[WorkflowHistory, WorkflowHistory]:
+    """A launched clinic's director leaves: ops run ``mdco replace``; the replacement placement
+    (``onboarding-<key>-r1``) matches without the outgoing director, is played to launch and hands the
+    clinic over to the same oversight workflow (``director_replaced``), which ops then offboard."""
+    wf = await r.start("glow-austin", "glow-austin-replaced", timing(chart_review_every=4))
+    oversight = await launched_with_oversight(r, wf)
+    clinic_key = oversight.removeprefix("oversight-")
+    outgoing = (await r.status(wf))["physician_npi"]
+    started = json.loads(await r.cli("replace", clinic_key, "--reason", "director relocating: " + REASON, "--json"))
+    check(started["status"] == "started", f"replacement started: {started}")
+    replacement = started["workflow_id"]
+    st = await r.play(replacement)
+    await asyncio.wait_for(r.client.get_workflow_handle(replacement).result(), 60)
+    check(st["physician_npi"] != outgoing and all(o["npi"] != outgoing for o in st["offers"]),
+          "the outgoing director was never offered the replacement")
+    handle = r.client.get_workflow_handle(oversight)
+    deadline = time.monotonic() + 30
+    while (await handle.query(OversightWorkflow.status, result_type=OversightStatus)).physician_npi != st["physician_npi"]:
+        check(time.monotonic() < deadline, "the oversight took the new director over within 30 s")
+        await asyncio.sleep(0.3)
+    await r.cli("offboard", clinic_key, "--reason", "recorded after the replacement: " + REASON)
+    history = await r.history(oversight)
+    check(any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+              and e.workflow_execution_signaled_event_attributes.signal_name == "director_replaced"
+              for e in history.events), "director_replaced signalled to the oversight run")
+    check(history.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED, "oversight completed")
+    return await r.history(replacement), history
+
+
 @dataclass(frozen=True)
 class Scenario:
     names: tuple[str, ...]  # without the release suffix; a path may give several histories
@@ -704,6 +733,8 @@ SCENARIOS = [
     Scenario(("oversight_compliance_lapse_continue_as_new", "compliance_sweep_lapse"), compliance_lapse,
              releases=V3, own_stack=True),
     Scenario(("oversight_offboarded", "adverse_event_escalated"), event_escalated_and_offboarded, releases=V3),
+    Scenario(("onboarding_replacement_placement", "oversight_director_replaced"), replacement_placement,
+             releases=V3),
 ]
 
 
@@ -781,12 +812,12 @@ def main() -> int:
     todo = [sc for sc in scenarios if any(n in files for n in sc.names)]
     shared = [sc for sc in todo if not sc.encrypted and not sc.own_stack]
     encrypted = [sc for sc in todo if sc.encrypted and not sc.own_stack]
-    if shared:
-        problems += asyncio.run(record(shared, files))
+    if shared:  # payloads are encrypted by default now: record with the test key the replay test knows
+        problems += asyncio.run(record(shared, files, payload_keys=test_key()))
     if encrypted:
         problems += asyncio.run(record(encrypted, files, payload_keys=test_key()))
     for sc in (sc for sc in todo if sc.own_stack):
-        problems += asyncio.run(record([sc], files, payload_keys=test_key() if sc.encrypted else ""))
+        problems += asyncio.run(record([sc], files, payload_keys=test_key()))
     print(f"done in {time.monotonic() - started:.0f} s")
     for problem in problems:
         print(f"FAILED {problem}", file=sys.stderr)
