@@ -76,3 +76,22 @@ async def test_cancelled_replacement_leaves_the_live_clinic_alone(time_env, task
         compliance = await oversight.query(OversightWorkflow.compliance)
         assert compliance.status == "suspended" and compliance.suspended_states == ["TX"]  # no longer replacing
         await oversight.terminate("test done")
+
+
+async def test_reonboarding_a_clinic_hands_its_running_oversight_to_the_new_director(time_env, task_queue,
+                                                                                     unique_key):
+    world = FakeWorld()
+    async with Worker(time_env.client, task_queue=task_queue, workflows=[OnboardingWorkflow, OversightWorkflow],
+                      activities=world.activities(), activity_executor=ThreadPoolExecutor(8)):
+        oversight = await time_env.client.start_workflow(  # left running by an earlier engagement
+            OversightWorkflow.run, OversightInput(clinic_key=unique_key, physician_npi="1999999999", states=["TX"],
+                                                  timing=Timing()),
+            id=oversight_id_for(unique_key), task_queue=task_queue)
+        h = Harness(time_env, task_queue, world)
+        handle = await h.start(unique_key)
+        st = await until(handle, lambda s: s.offers)
+        final = await play_to_launch(h, handle, st.offers[0].npi)
+        assert final.oversight_workflow_id == oversight.id
+        status = await oversight.query(OversightWorkflow.status, result_type=OversightStatus)
+        assert status.physician_npi == st.offers[0].npi  # no old loop addressed to the old physician
+        await oversight.terminate("test done")

@@ -874,8 +874,11 @@ class OnboardingWorkflow:
                                states=list(self._intake.states), chart_review=self._plan.chart_review,
                                timing=self._timing),
                 id=oversight_id, parent_close_policy=workflow.ParentClosePolicy.ABANDON)
-        except WorkflowAlreadyStartedError:
-            pass  # oversight from an earlier engagement is still running: keep it
+        except WorkflowAlreadyStartedError:  # oversight from an earlier engagement is still running:
+            if workflow.patched(patches.REONBOARD_TAKES_OVER):  # it goes on with this director, not the old one
+                await workflow.get_external_workflow_handle(oversight_id).signal(
+                    OversightWorkflow.director_replaced,
+                    DirectorChange(npi=self._physician, workflow_id=self._wf_id, at=workflow.now()))
         self._oversight_id = oversight_id
         await self._enter(Stage.launched)
         self._note(f"clinic launched; oversight continues in {oversight_id}")

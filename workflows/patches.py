@@ -32,3 +32,5 @@ SWEEP_STARTS_REPLACEMENT = "sweep-starts-replacement-v1"
 PROTOCOL_APPROVAL_BOUND = "protocol-approval-bound-v1"
 #: A roster/pharmacy import signalled while the workflow was telling ops about the gap is not missed.
 ROSTER_SIGNAL_KEPT = "roster-signal-kept-v1"
+#: A re-onboarded clinic whose oversight still runs hands that oversight to the new director.
+REONBOARD_TAKES_OVER = "reonboard-takes-over-v1"
