@@ -2,7 +2,8 @@
 
 A zip with ``index.html`` (read first), the plan and findings, the protocols with their SHA-256 and
 approvals, the signed agreement PDFs byte-identical to the stored ones, the timeline (audit trail of
-the onboarding and the oversight), chart reviews, adverse events, renewal notices, exclusion screens,
+the onboarding and the oversight), chart reviews, adverse events (with the draft MedWatch 3500 of each
+serious or sentinel one, ``medwatch/``), renewal notices, exclusion screens,
 and ``manifest.json`` listing the SHA-256 of every other file.
 """
 
@@ -69,7 +70,14 @@ def packet_files(engine: Engine, clinic_key: str) -> dict[str, bytes]:
     files["timeline.json"] = _json([{k: e[k] for k in ("at", "workflow_id", "actor", "action", "reason", "detail")}
                                     for e in timeline])
     files["chart_reviews.json"] = _json(oversight.list_reviews(engine, clinic_key))
-    files["adverse_events.json"] = _json(oversight.list_events(engine, clinic_key))
+    events = oversight.list_events(engine, clinic_key)
+    for event in events:  # the draft MedWatch 3500 of a serious or sentinel event, as stored
+        if event.get("medwatch_path") and Path(event["medwatch_path"]).exists():
+            path = f"medwatch/{Path(event['medwatch_path']).name}"
+            files[path] = Path(event["medwatch_path"]).read_bytes()
+            event["medwatch_file"] = path
+        event.pop("medwatch_path", None)  # the server's folder is no business of the packet
+    files["adverse_events.json"] = _json(events)
     files["renewal_notices.json"] = _json(oversight.list_notices(engine, clinic_key))
     files["exclusion_screens.json"] = _json([e for e in timeline if e["action"] == "exclusion_screen"])
     files["index.html"] = _index(clinic_key, clinic, wf, files, protocols, signed, timeline)

@@ -228,11 +228,18 @@ def events_report(id: str, severity: str = typer.Option(..., "--severity", help=
             event_id=event_id, clinic_key=clinic["key"], severity=severity, ack_due_at=due),  # type: ignore[arg-type]
             id=f"adverse-event-{event_id}", task_queue=get_settings().task_queue)
 
+    from activities.medwatch import draft_medwatch
+
+    drafted = draft_medwatch(_engine(), get_settings().documents_dir, event_id)  # serious/sentinel only
     asyncio.run(_temporal(watch))
+    draft = drafted["medwatch_path"] if drafted else None
     if as_json:
-        _json({"event_id": event_id, "severity": severity, "status": row["status"], "ack_due_at": due.isoformat()})
+        _json({"event_id": event_id, "severity": severity, "status": row["status"], "ack_due_at": due.isoformat(),
+               "medwatch_draft": draft, "medwatch_sha256": drafted["medwatch_sha256"] if drafted else None})
     else:
         out.print(f"event_id: {event_id} (acknowledge by {due.isoformat()})", highlight=False)
+        if draft:
+            out.print(f"draft MedWatch 3500 summary: {draft}", highlight=False)
 
 
 @events_app.command("ack")

@@ -338,6 +338,19 @@ def escalate_event(engine: Engine, event_id: str, at: datetime) -> bool:
     return run(engine, work)
 
 
+def record_medwatch(engine: Engine, event_id: str, path: str, sha256: str) -> dict:
+    """Store where the event's draft MedWatch 3500 was written and its SHA-256 (rewriting it: the latest)."""
+    def work(s: Session) -> dict:
+        row = s.get(t.AdverseEventRecord, event_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"event {event_id}: no such adverse event")
+        row.medwatch_path, row.medwatch_sha256 = path, sha256
+        s.add(row)
+        return row_dict(row)
+
+    return run(engine, work)
+
+
 def list_events(engine: Engine, clinic_key: str) -> list[dict]:
     return _clinic_rows(engine, t.AdverseEventRecord, clinic_key, t.AdverseEventRecord.reported_at,
                         t.AdverseEventRecord.event_id)
@@ -356,4 +369,4 @@ __all__ = ["Refused", "live_clinics", "launched_onboarding", "mark_offboarded", 
            "list_notices", "suspend", "lift", "suspensions", "review_status", "open_review", "get_review",
            "submit_review", "corrective_actions", "corrective_action_status", "list_reviews",
            "count_overdue_reviews", "overdue_reviews", "mark_review_escalated", "report_event", "get_event",
-           "ack_event", "escalate_event", "list_events"]
+           "ack_event", "escalate_event", "record_medwatch", "list_events"]

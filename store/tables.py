@@ -400,3 +400,6 @@ class AdverseEventRecord(SQLModel, table=True):
     acked_by: str | None = None
     ack_notes: str = ""
     escalated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # added later, nullable (store.db.add_missing_columns): the draft MedWatch 3500 of a serious or sentinel event
+    medwatch_path: str | None = None
+    medwatch_sha256: str | None = None

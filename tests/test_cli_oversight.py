@@ -87,12 +87,17 @@ def test_renewals_status_reviews_events_offboard_and_packet(engine, cli, tmp_pat
     assert reported.returncode == 0, reported.stderr
     event = json.loads(reported.stdout)
     assert event["status"] == "open" and event["event_id"].startswith(f"{key}-ae-")
+    draft = tmp_path / "var" / "documents" / key / f"medwatch-3500-{event['event_id']}.md"
+    assert Path(event["medwatch_draft"]).resolve() == draft.resolve() and "anaphylaxis" in draft.read_text()
+    minor = json.loads(cli("events", "report", key, "--severity", "minor", "--summary", "bruise", "--json").stdout)
+    assert minor["medwatch_draft"] is None
     assert cli("events", "ack", event["event_id"], "--npi", roster_other).returncode == 2
     assert cli("events", "ack", event["event_id"], "--npi", npi_for(11), "--notes", "seen").returncode == 0
     status = json.loads(cli("oversight", "status", key, "--json").stdout)
     assert [(r["review_id"], r["status"], r["charts_reviewed"]) for r in status["chart_reviews"]] == [
         (f"{key}-cr-1", "submitted", 35)]
-    assert [(e["severity"], e["status"]) for e in status["adverse_events"]] == [("sentinel", "acknowledged")]
+    assert sorted((e["severity"], e["status"]) for e in status["adverse_events"]) == [
+        ("minor", "open"), ("sentinel", "acknowledged")]
 
     # the audit packet
     assert cli("audit-packet", key, "--out", str(tmp_path / "packet.txt")).returncode == 2
@@ -109,6 +114,7 @@ def test_renewals_status_reviews_events_offboard_and_packet(engine, cli, tmp_pat
             assert hashlib.sha256(z.read(f["path"])).hexdigest() == f["sha256"]
         assert z.read("agreements/signed.pdf") == pdf.read_bytes()
         assert json.loads(z.read("renewal_notices.json"))
+        assert z.read(f"medwatch/{draft.name}") == draft.read_bytes()
 
     # offboarding (no oversight workflow running here: offboarded from the CLI itself)
     assert cli("offboard", key, "--reason", "").returncode == 2
