@@ -2,7 +2,7 @@
 
 A zip with ``index.html`` (read first), the plan and findings, the protocols with their SHA-256 and
 approvals, the signed agreement PDFs byte-identical to the stored ones, the timeline (audit trail of
-the onboarding and the oversight), chart reviews, adverse events (with the draft MedWatch 3500 of each
+the onboarding and the oversight), chart reviews and their corrective actions, adverse events (with the draft MedWatch 3500 of each
 serious or sentinel one, ``medwatch/``), renewal notices, exclusion screens,
 and ``manifest.json`` listing the SHA-256 of every other file.
 """
@@ -70,6 +70,10 @@ def packet_files(engine: Engine, clinic_key: str) -> dict[str, bytes]:
     files["timeline.json"] = _json([{k: e[k] for k in ("at", "workflow_id", "actor", "action", "reason", "detail")}
                                     for e in timeline])
     files["chart_reviews.json"] = _json(oversight.list_reviews(engine, clinic_key))
+    now = now_utc()
+    actions = [{**a, "status": oversight.corrective_action_status(a, now)}
+               for a in oversight.corrective_actions(engine, clinic_key)]
+    files["corrective_actions.json"] = _json(actions)
     events = oversight.list_events(engine, clinic_key)
     for event in events:  # the draft MedWatch 3500 of a serious or sentinel event, as stored
         if event.get("medwatch_path") and Path(event["medwatch_path"]).exists():
@@ -80,12 +84,12 @@ def packet_files(engine: Engine, clinic_key: str) -> dict[str, bytes]:
     files["adverse_events.json"] = _json(events)
     files["renewal_notices.json"] = _json(oversight.list_notices(engine, clinic_key))
     files["exclusion_screens.json"] = _json([e for e in timeline if e["action"] == "exclusion_screen"])
-    files["index.html"] = _index(clinic_key, clinic, wf, files, protocols, signed, timeline)
+    files["index.html"] = _index(clinic_key, clinic, wf, files, protocols, signed, timeline, actions)
     return files
 
 
 def _index(clinic_key: str, clinic: dict, wf: str, files: dict[str, bytes], protocols: list[dict], signed: list[dict],
-           timeline: list[dict]) -> bytes:
+           timeline: list[dict], actions: list[dict]) -> bytes:
     e = html.escape
     rows = "".join(f"<tr><td><a href='{e(p)}'>{e(p)}</a></td><td><code>{hashlib.sha256(b).hexdigest()}</code></td></tr>"
                    for p, b in sorted(files.items()))
@@ -94,6 +98,9 @@ def _index(clinic_key: str, clinic: dict, wf: str, files: dict[str, bytes], prot
                    for p in protocols)
     agr = "".join(f"<li>{e(a['kind'])} ({e(a['status'])}, envelope {e(str(a['envelope_id']))}): "
                   f"<code>{e(str(a['sha256'] or '-'))}</code></li>" for a in signed)
+    corrective = "".join(f"<li>{e(a['action_id'])} (review {e(a['review_id'])}): {e(str(a['deficiencies']))} "
+                         f"deficiencies, opened {e(str(a['opened_at']))}, due {e(str(a['due_at']))}, "
+                         f"{e(a['status'])}</li>" for a in actions)
     events = "".join(f"<tr><td>{e(str(x['at']))}</td><td>{e(x['actor'])}</td><td>{e(x['action'])}</td>"
                      f"<td>{e(x['reason'] or '')}</td></tr>" for x in timeline)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Audit packet {e(clinic_key)}</title></head>
@@ -104,6 +111,7 @@ def _index(clinic_key: str, clinic: dict, wf: str, files: dict[str, bytes], prot
 <p>Every file's SHA-256 is in <code>manifest.json</code>; signed agreements are the stored PDFs, byte for byte.</p>
 <h2>Protocols</h2><ul>{prot or '<li>none</li>'}</ul>
 <h2>Agreements</h2><ul>{agr or '<li>none</li>'}</ul>
+<h2>Corrective actions</h2><ul>{corrective or '<li>none</li>'}</ul>
 <h2>Files</h2><table border="1"><tr><th>file</th><th>SHA-256</th></tr>{rows}</table>
 <h2>Timeline</h2><table border="1"><tr><th>at</th><th>actor</th><th>action</th><th>reason</th></tr>{events}</table>
 </body></html>

@@ -423,6 +423,18 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         return JSONResponse(status_code=202 if result.status == "started" else 200,
                             content={"workflow_id": result.workflow_id, "status": result.status})
 
+    @app.get("/clinics/{clinic_key}/audit-packet", tags=["ops"], response_class=Response,
+             summary="The clinic's inspection-ready audit packet (zip: manifest.json with SHA-256s, index.html, ...)",
+             responses={200: {"description": "the packet, as `mdco audit-packet` writes it",
+                              "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}},
+                        404: {"description": "unknown clinic"}})
+    async def audit_packet(clinic_key: str = Path(pattern=r"^[a-z0-9-]{3,64}$")) -> Response:
+        from store.db import engine_from_settings
+
+        data = await asyncio.to_thread(service.audit_packet, engine_from_settings(settings), clinic_key)
+        return Response(data, media_type="application/zip",
+                        headers={"Content-Disposition": f'attachment; filename="audit-packet-{clinic_key}.zip"'})
+
     @app.post("/onboardings/{workflow_id}/retry", tags=["ops"], response_model=ActionResponse,
               summary="Ops retry a blocked onboarding from the step that failed",
               responses={404: {"description": "unknown id"}, 409: {"description": "not blocked"}})

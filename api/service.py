@@ -267,6 +267,24 @@ def protocols_shown(engine: Any, id_or_key: str) -> list[dict]:
         raise NotFound(str(exc)) from None
 
 
+def audit_packet(engine: Any, id_or_key: str) -> bytes:
+    """``GET /clinics/{clinic_key}/audit-packet``: the zip ``mdco audit-packet`` writes
+    (``activities.audit_packet.build_packet``), from the store (readable while Temporal is down)."""
+    import tempfile
+    from pathlib import Path
+
+    from activities.audit_packet import build_packet
+    from store import onboardings
+
+    clinic_key = id_or_key.removeprefix("oversight-").removeprefix("onboarding-")
+    if onboardings.get_clinic(engine, clinic_key) is None:
+        raise NotFound(f"no clinic {clinic_key}")
+    with tempfile.TemporaryDirectory(prefix="mdco-packet-") as folder:
+        out = Path(folder) / f"audit-packet-{clinic_key}.zip"
+        build_packet(engine, clinic_key, out)
+        return out.read_bytes()
+
+
 async def decline_pharmacy(client: Client, id_or_key: str, pharmacy_id: str, reason: str, *,
                            on_behalf_of: str = "") -> str:
     """A pharmacy turns the prescriber account down; the onboarding asks the next qualifying one."""
