@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from rich.console import Console
 from rich.live import Live
@@ -120,6 +123,8 @@ def run_demo(settings: Settings, *, keep: bool, timeout: float, console: Console
         run_id = datetime.now(timezone.utc).strftime("%m%d%H%M%S")
         clinics = sample_clinics(run_id)
         ok = asyncio.run(play(settings, clinics, timeout, console))
+        if ok:
+            oversight_after_launch(settings, [c.intake["clinic_key"] for c in clinics], console)
         summary(settings, clinics, stack, console, ok, time.monotonic() - started)
     finally:
         if keep:
@@ -127,6 +132,69 @@ def run_demo(settings: Settings, *, keep: bool, timeout: float, console: Console
         else:
             stack.stop()
     return 0 if ok else 1
+
+
+def _mdco(console: Console, *args: str) -> subprocess.CompletedProcess:
+    """Run ``mdco ARGS`` as ops or the director would (the same CLI code), echoing the command and its output."""
+    console.print(f"$ mdco {shlex.join(args)}", style="bold", highlight=False, markup=False)
+    proc = subprocess.run([sys.executable, "-m", "starter", *args], capture_output=True, text=True, timeout=60)
+    console.print((proc.stdout + (proc.stderr if proc.returncode else "")).rstrip(), highlight=False, markup=False)
+    return proc
+
+
+def renewal_step_as_of(views: list, clinic_keys: list[str]) -> tuple[date, object, str] | None:
+    """A sweep date that puts a credential of one of ``clinic_keys`` on a ladder step not yet notified:
+    the earliest such date, never past any live clinic's expiry (so the demo's sweep lapses nothing);
+    with the credential and its clinic."""
+    if not views:
+        return None
+    latest_safe = min(v.expires_on for v in views) - timedelta(days=1)
+    candidates = [(v.expires_on - timedelta(days=step), v, key) for v in views for key in clinic_keys
+                  if key in v.clinics for step in (90, 60, 30, 14, 7) if step not in v.notified_steps]
+    candidates = [c for c in candidates if c[0] <= latest_safe]
+    return min(candidates, key=lambda c: c[0]) if candidates else None
+
+
+def oversight_after_launch(settings: Settings, clinic_keys: list[str], console: Console) -> None:
+    """After launch, for one launched clinic: the director submits the first chart review (``mdco reviews
+    submit``), the compliance sweep sends a renewal notice (``mdco oversight sweep --as-of``: the day a
+    credential of the clinic reaches a ladder step), and ``mdco oversight status`` sums its oversight up."""
+    from activities.onboarding import OnboardingActivities
+    from activities.oversight import OversightActivities
+    from domain.messages import ChartReviewRequest
+    from domain.onboarding import Timing
+    from store import onboardings, oversight
+    from store.db import engine_from_settings
+    from store.tables import now_utc
+
+    engine = engine_from_settings(settings)
+    acts = OversightActivities(OnboardingActivities(settings, engine))
+    step = renewal_step_as_of(acts.renewals(date.today()), clinic_keys)
+    clinic_key = step[2] if step else clinic_keys[0]
+    console.print()
+    console.rule(f"oversight after launch: {clinic_key}")
+    clinic = onboardings.get_clinic(engine, clinic_key) or {}
+    npi = clinic.get("physician_npi")
+    if clinic.get("status") != "active" or not npi:
+        console.print(f"{clinic_key} is not under oversight (status {clinic.get('status')})")
+        return
+    plan = (onboardings.get_onboarding(engine, f"onboarding-{clinic_key}") or {}).get("plan") or {}
+    percent = int((plan.get("chart_review") or {}).get("percent") or 5)
+    # the first review cycle, brought forward (the oversight workflow's own cycle 1 finds it open already)
+    acts.open_chart_review(ChartReviewRequest(clinic_key=clinic_key, physician_npi=npi, cycle=1, sample_percent=percent,
+                                              due_at=now_utc() + Timing.demo().chart_review_deadline))
+    review = oversight.get_review(engine, f"{clinic_key}-cr-1") or {}
+    charts = int(review.get("sample_charts") or 5)
+    _mdco(console, "reviews", "submit", f"{clinic_key}-cr-1", "--npi", npi, "--charts", str(charts),
+          "--deficiencies", "0", "--notes", "demo: sample reviewed, no deficiencies")
+    if step is None:
+        _mdco(console, "renewals", "--within", "400")
+    else:
+        as_of, view, _ = step
+        console.print(f"{view.credential} {view.state} of {view.holder_id} expires {view.expires_on}: "
+                      f"the sweep as of {as_of} is on its {(view.expires_on - as_of).days}-day step", highlight=False)
+        _mdco(console, "oversight", "sweep", "--as-of", as_of.isoformat())
+    _mdco(console, "oversight", "status", clinic_key)
 
 
 def summary(settings: Settings, clinics: list[Clinic], stack, console: Console, ok: bool, took: float) -> None:

@@ -160,8 +160,9 @@ def status(id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     for e in data["adverse_events"]:
         out.print(f"  event {e['event_id']}: {e['severity']} {e['status']}", highlight=False)
     for v in data["renewals"]:
-        out.print(f"  {v['credential']} {v['state'] or ''} expires {v['expires_on']} (step {v['step']})",
-                  highlight=False)
+        sent = ", ".join(map(str, v["notified_steps"])) or "none"
+        out.print(f"  {v['credential']} {v['state'] or ''} expires {v['expires_on']} "
+                  f"(step {v['step'] if v['step'] is not None else '-'}; notices sent: {sent})", highlight=False)
 
 
 # ---------------------------------------------------------------------------- chart reviews and events
