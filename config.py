@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     worker_metrics_port: int = 9464  # the worker's /metrics (SDK + mdco_*) and /healthz
     worker_sdk_metrics_port: int = 0  # the SDK's own exporter, loopback only; 0 -> a free port at start-up
     worker_shutdown_grace_s: float = 30.0  # on SIGTERM: stop polling, let running activities finish this long
+    # worker tuning (worker.worker_tuning; figures in BENCHMARKS.md): workflows kept in memory between tasks
+    # (an evicted one is replayed from its history on its next task), concurrent tasks, pollers per kind
+    worker_max_cached_workflows: int = 1000
+    worker_max_concurrent_workflow_tasks: int = 100
+    worker_max_concurrent_activities: int = 16
+    worker_workflow_task_pollers: int = 5
+    worker_activity_task_pollers: int = 5
+    worker_sandbox_passthrough_all: bool = False  # True: the sandbox re-imports no module per workflow run
     log_format: str = "json"  # "json" (one object per line) | "text" (for a person at a terminal)
     log_level: str = "INFO"
 

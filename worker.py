@@ -18,7 +18,8 @@ from datetime import timedelta
 from typing import Sequence
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, Worker
+from temporalio.worker import Interceptor, PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.errors import BusinessFailureInterceptor
 from activities.onboarding import OnboardingActivities
@@ -36,9 +37,22 @@ from workflows.oversight import OversightWorkflow
 from workflows.compliance import COMPLIANCE_WORKFLOWS
 
 WORKFLOWS = [OnboardingWorkflow, OversightWorkflow, *COMPLIANCE_WORKFLOWS]
-MAX_CONCURRENT_ACTIVITIES = 16
+MAX_CONCURRENT_ACTIVITIES = 16  # the default of MDCO_WORKER_MAX_CONCURRENT_ACTIVITIES
 
 log = logging.getLogger("mdco.worker")
+
+
+def worker_tuning(settings: Settings) -> dict:
+    """The ``Worker`` knobs from ``MDCO_WORKER_*`` (cache size, concurrent tasks, pollers, sandbox)."""
+    runner = {}
+    if settings.worker_sandbox_passthrough_all:  # modules shared by all runs: workflow code keeps no module state
+        runner["workflow_runner"] = SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+    return dict(**runner, max_cached_workflows=settings.worker_max_cached_workflows,
+                max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_task_pollers),
+                activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_task_pollers))
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor,
@@ -49,7 +63,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     return Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS + reconcile_workflows,
                   activities=onboarding.all() + oversight.all() + reconcile_activities
                   + ReplacementActivities(onboarding, client).all(), activity_executor=executor,
-                  max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+                  **worker_tuning(settings),
                   interceptors=[*interceptors, BusinessFailureInterceptor()],
                   graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s))
 
@@ -71,7 +85,7 @@ async def main() -> int:
                                       data_converter=data_converter(settings), runtime=runtime)
         await ensure_reconcile_schedule(client, settings.task_queue)  # idempotent: one schedule per namespace
         await ensure_compliance_schedule(client, settings.task_queue)  # daily sweep, idempotent too
-        with ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES) as executor:
+        with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
             worker = build_worker(client, settings, executor, [telemetry.interceptor()])
             running = asyncio.create_task(worker.run())
             telemetry.healthy = lambda: worker.is_running and not running.done() and not stop.is_set()

@@ -154,6 +154,13 @@ def _plan_cli(wf: str, reason: str) -> list[str]:
     return [sys.executable, "-m", "starter", "plan", "approve", wf, "--reason", reason]
 
 
+def _retry_after(response: httpx.Response, cap: float = 5.0) -> float:
+    try:
+        return min(cap, max(0.1, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
+
+
 def _signed(response: httpx.Response) -> bool:
     # 400 ENVELOPE_INVALID_STATUS: it is no longer open (signed before, voided, expired): nothing to do
     return response.status_code in (200, 400)
@@ -190,6 +197,7 @@ class Tally:
     """What the driver did: requests by kind, and status polls."""
 
     polls: int = 0
+    rate_limited: int = 0  # answers 429 (waited out, then asked again)
     actions: dict[str, int] = field(default_factory=dict)
     answer_latency_s: list[float] = field(default_factory=list)  # action sent -> status shows it moved on
 
@@ -228,6 +236,10 @@ class Driver:
         async def one(intake: dict) -> str:
             async with gate:
                 r = await api.post("/onboardings", json=intake)
+                while r.status_code == 429:
+                    self.tally.rate_limited += 1
+                    await asyncio.sleep(_retry_after(r))
+                    r = await api.post("/onboardings", json=intake)
             if r.status_code not in (200, 202):
                 raise RuntimeError(f"starting {intake['clinic_key']} failed: {r.status_code} {r.text[:500]}")
             return r.json()["workflow_id"]
@@ -264,7 +276,8 @@ class Driver:
             r = await api.get(f"/onboardings/{wf}")
             self.tally.polls += 1
             if r.status_code == 429:  # rate-limited: wait as told (capped), then carry on
-                await asyncio.sleep(min(5.0, float(r.headers.get("Retry-After", "1") or 1)))
+                self.tally.rate_limited += 1
+                await asyncio.sleep(_retry_after(r))
                 continue
             if r.status_code == 200:
                 st = self.statuses[wf] = r.json()
@@ -297,6 +310,8 @@ class Driver:
             return True
         path, body = _request(action, wf, self.humans)
         r = await api.post(path, json=body)
+        if r.status_code == 429:
+            self.tally.rate_limited += 1
         return r.status_code == 200
 
 
