@@ -103,13 +103,18 @@ def _initial_search_attributes(intake: Intake, timing: Timing, now: datetime) ->
     ])
 
 
+def _default_timing(settings: Settings) -> Timing:
+    """The timers of a new placement: compressed in the demo profile, real durations otherwise."""
+    return Timing.demo() if settings.timing_profile == "demo" else Timing()
+
+
 async def start_onboarding(client: Client, settings: Settings, intake: Intake, *, timing: Timing | None = None,
                            offer_fanout: int | None = None, started_by: str = "sales") -> StartResult:
     """Start the clinic's onboarding, or report the one that exists (a repeated click starts nothing).
 
     Only a failed/terminated earlier run may be replaced; a completed or cancelled one is reported."""
     wf_id = workflow_id_for(intake.clinic_key)
-    timing = timing or (Timing.demo() if settings.timing_profile == "demo" else Timing())
+    timing = timing or _default_timing(settings)
     offer_fanout = offer_fanout or settings.offer_fanout
     try:
         await client.start_workflow(
@@ -145,18 +150,17 @@ async def start_replacement(client: Client, settings: Settings, engine: Any, id_
         raise NotFound(f"no clinic {clinic_key}")
     if clinic.get("status") != "active" or not clinic.get("physician_npi"):
         raise Rejected(f"clinic {clinic_key} is not live under a medical director (status {clinic.get('status')})")
-    placements = onboardings.placements(engine, clinic_key)
-    for p in placements:
-        if p["workflow_id"] != workflow_id_for(clinic_key) and p["stage"] not in (Stage.launched, Stage.cancelled):
-            desc = await client.get_workflow_handle(p["workflow_id"]).describe()
-            if desc.status == WorkflowExecutionStatus.RUNNING:
-                return StartResult(p["workflow_id"], "already_running")
+    running = oversight.running_replacement(engine, clinic_key)
+    if running is not None:
+        desc = await client.get_workflow_handle(running).describe()
+        if desc.status == WorkflowExecutionStatus.RUNNING:
+            return StartResult(running, "already_running")
     previous = oversight.launched_onboarding(engine, clinic_key)
     if previous is None:
         raise Rejected(f"clinic {clinic_key} has no launched placement to replace")
-    wf_id = f"{workflow_id_for(clinic_key)}-r{len(placements)}"
+    wf_id = f"{workflow_id_for(clinic_key)}-r{len(onboardings.placements(engine, clinic_key))}"
     intake = Intake.model_validate(clinic["intake"])
-    timing = timing or (Timing.demo() if settings.timing_profile == "demo" else Timing())
+    timing = timing or _default_timing(settings)
     replacement = Replacement(outgoing_npi=clinic["physician_npi"], previous_workflow_id=previous["workflow_id"],
                               oversight_workflow_id=oversight_id_for(clinic_key), reason=reason)
     await client.start_workflow(

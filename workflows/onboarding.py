@@ -7,6 +7,7 @@ Orchestration only: every side effect is an activity called by name, every durat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -348,7 +349,6 @@ class OnboardingWorkflow:
             return False
         self._round += 1
         self._note(f"offer round {self._round}: re-offering {len(silent)} physician(s) whose offers expired unanswered")
-        self._refresh_details()
         await self._notify(Notice(
             workflow_id=self._wf_id, key=f"offer-round-{self._round}", to_role="ops",
             subject=f"Offer round {self._round} for {self._wf_id}",
@@ -375,13 +375,12 @@ class OnboardingWorkflow:
             reason += f" ({len(result.excluded)} excluded; e.g. {'; '.join(common)})"
         if self._quiet_repeat("roster", reason):  # nothing changed since ops were told: just wait
             self._wait_for_if_changed("roster", reason)
-            await self._wait_for_roster_change(also=lambda: self._physician is not None)
-            return
-        self._wait_for("roster", reason)
-        self._note(reason)
-        await self._notify(Notice(
-            workflow_id=self._wf_id, key=f"roster-empty-{self._roster_version}", to_role="ops",
-            subject=f"No eligible physician for {self._wf_id}", body=reason))
+        else:
+            self._wait_for("roster", reason)
+            self._note(reason)
+            await self._notify(Notice(
+                workflow_id=self._wf_id, key=f"roster-empty-{self._roster_version}", to_role="ops",
+                subject=f"No eligible physician for {self._wf_id}", body=reason))
         await self._wait_for_roster_change(also=lambda: self._physician is not None)  # or an ops assignment
 
     async def _expire_due_offers(self) -> None:
@@ -876,9 +875,8 @@ class OnboardingWorkflow:
                 id=oversight_id, parent_close_policy=workflow.ParentClosePolicy.ABANDON)
         except WorkflowAlreadyStartedError:  # oversight from an earlier engagement is still running:
             if workflow.patched(patches.REONBOARD_TAKES_OVER):  # it goes on with this director, not the old one
-                await workflow.get_external_workflow_handle(oversight_id).signal(
-                    OversightWorkflow.director_replaced,
-                    DirectorChange(npi=self._physician, workflow_id=self._wf_id, at=workflow.now()))
+                await self._tell_oversight(oversight_id, OversightWorkflow.director_replaced, DirectorChange(
+                    npi=self._physician, workflow_id=self._wf_id, at=workflow.now()))
         self._oversight_id = oversight_id
         await self._enter(Stage.launched)
         self._note(f"clinic launched; oversight continues in {oversight_id}")
@@ -886,20 +884,19 @@ class OnboardingWorkflow:
     async def _hand_over(self, replacement: Replacement) -> None:
         """A replacement launched: oversight goes on in the same workflow with the new director."""
         assert self._physician is not None
-        await self._tell_oversight(OversightWorkflow.director_replaced,
+        await self._tell_oversight(replacement.oversight_workflow_id, OversightWorkflow.director_replaced,
                                    DirectorChange(npi=self._physician, workflow_id=self._wf_id, at=workflow.now()))
         self._oversight_id = replacement.oversight_workflow_id
         await self._enter(Stage.launched)
         self._note(f"NPI {self._physician} replaces NPI {replacement.outgoing_npi}; "
                    f"oversight continues in {replacement.oversight_workflow_id}")
 
-    async def _tell_oversight(self, signal: Any, arg: Any) -> None:
+    async def _tell_oversight(self, oversight_id: str, signal: Any, arg: Any) -> None:
         """Signal the clinic's oversight workflow; one that is gone (offboarded) is noted, not fatal."""
-        assert self._inp.replacement is not None
         try:
-            await workflow.get_external_workflow_handle(self._inp.replacement.oversight_workflow_id).signal(signal, arg)
+            await workflow.get_external_workflow_handle(oversight_id).signal(signal, arg)
         except FailureError as err:
-            self._note(f"oversight {self._inp.replacement.oversight_workflow_id} not told: {_failure_reason(err)}")
+            self._note(f"oversight {oversight_id} not told: {_failure_reason(err)}")
 
     # ------------------------------------------------------------------ cancel
     @workflow.update
@@ -934,7 +931,8 @@ class OnboardingWorkflow:
                 to_id=self._physician, subject=f"Placement cancelled: {self._intake.clinic_name}",
                 body="This placement will not go ahead: the onboarding was cancelled. Your capacity is released."))
         if self._inp.replacement is not None:  # the clinic's oversight stops showing "replacing"
-            await self._tell_oversight(OversightWorkflow.replacement_ended, self._wf_id)
+            await self._tell_oversight(self._inp.replacement.oversight_workflow_id, OversightWorkflow.replacement_ended,
+                                       self._wf_id)
         self._note(f"cancelled by {self._cancel.actor}: {self._cancel.reason}")
         self._wait_for("", "")
         await self._enter(Stage.cancelled)
@@ -989,7 +987,7 @@ class OnboardingWorkflow:
 
     def _answer_lock(self) -> Any:
         """The lock answers take, for the main path's cleanup and expiry (new executions only)."""
-        return self._lock if workflow.patched(patches.RACE_FREE) else _NoLock()
+        return self._lock if workflow.patched(patches.RACE_FREE) else contextlib.nullcontext()
 
     def _quiet_repeat(self, who: str, reason: str) -> bool:
         """True when this wait repeats the last one unchanged (same party, reason and roster): the
@@ -1104,12 +1102,3 @@ class OnboardingWorkflow:
             details += f" · waiting on {self._waiting_on}: {self._waiting_reason}"
         workflow.set_current_details(details)
 
-
-class _NoLock:
-    """Release 1's behaviour for histories recorded before ``patches.RACE_FREE``: no lock taken."""
-
-    async def __aenter__(self) -> None:
-        return None
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
