@@ -63,6 +63,10 @@ def dated_credentials(engine: Engine, clinics: list[dict], *,
                 signed = [a for a in agreements.list_agreements(engine, wf) if a["status"] == "completed"]
             dates = {a["kind"]: a["renews_on"] for a in signed if a["renews_on"] is not None}
             add(renewals.agreement_credentials(wf, [a["kind"] for a in signed], launched_on, dates), key)
+            serving = [a.pharmacy_id for a in onboardings.list_pharmacy_assignments(engine, wf)
+                       if a.status != "declined"]
+            for pid, licences in oversight.pharmacy_licenses(engine, serving).items():
+                add(renewals.pharmacy_credentials(pid, licences, states), key)
     return creds, by_clinic
 
 
@@ -130,9 +134,12 @@ class OversightActivities:
                     summary.suspended += [f"{clinic}:{s}" for s in newly]
                     self._tell_suspension(clinic, newly, f"{cred.credential.replace('_', ' ')} expired on "
                                                          f"{cred.expires_on.isoformat()}", f"{cred.key}:{today}")
+                pharmacies = self._suspend_pharmacy(cred, clinic, states_of[clinic], now) if step == LAPSED else []
+                summary.pharmacies_suspended += [f"{clinic}:{p}" for p in pharmacies]
                 summary.alerts.append(ComplianceAlert(
                     clinic_key=clinic, kind="lapse" if step == LAPSED else "renewal_notice", credential_key=cred.key,
-                    step=str(step), suspended_states=newly, at=now))
+                    step=str(step), suspended_states=newly, suspended_pharmacies=pharmacies, at=now))
+        self._lift_renewed_pharmacies(creds, today, now)
         self._rescreen(clinics, today, now, summary)
         self._escalate_reviews(now, summary)
         self._escalate_events(now, summary)
@@ -175,6 +182,8 @@ class OversightActivities:
         views = self.renewals(now.date(), clinic_key) if clinic.get("status") == "active" else []
         return {"workflow_id": oversight_id_for(clinic_key), "clinic_key": clinic_key, "status": state,
                 "physician_npi": clinic.get("physician_npi"), "suspended_states": suspended,
+                "suspended_pharmacies": [{k: p[k] for k in ("pharmacy_id", "state", "since", "reason")}
+                                         for p in oversight.pharmacy_suspensions(self.engine, clinic_key)],
                 "replacement_workflow_id": replacing, "chart_reviews": reviews, "adverse_events": events,
                 "renewals": [v.model_dump(mode="json", exclude={"clinics"}) for v in views]}
 
@@ -235,6 +244,48 @@ class OversightActivities:
             self._onb._mail(Notice(workflow_id=wf, key=f"suspended:{key}:{','.join(states)}:{role}", to_role=role,
                                    to_id=to_id, subject=subject, body=body))
         log.info("%s: oversight suspended in %s", wf, ",".join(states))
+
+    def _suspend_pharmacy(self, cred: Credential, clinic_key: str, clinic_states: list[str], now: datetime) -> list[str]:
+        """A pharmacy licence lapsed: that pharmacy stops serving the clinic in the licence's state (policy
+        ``pharmacy``); the clinic, its director, the pharmacy and ops are told. ``pharmacy_id:state`` newly
+        suspended."""
+        why = f"its {cred.state} pharmacy licence expired on {cred.expires_on.isoformat()}"
+        newly = [st for st in renewals.suspended_pharmacy_states(cred, clinic_states) if oversight.suspend_pharmacy(
+            self.engine, clinic_key, cred.holder_id, st, cred.key, f"pharmacy licence expired {cred.expires_on}", now)]
+        if newly:
+            self._tell_pharmacy_change(clinic_key, cred.holder_id, newly, f"suspended:{cred.key}:{cred.expires_on}",
+                                       "suspended", f"{why}. Send no prescriptions for patients in "
+                                       f"{', '.join(newly)} to it until ops confirm the renewed licence")
+        return [f"{cred.holder_id}:{st}" for st in newly]
+
+    def _lift_renewed_pharmacies(self, creds: dict[str, Credential], today: date, now: datetime) -> None:
+        """A suspended pharmacy whose licence was re-imported with a later expiry serves the clinic again."""
+        for row in oversight.pharmacy_suspensions(self.engine):
+            cred = creds.get(row["cause"])
+            if cred is None or renewals.step_on(cred.expires_on, today) == LAPSED:
+                continue
+            if oversight.lift_pharmacy(self.engine, row["clinic_key"], row["pharmacy_id"], row["state"], now):
+                self._tell_pharmacy_change(row["clinic_key"], row["pharmacy_id"], [row["state"]],
+                                           f"lifted:{cred.key}:{cred.expires_on}", "reinstated",
+                                           f"its {row['state']} licence now runs to {cred.expires_on.isoformat()}")
+
+    def _tell_pharmacy_change(self, clinic_key: str, pharmacy_id: str, states: list[str], key: str, what: str,
+                              why: str) -> None:
+        """Clinic, director, the pharmacy and ops hear that a pharmacy is suspended or reinstated."""
+        wf = oversight_id_for(clinic_key)
+        clinic = onboardings.get_clinic(self.engine, clinic_key) or {}
+        name = clinic.get("name", clinic_key)
+        subject = f"Pharmacy {pharmacy_id} {what} for {name} in {', '.join(states)}"
+        body = f"Pharmacy {pharmacy_id} is {what} for {name} in {', '.join(states)}: {why}.\n"
+        audit.audit(self.engine, wf, "compliance-sweep", f"pharmacy_{what}", reason=why,
+                   detail={"pharmacy_id": pharmacy_id, "states": states}, idem_key=f"{wf}:pharmacy:{key}")
+        notices = [("clinic", clinic_key), ("ops", ""), ("pharmacy", pharmacy_id)]
+        if clinic.get("physician_npi"):
+            notices.append(("physician", clinic["physician_npi"]))
+        for role, to_id in notices:
+            self._onb._mail(Notice(workflow_id=wf, key=f"pharmacy-{key}:{role}", to_role=role, to_id=to_id,
+                                   subject=subject, body=body))
+        log.info("%s: pharmacy %s %s in %s", wf, pharmacy_id, what, ",".join(states))
 
     def _rescreen(self, clinics: list[dict], today: date, now: datetime, summary: SweepSummary) -> None:
         """Re-screen the roster against the last imported LEIE list; a live clinic's excluded director

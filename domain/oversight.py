@@ -20,6 +20,8 @@ class ComplianceAlert(BaseModel):
     step: str = ""  # the ladder step of a renewal notice ("90" ... "0", "lapsed")
     suspended_states: list[str] = Field(default_factory=list)  # states this alert suspends
     at: datetime
+    #: "<pharmacy_id>:<state>" a pharmacy licence's lapse suspends (prescribing oversight goes on)
+    suspended_pharmacies: list[str] = Field(default_factory=list)
 
 
 class SweepRequest(BaseModel):
@@ -32,6 +34,8 @@ class SweepSummary(BaseModel):
     credentials: int = 0  # dated credentials they depend on
     notices: int = 0  # ladder notices sent now
     suspended: list[str] = Field(default_factory=list)  # "<clinic_key>:<state>" newly suspended
+    #: "<clinic_key>:<pharmacy_id>:<state>" newly suspended by a pharmacy licence's lapse
+    pharmacies_suspended: list[str] = Field(default_factory=list)
     excluded_npis: list[str] = Field(default_factory=list)  # directors of live clinics on the LEIE list
     leie_entries: int = 0  # size of the list re-screened against (0: none imported yet)
     reviews_escalated: int = 0

@@ -38,7 +38,9 @@ CredentialKind = Literal["license", "dea", "malpractice", "board_certification",
                          "pharmacy_license", "agreement_term"]
 HolderKind = Literal["physician", "midlevel", "pharmacy", "agreement"]
 Severity = Literal["minor", "serious", "sentinel"]
-Suspends = Literal["state", "all", "none"]
+#: What a lapse suspends: the credential's state, every clinic state, nothing, or (a pharmacy's licence)
+#: that pharmacy's service to the clinic in the licence's state (prescribing oversight goes on).
+Suspends = Literal["state", "all", "none", "pharmacy"]
 
 HOLDER_OF: dict[str, HolderKind] = {
     "license": "physician", "dea": "physician", "malpractice": "physician", "board_certification": "physician",
@@ -223,6 +225,14 @@ def suspended_states(cred: Credential, clinic_states: Iterable[str], suspends: L
     if rule == "state":
         return [cred.state] if cred.state in states else []
     return []
+
+
+def suspended_pharmacy_states(cred: Credential, clinic_states: Iterable[str],
+                              suspends: LapseSuspends | None = None) -> list[str]:
+    """The clinic states in which a lapse of ``cred`` suspends its holder pharmacy (rule ``pharmacy``):
+    the licence's own state when the clinic operates there; empty for every other credential."""
+    rule = getattr(suspends or policy().lapse_suspends, cred.credential)
+    return [cred.state] if rule == "pharmacy" and cred.state in set(clinic_states) else []
 
 
 # ---------------------------------------------------------------- what a clinic depends on

@@ -9,7 +9,7 @@ is written then.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, func, select, update
 from sqlmodel import Session
@@ -118,15 +118,21 @@ def list_notices(engine: Engine, clinic_key: str | None = None) -> list[dict]:
 def suspend(engine: Engine, clinic_key: str, state: str, cause: str, reason: str, at: datetime) -> bool:
     """Suspend prescribing oversight in ``state`` for ``clinic_key``. True when it was not suspended
     already (a new suspension, or again after a lift); an active one keeps its first cause and time."""
-    require(clinic_key, "clinic_key")
+    return _suspend(engine, t.OversightSuspension, dict(clinic_key=clinic_key, state=state), cause, reason, at)
+
+
+def _suspend(engine: Engine, model: type, ids: dict[str, str], cause: str, reason: str, at: datetime) -> bool:
+    """Insert or re-open the suspension row ``ids`` of ``model``; False when it is active already."""
+    for name, value in ids.items():
+        require(value, name)
     require(cause, "cause")
 
     def work(s: Session) -> bool:
-        row = s.get(t.OversightSuspension, (clinic_key, state), with_for_update=True)
+        row = s.get(model, tuple(ids.values()), with_for_update=True)
         if row is not None and row.lifted_at is None:
             return False
         if row is None:
-            row = t.OversightSuspension(clinic_key=clinic_key, state=state, cause=cause, reason=reason, since=at)
+            row = model(**ids, cause=cause, reason=reason, since=at)
         row.cause, row.reason, row.since, row.lifted_at = cause, reason, at, None
         s.add(row)
         return True
@@ -135,13 +141,60 @@ def suspend(engine: Engine, clinic_key: str, state: str, cause: str, reason: str
 
 
 def lift(engine: Engine, clinic_key: str, state: str, at: datetime) -> bool:
-    su = sql_table(t.OversightSuspension)
+    return _lift(engine, t.OversightSuspension, dict(clinic_key=clinic_key, state=state), at)
+
+
+def _lift(engine: Engine, model: type, ids: dict[str, str], at: datetime) -> bool:
+    table = sql_table(model)
 
     def work(s: Session) -> bool:
-        return s.exec(update(su).where(su.c.clinic_key == clinic_key, su.c.state == state, su.c.lifted_at.is_(None))
+        return s.exec(update(table).where(*(table.c[k] == v for k, v in ids.items()), table.c.lifted_at.is_(None))
                       .values(lifted_at=at)).rowcount == 1
 
     return run(engine, work)
+
+
+# ---------------------------------------------------------------- pharmacies
+def pharmacy_licenses(engine: Engine, pharmacy_ids: Iterable[str]) -> dict[str, list[tuple[str, date]]]:
+    """The state licences (``(state, expires)``) the pharmacy file carried for each pharmacy, by id
+    (a pharmacy without the column on file has none here and is not on the ladder)."""
+    pl = sql_table(t.PharmacyLicense)
+    ids = sorted(set(pharmacy_ids))
+
+    def work(s: Session) -> dict[str, list[tuple[str, date]]]:
+        out: dict[str, list[tuple[str, date]]] = {}
+        if ids:
+            for pid, state, expires in s.exec(select(pl.c.pharmacy_id, pl.c.state, pl.c.expires)
+                                              .where(pl.c.pharmacy_id.in_(ids)).order_by(pl.c.pharmacy_id, pl.c.state)):
+                out.setdefault(pid, []).append((state, expires))
+        return out
+
+    return run(engine, work, write=False)
+
+
+def suspend_pharmacy(engine: Engine, clinic_key: str, pharmacy_id: str, state: str, cause: str, reason: str,
+                     at: datetime) -> bool:
+    """Suspend ``pharmacy_id``'s service to ``clinic_key`` in ``state``; True when not suspended already."""
+    return _suspend(engine, t.PharmacySuspension, dict(clinic_key=clinic_key, pharmacy_id=pharmacy_id, state=state),
+                    cause, reason, at)
+
+
+def lift_pharmacy(engine: Engine, clinic_key: str, pharmacy_id: str, state: str, at: datetime) -> bool:
+    """The pharmacy's licence was renewed: its service there resumes. True when this call lifted it."""
+    return _lift(engine, t.PharmacySuspension, dict(clinic_key=clinic_key, pharmacy_id=pharmacy_id, state=state), at)
+
+
+def pharmacy_suspensions(engine: Engine, clinic_key: str | None = None) -> list[dict]:
+    """Active pharmacy suspensions (of ``clinic_key``, or of every clinic)."""
+    def work(s: Session) -> list[dict]:
+        q = select_rows(t.PharmacySuspension).where(t.PharmacySuspension.lifted_at.is_(None))  # type: ignore[union-attr]
+        if clinic_key is not None:
+            q = q.where(t.PharmacySuspension.clinic_key == clinic_key)
+        rows = s.exec(q.order_by(t.PharmacySuspension.clinic_key, t.PharmacySuspension.pharmacy_id,
+                                 t.PharmacySuspension.state)).all()
+        return [row_dict(r) for r in rows]
+
+    return run(engine, work, write=False)
 
 
 def suspensions(engine: Engine, clinic_key: str, *, active_only: bool = True) -> list[dict]:
@@ -366,7 +419,8 @@ def _clinic_rows(engine: Engine, model: type, clinic_key: str, *order) -> list[d
 
 
 __all__ = ["Refused", "live_clinics", "launched_onboarding", "mark_offboarded", "sent_notices", "record_notice",
-           "list_notices", "suspend", "lift", "suspensions", "review_status", "open_review", "get_review",
+           "list_notices", "suspend", "lift", "suspensions", "pharmacy_licenses", "suspend_pharmacy",
+           "lift_pharmacy", "pharmacy_suspensions", "review_status", "open_review", "get_review",
            "submit_review", "corrective_actions", "corrective_action_status", "list_reviews",
            "count_overdue_reviews", "overdue_reviews", "mark_review_escalated", "report_event", "get_event",
            "ack_event", "escalate_event", "record_medwatch", "list_events"]

@@ -345,6 +345,21 @@ class OversightSuspension(SQLModel, table=True):
     lifted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
+class PharmacySuspension(SQLModel, table=True):
+    """One pharmacy suspended for one clinic in one state: its licence there lapsed (the clinic's
+    oversight goes on; prescriptions there must go to another pharmacy until the licence is renewed)."""
+
+    __tablename__ = "pharmacy_suspensions"
+
+    clinic_key: str = Field(primary_key=True, max_length=64)
+    pharmacy_id: str = Field(primary_key=True)
+    state: str = Field(primary_key=True, max_length=2)
+    cause: str  # the credential key
+    reason: str
+    since: datetime = Field(sa_type=UtcDateTime)
+    lifted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+
+
 class ChartReviewRecord(SQLModel, table=True):
     """One chart-review cycle of a clinic and what its medical director recorded."""
 

@@ -132,6 +132,13 @@ def test_what_a_lapse_suspends(credential, expected):
     assert r.suspended_states(cred(TODAY, credential=credential), ["TX", "OK"]) == expected
 
 
+def test_a_pharmacy_licence_lapse_suspends_that_pharmacy_in_its_state_only():
+    rx = r.Credential(credential="pharmacy_license", holder_id="austin-rx", state="TX", expires_on=TODAY)
+    assert r.suspended_pharmacy_states(rx, ["TX", "OK"]) == ["TX"]
+    assert r.suspended_pharmacy_states(rx.model_copy(update={"state": "FL"}), ["TX", "OK"]) == []
+    assert r.suspended_pharmacy_states(cred(TODAY), ["TX", "OK"]) == []  # a physician's licence: not a pharmacy
+
+
 def test_a_licence_in_a_state_the_clinic_does_not_use_suspends_nothing():
     assert r.suspended_states(cred(TODAY, state="FL"), ["TX", "OK"]) == []
 

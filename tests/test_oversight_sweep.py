@@ -219,3 +219,41 @@ def test_the_sample_follows_monthly_patients_and_deficiencies_open_a_corrective_
     (shown,) = by_id[f"{key}-cr-1"]["corrective_actions"]
     assert shown["action_id"] == f"{key}-cr-1-ca" and shown["status"] == "overdue"
     assert by_id[f"{key}-cr-2"]["corrective_actions"] == [] and by_id[f"{key}-cr-1"]["sample_charts"] == 35
+
+
+def test_a_pharmacy_licence_climbs_the_ladder_and_its_lapse_suspends_that_pharmacy_in_that_state(engine, world):
+    acts, mailer = world
+    key = live_clinic(engine, 8, licence_expires=date(2031, 1, 1))
+    wf, rx = f"onboarding-{key}", f"rx-{uuid.uuid4().hex[:6]}"
+
+    def licensed(tx_expires: date) -> None:  # the pharmacy file with its licences column
+        roster.upsert_pharmacies(engine, [pharmacy_record(rx, on_file=["licenses"], licenses=[
+            {"state": "TX", "number": "PTX1", "expires": tx_expires}, {"state": "FL", "number": "PFL1",
+                                                                      "expires": TODAY + timedelta(days=5)}])])
+
+    licensed(TODAY + timedelta(days=60))
+    onboardings.upsert_pharmacy_assignment(engine, wf, rx, ["glp1_weight_loss"], "confirmed", NOW)
+    summary = acts.sweep(TODAY, NOW)
+    mine = [a for a in summary.alerts if a.clinic_key == key and a.credential_key.startswith("pharmacy_license:")]
+    # only the licence in a clinic state (TX) is tracked; the 60-day step goes to the pharmacy and ops
+    assert [(a.credential_key, a.step) for a in mine] == [(f"pharmacy_license:{rx}:TX:-", "60")]
+    assert sorted(k.rsplit(":", 1)[-1] for k in mailer.keys(f"renewal:pharmacy_license:{rx}:")) == ["holder", "ops"]
+    (view,) = [v for v in acts.renewals(TODAY, key) if v.credential == "pharmacy_license"]
+    assert view.pharmacy_id == rx and view.state == "TX" and view.notified_steps == [60]
+    # the lapse: that pharmacy stops serving the clinic in TX; the clinic's oversight itself goes on
+    lapsed = acts.sweep(TODAY + timedelta(days=61), NOW + timedelta(days=61))
+    assert lapsed.pharmacies_suspended == [f"{key}:{rx}:TX"] and not [s for s in lapsed.suspended if key in s]
+    (alert,) = [a for a in lapsed.alerts if a.clinic_key == key and a.kind == "lapse"]
+    assert alert.suspended_pharmacies == [f"{rx}:TX"] and alert.suspended_states == []
+    told = sorted(k.rsplit(":", 1)[-1] for k in mailer.keys(f"oversight-{key}:pharmacy-suspended:"))
+    assert told == ["clinic", "ops", "pharmacy", "physician"]
+    status = acts.oversight_status(key, NOW + timedelta(days=61))
+    assert status["status"] == "active" and [(p["pharmacy_id"], p["state"]) for p in status["suspended_pharmacies"]] \
+        == [(rx, "TX")]
+    assert acts.sweep(TODAY + timedelta(days=62), NOW + timedelta(days=62)).pharmacies_suspended == []
+    # the renewed licence is imported: the suspension lifts and every party hears it once
+    licensed(TODAY + timedelta(days=500))
+    acts.sweep(TODAY + timedelta(days=63), NOW + timedelta(days=63))
+    assert oversight.pharmacy_suspensions(engine, key) == []
+    assert len(mailer.keys(f"oversight-{key}:pharmacy-lifted:")) == 4
+    assert any(e["action"] == "pharmacy_reinstated" for e in audit.list_audit(engine, f"oversight-{key}"))
