@@ -133,8 +133,9 @@ class OnboardingActivities:
     def find_candidates(self, req: MatchRequest) -> MatchResult:
         physicians = roster.list_physicians(self.engine, licensed_in=list(req.intake.states), trim_to_states=True)
         history = onboardings.offer_history(self.engine, [p.npi for p in physicians])
-        result = matching.rank(physicians, req.intake, req.plan, exclude_npis=set(req.exclude_npis),
-                               top=req.top, history=history, explain=True)
+        result = matching.fresh_first(matching.rank(
+            physicians, req.intake, req.plan, exclude_npis=set(req.exclude_npis), history=history, explain=True),
+            req.reoffer_npis, req.top)
         result.excluded = result.excluded[:25]  # enough to explain a wait; keeps the history small
         log.info("%s: %d candidates, %d excluded", req.workflow_id, len(result.candidates), len(result.excluded))
         return result

@@ -11,14 +11,16 @@ a late click would be (a late answer to an earlier round's offer is dropped too,
 ``workflow.sleep``s the delay and then answers through an activity that sends the real
 ``accept_offer`` / ``decline_offer`` update; the server's clock skips ahead whenever nothing runs.
 
-``find_candidates`` ranks the clinic's pool minus ``exclude_npis`` by response history, as
-``domain.matching.rank`` does: the share of a physician's closed offers (all onboardings so far in
+``find_candidates`` ranks the clinic's pool minus ``exclude_npis``, fresh candidates before the
+physicians being re-offered (``reoffer_npis``, as ``domain.matching.fresh_first``), then by response
+history, as ``domain.matching.rank`` does: the share of a physician's closed offers (all onboardings so far in
 the scenario) that expired unanswered counts against them (no history counts 0.5), ties broken by
 a seeded per-clinic order. The history is kept by a replaced ``record_offer``.
 
 Each fan-out runs twice on the same clinics and the same draws: *before*
 (``Timing(offer_rounds_max=1)``: once everyone expired, the onboarding waits on the roster) and
-*after* (``Timing()``: later offer rounds re-offer the silent). Reported per scenario: share placed
+*after* (``Timing()``: later offer rounds re-offer the silent; since patch ``reoffer-at-expiry-v1``
+each as soon as their offer expires and nobody fresh is left). Reported per scenario: share placed
 within 12 h and 24 h, median and p95 time to match (of the matched), share never matched by the
 26 h horizon. Goals for fan-out 3 (after): ≥ 99.9 % within 12 h, median ≤ 2 h.
 
@@ -114,9 +116,10 @@ class Roster:
             self.closed[npi] += 1
             self.expired[npi] += status == "expired"
 
-    def rank(self, clinic: str, exclude: set[str], top: int) -> list[str]:
+    def rank(self, clinic: str, exclude: set[str], top: int, again: frozenset[str] = frozenset()) -> list[str]:
+        """As the real activity: fresh candidates before those re-offered (``again``), then by silence."""
         order = [n for n in self.clinic_pool(clinic) if n not in exclude]
-        return sorted(order, key=self.silence)[:top]  # stable: ties keep the clinic's order
+        return sorted(order, key=lambda n: (n in again, self.silence(n)))[:top]  # stable: ties keep the clinic's order
 
     def answer(self, clinic: str, npi: str, rnd: int) -> tuple[float, bool] | None:
         """(delay in hours, accepts?) for one offer, or None: this physician never answers."""
@@ -149,7 +152,7 @@ def sim_activities(client: Client, roster: Roster, sim_queue: str, sims: set[str
 
     @activity.defn(name="find_candidates")
     def find_candidates(req: MatchRequest) -> MatchResult:
-        npis = roster.rank(req.intake.clinic_key, set(req.exclude_npis), req.top)
+        npis = roster.rank(req.intake.clinic_key, set(req.exclude_npis), req.top, frozenset(req.reoffer_npis))
         return MatchResult(candidates=[Candidate(npi=n, display_name=f"Dr {n}", score=90.0) for n in npis])
 
     @activity.defn(name="send_offer")

@@ -179,3 +179,12 @@ def rank(physicians: list[PhysicianRecord], intake: Intake, plan: OversightPlan,
     excluded.sort(key=lambda e: e["npi"])
     return MatchResult.model_validate(
         {"candidates": candidates[:top] if top is not None else candidates, "excluded": excluded})
+
+
+def fresh_first(result: MatchResult, reoffer_npis: list[str], top: int) -> MatchResult:
+    """The ranked candidates with the physicians being re-offered (their offer for this onboarding
+    expired unanswered) after every fresh one, each part in rank order; the first ``top``. A
+    physician nobody has asked yet gets the placement before anyone is asked twice."""
+    again = set(reoffer_npis)
+    result.candidates = sorted(result.candidates, key=lambda c: c.npi in again)[:top]
+    return result

@@ -34,6 +34,8 @@ class MatchRequest(BaseModel):
     plan: OversightPlan
     exclude_npis: list[str] = Field(default_factory=list)
     top: int = 10
+    #: Physicians re-offered after an unanswered offer: ranked after every fresh candidate.
+    reoffer_npis: list[str] = Field(default_factory=list)
 
 
 class OfferRequest(BaseModel):

@@ -83,7 +83,7 @@ class FakeWorld:
         @activity.defn(name="find_candidates")
         def find_candidates(req: MatchRequest) -> MatchResult:
             record("find_candidates", req)
-            left = [n for n in world.roster if n not in req.exclude_npis]
+            left = sorted((n for n in world.roster if n not in req.exclude_npis), key=lambda n: n in req.reoffer_npis)
             return MatchResult(
                 candidates=[Candidate(npi=n, display_name=f"Dr {n}", score=100 - i) for i, n in enumerate(left)][:req.top],
                 excluded=[Exclusion(npi="1999999999", display_name="Dr X", reasons=["no licence in TX"])])

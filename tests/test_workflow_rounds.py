@@ -10,7 +10,8 @@ import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from domain.messages import CancelRequest, PhysicianAnswer
-from domain.onboarding import Timing
+from domain.matching import fresh_first
+from domain.onboarding import Candidate, MatchResult, Timing
 from tests.test_workflow_onboarding import Harness, harness, until  # noqa: F401  (harness: the fixture)
 from workflows.onboarding import OnboardingWorkflow
 
@@ -61,3 +62,36 @@ async def test_rounds_are_capped_then_the_roster_is_waited_on(harness: Harness, 
     await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
     final = await handle.result()
     assert final.stage == "cancelled"
+
+
+async def test_an_expired_offer_is_reoffered_at_expiry_when_nobody_fresh_is_left(harness: Harness, unique_key):
+    """Patch reoffer-at-expiry-v1: physician 1's offer expires while physician 3's is still open and
+    nobody fresh is left: 1 is re-offered at once (round 2), not when 3's offer has closed too."""
+    one, two, three = "1000000001", "1000000002", "1000000003"
+    harness.world.roster = [one, two, three]
+    handle = await harness.start(unique_key, fanout=2)
+    await until(handle, lambda s: len(s.offers) == 2)
+    await harness.env.sleep(timedelta(hours=2))
+    await handle.execute_update(OnboardingWorkflow.decline_offer, PhysicianAnswer(npi=two))
+    await until(handle, lambda s: any(o.npi == three and o.status == "open" for o in s.offers))  # fresh first
+    await harness.env.sleep(timedelta(hours=2, minutes=5))  # 1's offer expires at 4 h, 3's would at 6 h
+    st = await until(handle, lambda s: s.offer_round == 2 and sum(o.status == "open" for o in s.offers) == 2)
+    assert {(o.npi, o.round) for o in st.offers if o.status == "open"} == {(one, 2), (three, 1)}
+    assert [o.status for o in st.offers if o.npi == two] == ["declined"]  # a decline is never re-asked
+    asked = harness.world.called("find_candidates")[-1]
+    assert asked.reoffer_npis == [one] and {two, three} <= set(asked.exclude_npis)
+    assert any(n.key == "offer-round-2" and n.to_role == "ops" for n in harness.world.notices)
+    assert "offer round 2 of 3" in await current_details(handle)
+    answer = await handle.execute_update(OnboardingWorkflow.accept_offer, PhysicianAnswer(npi=one))
+    assert answer.accepted
+    st = await until(handle, lambda s: s.stage == "protocol_setup")
+    assert next(o.status for o in st.offers if o.npi == three) == "withdrawn"
+    await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
+    await handle.result()
+
+
+def test_fresh_candidates_rank_before_physicians_offered_again():
+    result = MatchResult(candidates=[Candidate(npi=n, display_name=n, score=s)
+                                     for n, s in (("1000000001", 90), ("1000000002", 80), ("1000000003", 70))])
+    ranked = fresh_first(result, ["1000000001"], top=2)
+    assert [c.npi for c in ranked.candidates] == ["1000000002", "1000000003"]

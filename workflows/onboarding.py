@@ -92,6 +92,7 @@ class OnboardingWorkflow:
         self._offers: dict[str, OfferView] = {}  # each physician's latest offer
         self._past_offers: list[OfferView] = []  # offers a later round superseded
         self._round = 1
+        self._reoffer_at_expiry = False  # patch REOFFER_AT_EXPIRY marked: rounds are per physician
         self._offers_version = 0
         self._physician: str | None = None
         self._protocols: list[ProtocolView] = []
@@ -290,9 +291,11 @@ class OnboardingWorkflow:
             wanted = self._parallel_offers() - len(open_offers)
             if wanted > 0:
                 self._roster_asked = self._roster_version  # an import from here on must wake a roster wait
+                again = self._reofferable()
                 result = await self._act("find_candidates", MatchRequest(
                     workflow_id=self._wf_id, intake=self._intake, plan=self._plan,
-                    exclude_npis=self._not_to_ask() + self._outgoing(), top=wanted), result_type=MatchResult)
+                    exclude_npis=[n for n in self._not_to_ask() if n not in again] + self._outgoing(), top=wanted,
+                    reoffer_npis=again), result_type=MatchResult)
                 for cand in result.candidates[:wanted]:
                     if self._physician is not None:
                         break  # accepted while the fan-out was going out: send no more
@@ -340,33 +343,58 @@ class OnboardingWorkflow:
         """A replacement never offers the placement to the director it replaces."""
         return [self._inp.replacement.outgoing_npi] if self._inp.replacement else []
 
+    def _reofferable(self) -> list[str]:
+        """Physicians whose latest offer expired unanswered, under the cap of ``offer_rounds_max``
+        offers each: ranked after every fresh candidate, so each is re-offered as soon as its offer
+        expires and nobody fresh is left, not once the whole round has closed (patch REOFFER_AT_EXPIRY)."""
+        silent = sorted(npi for npi, o in self._offers.items()
+                        if o.status == "expired" and o.round < self._timing.offer_rounds_max)
+        if not (silent or self._round > 1):  # round > 1: a later run keeps counting rounds per physician
+            return []
+        if not (self._reoffer_at_expiry or workflow.patched(patches.REOFFER_AT_EXPIRY)):
+            return []
+        self._reoffer_at_expiry = True
+        return silent
+
     async def _start_next_round(self) -> bool:
         """Fresh candidates are used up and nobody has an open offer: when some offers expired
         unanswered, start the next round (re-offer those physicians, ranked again with their silence
-        counting against them), up to ``offer_rounds_max``; ops are told. False: wait on the roster."""
+        counting against them), up to ``offer_rounds_max``; ops are told. False: wait on the roster.
+        With REOFFER_AT_EXPIRY each silent physician was re-offered at expiry already: False."""
         silent = [o for o in self._offers.values() if o.status == "expired"]
-        if not silent or self._round >= self._timing.offer_rounds_max or not workflow.patched(patches.OFFER_ROUNDS):
+        if not silent or self._round >= self._timing.offer_rounds_max or self._reoffer_at_expiry \
+                or not workflow.patched(patches.OFFER_ROUNDS):
             return False
         self._round += 1
-        self._note(f"offer round {self._round}: re-offering {len(silent)} physician(s) whose offers expired unanswered")
+        await self._tell_round(f"{len(silent)} offer(s) expired unanswered and are re-offered now")
+        return True
+
+    async def _tell_round(self, what: str) -> None:
+        """A later round starts: a timeline note and ops told (they may still assign by hand)."""
+        self._note(f"offer round {self._round}: {what}")
         await self._notify(Notice(
             workflow_id=self._wf_id, key=f"offer-round-{self._round}", to_role="ops",
             subject=f"Offer round {self._round} for {self._wf_id}",
-            body=(f"Every eligible physician was offered this placement; {len(silent)} offer(s) expired unanswered "
-                  f"and are re-offered now (round {self._round} of {self._timing.offer_rounds_max}). "
+            body=(f"Every eligible physician was offered this placement; {what} "
+                  f"(round {self._round} of {self._timing.offer_rounds_max}). "
                   "Ops may still assign a physician by hand.")))
-        return True
 
     async def _send_offer(self, npi: str) -> None:
         now = workflow.now()
-        offer = OfferView(npi=npi, sent_at=now, expires_at=now + self._timing.offer_ttl, round=self._round)
+        rnd = self._round
+        if self._reoffer_at_expiry:  # rounds per physician: the how-many-th offer to them this is
+            rnd = self._offers[npi].round + 1 if npi in self._offers else 1
+            if rnd > self._round:
+                self._round = rnd
+                await self._tell_round(f"NPI {npi}'s offer expired unanswered and is re-offered at once")
+        offer = OfferView(npi=npi, sent_at=now, expires_at=now + self._timing.offer_ttl, round=rnd)
         await self._act("send_offer", OfferRequest(
             workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=npi,
-            sent_at=offer.sent_at, expires_at=offer.expires_at, round=self._round))
+            sent_at=offer.sent_at, expires_at=offer.expires_at, round=rnd))
         if npi in self._offers:
             self._past_offers.append(self._offers[npi])
         self._offers[npi] = offer
-        self._note(f"offer sent to NPI {npi}" + (f" (round {self._round})" if self._round > 1 else ""))
+        self._note(f"offer sent to NPI {npi}" + (f" (round {rnd})" if rnd > 1 else ""))
 
     async def _wait_for_roster(self, result: MatchResult) -> None:
         reason = "no eligible physician left"

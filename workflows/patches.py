@@ -34,3 +34,6 @@ PROTOCOL_APPROVAL_BOUND = "protocol-approval-bound-v1"
 ROSTER_SIGNAL_KEPT = "roster-signal-kept-v1"
 #: A re-onboarded clinic whose oversight still runs hands that oversight to the new director.
 REONBOARD_TAKES_OVER = "reonboard-takes-over-v1"
+#: Once no fresh candidate is left, an offer that expired unanswered is re-offered as soon as it expires
+#: (that physician's next round, ranked after fresh candidates), not once every offer of the round closed.
+REOFFER_AT_EXPIRY = "reoffer-at-expiry-v1"
