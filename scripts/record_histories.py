@@ -552,6 +552,33 @@ async def import_roster(r: Rec, text: str) -> str:
         return await r.cli("roster", "import", str(roster_file))
 
 
+# ---------------------------------------------------------------- release 4: re-offer at expiry (issue 13)
+#: Two Maine physicians (the demo roster has nobody there) for the re-offer-at-expiry path.
+MAINE_NPIS = (npi_with_check_digit("120700401"), npi_with_check_digit("120700402"))
+
+
+async def reoffer_at_expiry(r: Rec) -> WorkflowHistory:
+    """A Maine clinic, fan-out 1, two eligible physicians: the first offer expires unanswered, the
+    only fresh physician is offered and, nobody fresh being left, the first is re-offered at once
+    (round 2, ops told) while the second offer is still open; the first accepts -> launched."""
+    await import_roster(r, roster_csv([
+        f"{npi},Mae{i},Pine,MD,mae{i}.pine@md.example,+1207555010{i},ME,ME:ME2070{i}:2029-10-31,,"
+        "neurotoxins;dermal_fillers;laser,5,0,2029-06-30,dermatology,true," for i, npi in enumerate(MAINE_NPIS)]))
+    raw = clinic_in("ME", "pine-tree-reoffer", "Pine Tree Aesthetics LLC", "Portland", "04101")
+    wf = await r.start_intake(raw, timing(offer_ttl=8), fanout=1)
+    st = await r.play(wf, lambda s: s.get("offer_round") == 2 and len(offers(s, "open")) == 2, silent=("physician",))
+    rounds = {o["npi"]: o["round"] for o in offers(st, "open")}
+    check(sorted(rounds.values()) == [1, 2] and len(offers(st, "expired")) == 1, "re-offered while another is open")
+    again = next(npi for npi, rnd in rounds.items() if rnd == 2)
+    await r.post(f"/onboardings/{wf}/offers/{again}/accept")
+    history = await r.launched(wf)
+    st = await r.status(wf)
+    check(st["physician_npi"] == again and noted(st, "offer round 2"), "placed in round 2")
+    check("Offer round 2 for " + wf in [s.strip() for s in subjects(r)], "ops told when round 2 started")
+    check(patches.REOFFER_AT_EXPIRY in patch_markers(history), "patch reoffer-at-expiry marked")
+    return history
+
+
 # ---------------------------------------------------------------- release 3: oversight after launch (issue 9)
 #: A New Hampshire director (the demo roster has nobody there) whose licence a re-import shows lapsed.
 NH_NPI = npi_with_check_digit("160300501")
@@ -704,6 +731,7 @@ class Scenario:
 
 V2 = frozenset({"v2"})
 V3 = frozenset({"v3"})
+V4 = frozenset({"v4"})
 
 
 SCENARIOS = [
@@ -735,6 +763,8 @@ SCENARIOS = [
     Scenario(("oversight_offboarded", "adverse_event_escalated"), event_escalated_and_offboarded, releases=V3),
     Scenario(("onboarding_replacement_placement", "oversight_director_replaced"), replacement_placement,
              releases=V3),
+    # release 4: an expired offer re-offered at once when nobody fresh is left (issue 13)
+    Scenario(("onboarding_reoffer_at_expiry",), reoffer_at_expiry, releases=V4),
 ]
 
 
