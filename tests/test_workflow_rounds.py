@@ -56,6 +56,11 @@ async def test_rounds_are_capped_then_the_roster_is_waited_on(harness: Harness, 
     st = await until(handle, lambda s: s.waiting_on == "roster")
     assert st.offer_round == 2 and [o.status for o in st.offers] == ["expired", "expired"]
     assert "offer round 2 of 2" in await current_details(handle)  # what the Temporal UI shows
+    await harness.env.sleep(timedelta(hours=4))  # 12 h 10: the SLA is at risk, ops asked to assign by hand
+    await until(handle, lambda s: s.sla_status == "at_risk")
+    at_risk = next(n for n in harness.world.notices if n.key == "sla-at_risk")
+    assert "Offer round 2; 2 offer(s) expired unanswered" in at_risk.body
+    assert f"mdco assign {handle.id} --npi" in at_risk.body and f"mdco match {handle.id} --explain" in at_risk.body
     harness.world.roster.append("1000000002")
     await handle.signal(OnboardingWorkflow.roster_updated)
     st = await until(handle, lambda s: any(o.npi == "1000000002" and o.status == "open" for o in s.offers))

@@ -557,7 +557,16 @@ class OnboardingWorkflow:
                 workflow_id=self._wf_id, key=f"sla-{status.value}", to_role="ops",
                 subject=f"SLA {status.value.replace('_', ' ')}: {self._wf_id} has no medical director yet",
                 body=(f"Started {self._started_at.isoformat()}; deadline {self._sla_deadline.isoformat()}. "
-                      f"Waiting on {self._waiting_on or 'nothing'}: {self._waiting_reason}")))
+                      f"Waiting on {self._waiting_on or 'nothing'}: {self._waiting_reason}" + self._assign_hint())))
+
+    def _assign_hint(self) -> str:
+        """What ops can do when the SLA is at risk in matching: assign by hand (offers may still be open)."""
+        if self._stage != Stage.matching:
+            return ""
+        silent = sum(o.status == "expired" for o in self._all_offers())
+        return (f"\n\nOffer round {self._round}; {silent} offer(s) expired unanswered so far. Ranked candidates and "
+                f"each offer's round: `mdco match {self._wf_id} --explain`. Assign a physician by hand: "
+                f"`mdco assign {self._wf_id} --npi NPI --reason ...`.")
 
     def _set_sla(self, status: SlaStatus) -> None:
         self._sla = status
