@@ -198,6 +198,7 @@ class Tally:
 
     polls: int = 0
     rate_limited: int = 0  # answers 429 (waited out, then asked again)
+    transport_errors: int = 0  # requests that got no HTTP answer (asked again later)
     actions: dict[str, int] = field(default_factory=dict)
     answer_latency_s: list[float] = field(default_factory=list)  # action sent -> status shows it moved on
 
@@ -273,7 +274,12 @@ class Driver:
         delay = self.poll_min_s
         memo = self.memos[wf]
         while True:
-            r = await api.get(f"/onboardings/{wf}")
+            try:
+                r = await api.get(f"/onboardings/{wf}")
+            except httpx.TransportError:  # the API restarting or stalled (chaos): ask again later
+                self.tally.transport_errors += 1
+                await asyncio.sleep(self.poll_max_s)
+                continue
             self.tally.polls += 1
             if r.status_code == 429:  # rate-limited: wait as told (capped), then carry on
                 self.tally.rate_limited += 1
@@ -309,7 +315,11 @@ class Driver:
                 raise RuntimeError(f"mdco plan approve {wf} failed: {stderr.decode()[-500:]}")
             return True
         path, body = _request(action, wf, self.humans)
-        r = await api.post(path, json=body)
+        try:
+            r = await api.post(path, json=body)
+        except httpx.TransportError:  # not answered: the next status read asks again
+            self.tally.transport_errors += 1
+            return False
         if r.status_code == 429:
             self.tally.rate_limited += 1
         return r.status_code == 200
