@@ -74,7 +74,7 @@ class OnboardingActivities:
                 self.record_offer, self.reserve_physician, self.notify, self.record_stage, self.prepare_protocols,
                 self.select_pharmacies, self.send_prescriber_packet, self.prepare_agreements, self.send_agreement,
                 self.record_envelope, self.launch_clinic, self.record_cancellation, self.void_envelope,
-                self.check_envelope, self.check_eligibility]
+                self.check_envelope, self.check_eligibility, self.prepare_protocol_packet]
 
     # ------------------------------------------------------------------ start and stage records
     @activity.defn(name="record_start")
@@ -239,21 +239,53 @@ class OnboardingActivities:
             agreements.upsert_agreement(self.engine, req.workflow_id, spec.agreement_kind, spec.template_version)
         return specs
 
+    @activity.defn(name="prepare_protocol_packet")
+    def prepare_protocol_packet(self, req: ProtocolRequest) -> AgreementSpec:
+        """The protocol packet's spec, bound to the approved protocols' SHA-256s (refused while any
+        protocol is unapproved); its agreement row is what a cancel voids and the audit packet lists."""
+        docs = onboardings.protocol_documents(self.engine, req.workflow_id)
+        unapproved = [d["service"] for d in docs if not d["approved_at"]]
+        if not docs or unapproved:
+            raise _invalid(f"protocol_packet: protocols not approved: {', '.join(unapproved) or 'none prepared'}")
+        spec = documents.protocol_packet_spec(req.intake, [d["sha256"] for d in docs])
+        agreements.upsert_agreement(self.engine, req.workflow_id, spec.agreement_kind, spec.template_version)
+        return spec
+
+    def _envelope_content(self, req: AgreementRequest) -> tuple[list[Document], list[documents.SignerSpec],
+                                                                dict[str, str]]:
+        """The documents, signers and extra custom fields of one agreement's envelope. The protocol
+        packet carries a cover page to sign, then each approved protocol as the exact bytes approved
+        (``txt``: its SHA-256 is the document's), each SHA-256 also a custom field ``sha256_<service>``."""
+        physician = self._physician(req.npi)
+        title = req.spec.title[:100]
+        if req.spec.agreement_kind != documents.PROTOCOL_PACKET:
+            html, signer_specs = documents.render_agreement(req.spec, req.intake, req.plan, physician)
+            return [Document(name=title, file_extension="html", content=html.encode(), document_id="1")], \
+                signer_specs, {}
+        protocols = onboardings.protocol_documents(self.engine, req.workflow_id)
+        try:
+            html, signer_specs = documents.render_protocol_packet(req.spec, req.intake, req.plan, physician, protocols)
+        except ValueError as err:  # the stored texts are not the approved ones: never sent, ops decide
+            raise _invalid(str(err)) from None
+        docs = [Document(name=title, file_extension="html", content=html.encode(), document_id="1")]
+        docs += [Document(name=f"Protocol {p['service']} ({p['template_version']}, SHA-256 {p['sha256'][:12]})",
+                          file_extension="txt", content=p["body"].encode(), document_id=str(i))
+                 for i, p in enumerate(protocols, start=2)]
+        return docs, signer_specs, {f"sha256_{p['service']}": p["sha256"] for p in protocols}
+
     @activity.defn(name="send_agreement")
     def send_agreement(self, req: AgreementRequest) -> EnvelopeView:
-        physician = self._physician(req.npi)
-        html, signer_specs = documents.render_agreement(req.spec, req.intake, req.plan, physician)
+        docs, signer_specs, fields = self._envelope_content(req)
         external_id = envelope_external_id(req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
                                            req.attempt)
         signers = [Signer(name=s.name, email=s.email, routing_order=s.routing_order,
-                          recipient_id=str(s.routing_order), anchor=s.anchor) for s in signer_specs]
+                          recipient_id=str(i), anchor=s.anchor) for i, s in enumerate(signer_specs, start=1)]
         activity.heartbeat(external_id)
         with _esign_errors("send_agreement"):
             envelope_id = self.esign.send_envelope(
-                external_id, req.spec.title[:100],
-                [Document(name=req.spec.title[:100], file_extension="html", content=html.encode(), document_id="1")],
-                signers, self.settings.resolved_connect_url,
-                look_up_first=activity.info().attempt > 1 or self.settings.esign_always_look_up)
+                external_id, req.spec.title[:100], docs, signers, self.settings.resolved_connect_url,
+                look_up_first=activity.info().attempt > 1 or self.settings.esign_always_look_up,
+                custom_fields=fields)
         agreements.upsert_agreement(self.engine, req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
                               envelope_id=envelope_id, status="sent", status_at=activity.info().started_time)
         audit.audit(self.engine, req.workflow_id, "workflow", "envelope_sent",

@@ -156,6 +156,55 @@ def signers_for(intake: Intake, physician: PhysicianRecord,
 
 
 _ROLE_TITLES = {"clinic": "For the Clinic", "medical_director": "Medical Director", "midlevel": "Practitioner"}
+PROTOCOL_PACKET = "protocol_packet"
+
+
+def protocol_packet_spec(intake: Intake, sha256s: list[str]) -> AgreementSpec:
+    """The protocol packet as an agreement of its own kind, bound to the approved documents' SHA-256s."""
+    _, version = latest_template("agreements", PROTOCOL_PACKET)
+    return AgreementSpec(agreement_kind=PROTOCOL_PACKET, template_version=version, sha256s=sorted(sha256s),
+                         title=f"Protocol Packet — {intake.clinic_name}")
+
+
+def packet_signers(intake: Intake, physician: PhysicianRecord) -> list[SignerSpec]:
+    """The medical director signs first (1); then every midlevel with an e-mail, whatever their role
+    (standing orders bind RNs too), acknowledges in parallel (2). The clinic contact does not sign."""
+    signers = [SignerSpec(name=physician.display_name, email=str(physician.email), routing_order=1,
+                          role="medical_director", anchor="/sn1/", date_anchor="/ds1/")]
+    for m in intake.midlevels:
+        if m.email:
+            n = len(signers) + 1
+            signers.append(SignerSpec(name=m.name, email=str(m.email), routing_order=2, role="midlevel",
+                                      anchor=f"/sn{n}/", date_anchor=f"/ds{n}/"))
+    return signers
+
+
+def render_protocol_packet(spec: AgreementSpec, intake: Intake, plan: OversightPlan, physician: PhysicianRecord,
+                           protocols: list[dict]) -> tuple[str, list[SignerSpec]]:
+    """``(cover html, signers)`` of the protocol packet; ``protocols`` (``service``, ``template_version``,
+    ``sha256``) must be exactly the approved documents the spec names, or nothing is sent."""
+    shown = sorted(p["sha256"] for p in protocols)
+    if shown != sorted(spec.sha256s):
+        raise ValueError("protocol_packet: the stored protocols are not the approved ones (their SHA-256s differ); "
+                         "they need a new approval")
+    signers = packet_signers(intake, physician)
+    html = _render_signed(PROTOCOL_PACKET, spec, intake, plan, physician, signers, acknowledging=len(signers) > 1,
+                          protocols=sorted(protocols, key=lambda p: p["service"]))
+    return html, signers
+
+
+def _render_signed(name: str, spec: AgreementSpec, intake: Intake, plan: OversightPlan,
+                   physician: PhysicianRecord, signers: list[SignerSpec], **extra: Any) -> str:
+    """Render ``agreements/<name>`` with its signature blocks; the spec's template version must be the latest."""
+    context = _common(intake, plan, physician)
+    context["signers"] = [{**s.model_dump(), "role_title": _ROLE_TITLES[s.role]} for s in signers]
+    context["title"] = spec.title
+    path, version = latest_template("agreements", name)
+    if version != spec.template_version:
+        raise ValueError(f"agreement {spec.agreement_kind}: spec asks for {spec.template_version}, "
+                         f"the template is {version}")
+    return _env().get_template(path).render(**context, **extra, template_version=version)
+
 
 
 def render_agreement(spec: AgreementSpec, intake: Intake, plan: OversightPlan,
@@ -179,11 +228,4 @@ def render_agreement(spec: AgreementSpec, intake: Intake, plan: OversightPlan,
                  "controlled": [s.value for s in intake.controlled_services]}
         signing_midlevels = midlevels
     signers = signers_for(intake, physician, signing_midlevels)
-    context = _common(intake, plan, physician)
-    context["signers"] = [{**s.model_dump(), "role_title": _ROLE_TITLES[s.role]} for s in signers]
-    context["title"] = spec.title
-    path, version = latest_template("agreements", name)
-    if version != spec.template_version:
-        raise ValueError(f"agreement {kind}: spec asks for {spec.template_version}, the template is {version}")
-    html = _env().get_template(path).render(**context, **extra, template_version=version)
-    return html, signers
+    return _render_signed(name, spec, intake, plan, physician, signers, **extra), signers

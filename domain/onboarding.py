@@ -189,9 +189,11 @@ class PharmacyAssignment(BaseModel):
 
 
 class AgreementSpec(BaseModel):
-    agreement_kind: str  # e.g. medical_director, collaborative_practice_TX
+    agreement_kind: str  # e.g. medical_director, collaborative_practice_TX, protocol_packet
     template_version: str
     title: str
+    #: protocol_packet only: the SHA-256s of the approved protocol documents the envelope carries
+    sha256s: list[str] = Field(default_factory=list)
 
 
 class EnvelopeView(BaseModel):
@@ -267,6 +269,7 @@ class OnboardingCarry(BaseModel):
     waiting_on: str = ""
     waiting_reason: str = ""
     runs: int = 1
+    envelopes: list[EnvelopeView] = Field(default_factory=list)  # the signed protocol packet, once stage 3 ends
 
 
 class OversightInput(BaseModel):

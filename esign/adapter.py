@@ -40,7 +40,7 @@ class Document(BaseModel):
     model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     name: str = Field(min_length=1, max_length=200)
-    file_extension: Literal["html", "pdf"]
+    file_extension: Literal["html", "pdf", "txt"]  # txt: a text signed byte for byte (its SHA-256 unchanged)
     content: bytes = Field(min_length=1)
     document_id: str = Field(pattern=r"^[1-9][0-9]{0,8}$")
 
@@ -243,12 +243,14 @@ class ESignAdapter:
         return candidates[-1].envelope_id
 
     def send_envelope(self, external_id: str, email_subject: str, documents: list[Document],
-                      signers: list[Signer], connect_url: str, *, look_up_first: bool = True) -> str:
+                      signers: list[Signer], connect_url: str, *, look_up_first: bool = True,
+                      custom_fields: dict[str, str] | None = None) -> str:
         """Create and send the envelope for ``external_id`` unless one already exists; its id.
 
         ``look_up_first=False`` saves the lookup call on a first attempt, which cannot have created
-        anything yet; every retry must look up first so it never creates a second envelope."""
-        definition = self._definition(external_id, email_subject, documents, signers, connect_url)
+        anything yet; every retry must look up first so it never creates a second envelope.
+        ``custom_fields``: more text custom fields (e.g. the SHA-256s of the documents it carries)."""
+        definition = self._definition(external_id, email_subject, documents, signers, connect_url, custom_fields)
         existing = self.find_by_external_id(external_id) if look_up_first else None
         if existing:
             log.info("envelope for this external id already exists: %s", existing)
@@ -289,8 +291,14 @@ class ESignAdapter:
 
     # -------------------------------------------------------- building the request
     def _definition(self, external_id: str, email_subject: str, documents: list[Document],
-                    signers: list[Signer], connect_url: str) -> ds.EnvelopeDefinition:
+                    signers: list[Signer], connect_url: str,
+                    custom_fields: dict[str, str] | None = None) -> ds.EnvelopeDefinition:
         _check_external_id(external_id)
+        extra = dict(custom_fields or {})
+        for name, value in extra.items():
+            if name == "external_id" or not name.strip() or len(name) > 100 or len(value) > 100:
+                raise ValueError(f"custom_fields[{name!r}]: a name other than external_id, name and value "
+                                 "at most 100 characters")
         if not email_subject or not email_subject.strip() or len(email_subject) > 100:
             raise ValueError("email_subject: must be 1-100 characters")
         if not documents:
@@ -312,7 +320,8 @@ class ESignAdapter:
                                    file_extension=d.file_extension, document_id=d.document_id) for d in documents],
             recipients=ds.Recipients(signers=[self._signer(s) for s in signers]),
             custom_fields=ds.CustomFields(text_custom_fields=[
-                ds.TextCustomField(name="external_id", value=external_id, show="false", required="false")]),
+                ds.TextCustomField(name=name, value=value, show="false", required="false")
+                for name, value in {"external_id": external_id, **extra}.items()]),
             event_notification=ds.EventNotification(
                 url=connect_url,
                 delivery_mode="SIM",

@@ -151,7 +151,8 @@ class Rec:
                 if p["status"] != "confirmed" and p["pharmacy_id"] not in done:
                     await self.post(f"/onboardings/{wf}/pharmacies/{p['pharmacy_id']}/confirm")
                     done.add(p["pharmacy_id"])
-        elif stage == "agreements" and waiting == "signers" and "signers" not in silent:
+        elif waiting == "signers" and (stage == "protocol_setup" and "packet" not in silent
+                                       or stage == "agreements" and "signers" not in silent):
             await asyncio.to_thread(sign_all, self.settings, wf)  # skips closed envelopes: safe to repeat
 
     async def cli(self, *args: str) -> str:
@@ -579,6 +580,26 @@ async def reoffer_at_expiry(r: Rec) -> WorkflowHistory:
     return history
 
 
+# ---------------------------------------------------------------- release 4: the protocol packet signed (issue 11)
+async def protocol_packet_signed(r: Rec) -> WorkflowHistory:
+    """The Austin clinic with its NP's e-mail: once the protocols are approved the protocol packet goes
+    out as an envelope of its own kind, the director signs and the NP acknowledges; only then stage 4,
+    stage 5's agreements and the launch."""
+    raw = json.loads((DEMO_DIR / "intakes" / "glow-austin.json").read_text())
+    raw = {**raw, "clinic_key": "glow-austin-packet",
+           "midlevels": [{**m, "email": f"np{i}@glow.example"} for i, m in enumerate(raw["midlevels"])]}
+    wf = await r.start_intake(raw)
+    history = await r.launched(wf)
+    st = await r.status(wf)
+    packets = [e for e in st["envelopes"] if e["agreement_kind"] == "protocol_packet"]
+    check(len(packets) == 1 and packets[0]["status"] == "completed", f"one protocol packet, completed: {packets}")
+    check(noted(st, f"acknowledged by {len(raw['midlevels'])} practitioner(s)"), "the midlevels acknowledged it")
+    (sent,) = await asyncio.to_thread(list_envelopes, r.settings, f"{wf}:protocol_packet:")
+    check(len(sent["recipients"]) == 1 + len(raw["midlevels"]), f"director and midlevels routed: {sent['recipients']}")
+    check(patches.PROTOCOL_PACKET_SIGNED in patch_markers(history), "patch protocol-packet-signed marked")
+    return history
+
+
 # ---------------------------------------------------------------- release 3: oversight after launch (issue 9)
 #: A New Hampshire director (the demo roster has nobody there) whose licence a re-import shows lapsed.
 NH_NPI = npi_with_check_digit("160300501")
@@ -765,6 +786,8 @@ SCENARIOS = [
              releases=V3),
     # release 4: an expired offer re-offered at once when nobody fresh is left (issue 13)
     Scenario(("onboarding_reoffer_at_expiry",), reoffer_at_expiry, releases=V4),
+    # release 4: the protocol packet signed through the e-sign envelope machinery (issue 11)
+    Scenario(("onboarding_protocol_packet_signed",), protocol_packet_signed, releases=V4),
 ]
 
 

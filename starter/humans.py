@@ -78,7 +78,8 @@ def seed_demo_data(settings: Settings):
 class Humans:
     """How the simulated humans behave.
 
-    ``sign``: signers sign (``False``: nobody signs, the onboarding stays in ``agreements``).
+    ``sign``: signers sign (``False``: nobody signs the agreements, the onboarding stays in ``agreements``;
+    stage 3's protocol packet is signed either way)
     ``decline_first``: workflow ids whose first offered physician declines (the next one accepts).
     ``plan_via_cli``: ops approve a plan with blocking findings through ``mdco plan approve`` (a
     subprocess) instead of ``POST .../plan/approve``."""
@@ -117,12 +118,12 @@ def next_actions(st: dict, memo: Memo, humans: Humans) -> list[Action]:
             return []
         decline = wf in humans.decline_first and not memo.declined
         return [Action("decline" if decline else "accept", open_offers[0])]
-    if stage == "protocol_setup" and st.get("protocols") and "protocols" not in memo.done:
+    if stage == "protocol_setup" and waiting != "signers" and st.get("protocols") and "protocols" not in memo.done:
         return [Action("protocols", st["physician_npi"])]
     if stage == "pharmacy_coordination":
         return [Action("pharmacy", p["pharmacy_id"]) for p in st.get("pharmacies", [])
                 if p["status"] != "confirmed" and p["pharmacy_id"] not in memo.done]
-    if stage == "agreements" and waiting == "signers" and humans.sign:
+    if waiting == "signers" and (stage == "protocol_setup" or stage == "agreements" and humans.sign):
         return [Action("sign", e["envelope_id"]) for e in st.get("envelopes", [])
                 if e.get("current", True) and e["status"] in OPEN_ENVELOPE and e["envelope_id"] not in memo.done]
     return []

@@ -10,7 +10,7 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -25,7 +25,7 @@ from activities.onboarding import envelope_external_id
 from activities.replacement import ReplacementRequest, ReplacementStarted
 from domain.oversight import AdverseEventWatch, OffboardRecord, SweepRequest, SweepSummary
 from domain.onboarding import (
-    AgreementSpec, Candidate, EnvelopeView, Exclusion, Finding, MatchResult, OversightPlan, PharmacyAssignment,
+    AgreementSpec, Candidate, EnvelopeEvent, EnvelopeView, Exclusion, Finding, MatchResult, OversightPlan, PharmacyAssignment,
     ProtocolView, Quote, ReservationResult, StatePlan,
 )
 
@@ -49,6 +49,8 @@ class FakeWorld:
     acked_events: set = field(default_factory=set)  # event ids acknowledged (escalate_adverse_event: no-op)
     pharmacies: list[str] = field(default_factory=lambda: ["austin-rx", "dallas-rx"])  # in selection order
     protocol_text: str = "v1"  # what prepare_protocols renders (its SHA-256s change with it)
+    #: Connect reports each protocol packet completed as soon as it is sent (False: the test signs it)
+    packet_signed_at_once: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def called(self, name: str) -> list[object]:
@@ -126,9 +128,11 @@ class FakeWorld:
         @activity.defn(name="prepare_protocols")
         def prepare_protocols(req: ProtocolRequest) -> list[ProtocolView]:
             record("prepare_protocols", req)
-            return [ProtocolView(service=s, template_version="v1",
-                                 sha256=hashlib.sha256(f"{s.value}:{world.protocol_text}".encode()).hexdigest())
+            return [ProtocolView(service=s, template_version="v1", sha256=protocol_sha256(s))
                     for s in req.intake.services]
+
+        def protocol_sha256(service: Service) -> str:
+            return hashlib.sha256(f"{service.value}:{world.protocol_text}".encode()).hexdigest()
 
         @activity.defn(name="select_pharmacies")
         def select_pharmacies(req: PharmacyRequest) -> PharmacySelection:
@@ -157,13 +161,23 @@ class FakeWorld:
                                            template_version="v1", title=f"CPA {state}"))
             return specs
 
+        @activity.defn(name="prepare_protocol_packet")
+        def prepare_protocol_packet(req: ProtocolRequest) -> AgreementSpec:
+            record("prepare_protocol_packet", req)
+            return AgreementSpec(agreement_kind="protocol_packet", template_version="v1", title="Protocol packet",
+                                 sha256s=sorted(protocol_sha256(s) for s in req.intake.services))
+
         @activity.defn(name="send_agreement")
-        def send_agreement(req: AgreementRequest) -> EnvelopeView:
+        async def send_agreement(req: AgreementRequest) -> EnvelopeView:
             record("send_agreement", req)
             external = envelope_external_id(req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
                                             req.attempt)
             with world.lock:
                 env_id = world.envelopes.setdefault(external, f"env-{len(world.envelopes) + 1}")
+            if req.spec.agreement_kind == "protocol_packet" and world.packet_signed_at_once:
+                await activity.client().get_workflow_handle(req.workflow_id).signal(
+                    "envelope_event", EnvelopeEvent(envelope_id=env_id, status="completed",
+                                                    generated_at=datetime.now(timezone.utc)))
             return EnvelopeView(envelope_id=env_id, agreement_kind=req.spec.agreement_kind,
                                 template_version=req.spec.template_version)
 
@@ -226,7 +240,7 @@ class FakeWorld:
 
         return [record_start, assess_needs, find_candidates, send_offer, record_offer, reserve_physician, notify,
                 record_stage, record_decision, prepare_protocols, select_pharmacies, send_prescriber_packet,
-                prepare_agreements, send_agreement, record_envelope, launch_clinic, record_cancellation,
+                prepare_agreements, prepare_protocol_packet, send_agreement, record_envelope, launch_clinic, record_cancellation,
                 open_chart_review, void_envelope, check_envelope, check_eligibility, compliance_sweep,
                 offboard_clinic, escalate_adverse_event, start_replacement]
 

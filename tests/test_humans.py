@@ -66,6 +66,13 @@ def test_signers_sign_each_open_current_envelope_once_unless_told_not_to():
     assert next_actions(status("agreements", "ops", envelopes=envelopes), Memo(), Humans()) == []
 
 
+def test_the_protocol_packet_is_signed_even_when_agreements_are_not():
+    packet = [{"envelope_id": "p1", "status": "sent", "agreement_kind": "protocol_packet"}]
+    st = status("protocol_setup", "signers", envelopes=packet, protocols=[{"service": "neurotoxins"}])
+    assert next_actions(st, Memo(), Humans(sign=False)) == [Action("sign", "p1")]
+    assert next_actions(status("protocol_setup", "ops", envelopes=packet), Memo(), Humans()) == []
+
+
 def test_nothing_to_do_when_launched_or_blocked():
     for stage in ("launched", "blocked", "cancelled"):
         assert next_actions(status(stage, "ops"), Memo(), Humans()) == []

@@ -28,6 +28,11 @@ async def to_agreements(h: Harness, handle: WorkflowHandle) -> OnboardingStatus:
     return await until(handle, lambda s: s.stage == "agreements" and s.waiting_on == "signers")
 
 
+def stage5(st: OnboardingStatus) -> list:
+    """The stage-5 envelopes (stage 3's protocol packet, signed at once by the fake Connect, left out)."""
+    return [e for e in st.envelopes if e.agreement_kind != "protocol_packet"]
+
+
 async def event(handle: WorkflowHandle, envelope_id: str, status: str, at: datetime) -> None:
     await handle.signal(OnboardingWorkflow.envelope_event, EnvelopeEvent(envelope_id=envelope_id, status=status,
                                                                          generated_at=at))
@@ -41,17 +46,18 @@ async def finish(h: Harness, handle: WorkflowHandle) -> OnboardingStatus:
 async def test_duplicate_and_out_of_order_events_never_move_an_envelope_back(harness: Harness, unique_key):
     handle = await harness.start(unique_key, midlevels=[])
     st = await to_agreements(harness, handle)
-    (env,) = st.envelopes
+    (env,) = stage5(st)
     await event(handle, env.envelope_id, "delivered", T0 + timedelta(seconds=2))
     await event(handle, env.envelope_id, "sent", T0 + timedelta(seconds=1))  # older: ignored
     await event(handle, env.envelope_id, "delivered", T0 + timedelta(seconds=2))  # duplicate: ignored
-    st = await until(handle, lambda s: s.envelopes[0].status == "delivered")
+    st = await until(handle, lambda s: stage5(s)[0].status == "delivered")
     await event(handle, "env-unknown", "completed", T0 + timedelta(seconds=3))  # not ours: ignored
     await event(handle, env.envelope_id, "completed", T0 + timedelta(seconds=5))
     await event(handle, env.envelope_id, "completed", T0 + timedelta(seconds=5))
     final = await handle.result()
     assert final.stage == "launched"
-    recorded = [(r.envelope_id, r.status) for r in harness.world.called("record_envelope")]
+    recorded = [(r.envelope_id, r.status) for r in harness.world.called("record_envelope")
+                if r.agreement_kind != "protocol_packet"]
     assert recorded == [(env.envelope_id, "delivered"), (env.envelope_id, "completed")]
     await harness.env.client.get_workflow_handle(final.oversight_workflow_id).terminate("test done")
 
@@ -59,10 +65,10 @@ async def test_duplicate_and_out_of_order_events_never_move_an_envelope_back(har
 async def test_expiry_voids_and_resends_once_then_asks_ops(harness: Harness, unique_key):
     handle = await harness.start(unique_key, midlevels=[])
     st = await to_agreements(harness, handle)
-    first = st.envelopes[0].envelope_id
+    first = stage5(st)[0].envelope_id
     await harness.env.sleep(timedelta(days=14, hours=1))
-    st = await until(handle, lambda s: len(s.envelopes) == 2)
-    old, new = sorted(st.envelopes, key=lambda e: e.attempt)
+    st = await until(handle, lambda s: len(stage5(s)) == 2)
+    old, new = sorted(stage5(st), key=lambda e: e.attempt)
     assert old.envelope_id == first and old.status == "voided" and not old.current
     assert new.attempt == 2 and new.current and new.status == "sent"
     await harness.env.sleep(timedelta(days=14, hours=1))
@@ -71,8 +77,8 @@ async def test_expiry_voids_and_resends_once_then_asks_ops(harness: Harness, uni
     assert len(harness.world.called("void_envelope")) == 2
     assert any(n.key.startswith("agreements-stuck") for n in harness.world.notices)
     await handle.execute_update(OnboardingWorkflow.resend_agreements, ResendRequest(reason="clinic asked again"))
-    st = await until(handle, lambda s: len(s.envelopes) == 3 and s.waiting_on == "signers")
-    third = next(e for e in st.envelopes if e.current)
+    st = await until(handle, lambda s: len(stage5(s)) == 3 and s.waiting_on == "signers")
+    third = next(e for e in stage5(st) if e.current)
     await event(handle, third.envelope_id, "completed", T0)
     assert (await handle.result()).stage == "launched"
     await harness.env.client.get_workflow_handle(f"oversight-{unique_key}").terminate("test done")
@@ -82,11 +88,11 @@ async def test_decline_waits_for_ops_resend(harness: Harness, unique_key):
     handle = await harness.start(unique_key, midlevels=[])
     st = await to_agreements(harness, handle)
     await rejected(handle, OnboardingWorkflow.resend_agreements, ResendRequest(reason="x"), "no declined")
-    await event(handle, st.envelopes[0].envelope_id, "declined", T0)
+    await event(handle, stage5(st)[0].envelope_id, "declined", T0)
     st = await until(handle, lambda s: s.waiting_on == "ops")
     assert "declined" in st.waiting_reason
     await handle.execute_update(OnboardingWorkflow.resend_agreements, ResendRequest(reason="terms fixed"))
-    st = await until(handle, lambda s: len(s.envelopes) == 2 and s.waiting_on == "signers")
+    st = await until(handle, lambda s: len(stage5(s)) == 2 and s.waiting_on == "signers")
     assert [d.action for d in harness.world.called("record_decision")][-1] == "agreements_resent"
     await finish(harness, handle)
 
@@ -94,7 +100,7 @@ async def test_decline_waits_for_ops_resend(harness: Harness, unique_key):
 async def test_silent_connect_is_reconciled_by_one_status_get(harness: Harness, unique_key):
     handle = await harness.start(unique_key, midlevels=[])
     st = await to_agreements(harness, handle)
-    env_id = st.envelopes[0].envelope_id
+    env_id = stage5(st)[0].envelope_id
     await harness.env.sleep(timedelta(hours=23))
     await until(handle, lambda s: True)
     assert harness.world.called("check_envelope") == []  # Connect is trusted for 24 h

@@ -85,7 +85,8 @@ async def test_happy_path_reaches_launch(harness: Harness, unique_key):
     npi = st.offers[0].npi
     final = await play_to_launch(harness, handle, npi)
     assert final.stage == "launched" and final.sla_status == "met" and final.physician_npi == npi
-    assert {e.agreement_kind for e in final.envelopes} == {"medical_director", "collaborative_practice_TX"}
+    assert {e.agreement_kind for e in final.envelopes} == {"protocol_packet", "medical_director",
+                                                           "collaborative_practice_TX"}
     assert all(e.status == "completed" for e in final.envelopes)
     assert final.oversight_workflow_id == f"oversight-{unique_key}"
     assert len(harness.world.called("launch_clinic")) == 1

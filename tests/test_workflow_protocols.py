@@ -54,6 +54,7 @@ async def test_approval_without_sha256s_binds_to_the_current_ones(harness: Harne
     await handle.execute_update(OnboardingWorkflow.approve_protocols, PhysicianAnswer(npi=npi))
     (decision,) = _approvals(harness.world)
     assert decision.detail["sha256s"] == sorted(p.sha256 for p in st.protocols)
+    await until(handle, lambda s: s.stage == "pharmacy_coordination")  # the packet signed: stage 3 is over
     await rejected(handle, OnboardingWorkflow.approve_protocols,
                    PhysicianAnswer(npi=npi, sha256s=[p.sha256 for p in st.protocols]), "no protocols await approval")
     await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="done"))

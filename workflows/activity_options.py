@@ -58,7 +58,7 @@ COMPUTE = ActivityOptions(start_to_close=60 * S, schedule_to_close=30 * M, heart
 BY_NAME: dict[str, ActivityOptions] = {
     "record_start": DB_WRITE, "record_stage": DB_WRITE, "record_offer": DB_WRITE, "record_envelope": ESIGN,
     "assess_needs": COMPUTE, "find_candidates": COMPUTE, "select_pharmacies": COMPUTE,
-    "prepare_protocols": COMPUTE, "prepare_agreements": COMPUTE,
+    "prepare_protocols": COMPUTE, "prepare_agreements": COMPUTE, "prepare_protocol_packet": COMPUTE,
     "send_offer": EMAIL, "send_prescriber_packet": EMAIL, "notify": EMAIL,
     "send_agreement": ESIGN, "void_envelope": ESIGN, "check_envelope": ESIGN,
     "launch_clinic": DB_WRITE,

@@ -124,6 +124,7 @@ class OnboardingWorkflow:
             self._offers = {o.npi: o for o in carry.offers}
             self._past_offers, self._round = carry.past_offers, carry.offer_round
             self._pharmacies = {p.pharmacy_id: p for p in carry.pharmacies}
+            self._envelopes = {e.envelope_id: e for e in carry.envelopes}
             self._timeline, self._roster_version, self._runs = carry.timeline, carry.roster_version, carry.runs
             self._roster_waits = carry.roster_waits
             self._waiting_on, self._waiting_reason = carry.waiting_on, carry.waiting_reason
@@ -232,7 +233,8 @@ class OnboardingWorkflow:
             protocols=self._protocols, pharmacies=list(self._pharmacies.values()),
             timeline=self._timeline[-200:], roster_version=self._roster_version, roster_waits=self._roster_waits,
             told_ops=self._notified_gap[0] if self._notified_gap and self._notified_gap[1] == self._roster_version
-            else "", waiting_on=self._waiting_on, waiting_reason=self._waiting_reason, runs=self._runs + 1)
+            else "", waiting_on=self._waiting_on, waiting_reason=self._waiting_reason, runs=self._runs + 1,
+            envelopes=list(self._envelopes.values()))
 
     def _refuse_if_cancelling(self) -> None:
         if self._cancel is not None:
@@ -594,6 +596,34 @@ class OnboardingWorkflow:
                                       to_id=self._physician or "", subject=f"Reminder {n}: protocols await your approval",
                                       body=f"Protocols for {self._intake.clinic_name} await your approval."),
             escalation_subject="protocol approval overdue")
+        if workflow.patched(patches.PROTOCOL_PACKET_SIGNED):
+            await self._sign_protocol_packet()
+
+    async def _sign_protocol_packet(self) -> None:
+        """The approved protocols go out for signature as an envelope of their own agreement kind: the
+        director signs, each midlevel with an e-mail acknowledges, and stage 3 ends only once it is completed.
+
+        Sent as the approval's consequence, not instead of it: the approval (bound to the SHA-256s read)
+        records the review; the envelope carries those exact texts (document bytes and custom fields)
+        and its certificate of completion proves who signed what and when, which a board investigator
+        asks for and a click on an answer page does not show. Expiry, decline, void and resend are stage
+        5's (``_collect_signatures``); a packet of texts since replaced is voided and sent again."""
+        assert self._plan is not None and self._physician is not None
+        spec = await self._act("prepare_protocol_packet", ProtocolRequest(
+            workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician),
+            result_type=AgreementSpec)
+        held = self._specs.get(spec.agreement_kind)
+        self._specs[spec.agreement_kind] = spec
+        for e in self._current_envelopes():
+            if e.agreement_kind == spec.agreement_kind and held is not None and held.sha256s != spec.sha256s:
+                await self._void_and_resend(e, "the protocols changed since this packet was sent", force=True)
+        await self._collect_signatures([spec], escalation="protocol packet unsigned",  # not the approval's e-mail
+                                       escalation_key="escalation-protocol-packet", reminder=lambda n: Notice(
+            workflow_id=self._wf_id, key=f"protocol-packet-reminder-{n}", to_role="physician",
+            to_id=self._physician or "", subject=f"Reminder {n}: the protocol packet awaits your signature",
+            body=f"The protocols you approved for {self._intake.clinic_name} await your signature in DocuSign."))
+        acknowledged = sum(1 for m in self._intake.midlevels if m.email)
+        self._note(f"protocol packet signed by NPI {self._physician}, acknowledged by {acknowledged} practitioner(s)")
 
     @workflow.update
     async def approve_protocols(self, answer: PhysicianAnswer) -> str:
@@ -748,16 +778,30 @@ class OnboardingWorkflow:
 
     # ------------------------------------------------------------------ stage 5
     async def _sign_agreements(self) -> None:
-        """Send one envelope per agreement and wait until all are completed, with reminders, expiry
-        (void + resend once, then ops), a decline path (ops resend or cancel) and a status GET when
-        Connect stays silent (at most one per envelope per ``reconcile_min_gap``)."""
+        """Send one envelope per agreement and wait until all are completed (``_collect_signatures``)."""
         await self._enter(Stage.agreements)
         assert self._plan is not None and self._physician is not None
         specs = await self._act("prepare_agreements", ProtocolRequest(
             workflow_id=self._wf_id, intake=self._intake, plan=self._plan, npi=self._physician),
             result_type=list[AgreementSpec])
-        self._specs = {spec.agreement_kind: spec for spec in specs}
-        already_out = {e.agreement_kind for e in self._current_envelopes()}  # a retried stage resends nothing
+        await self._collect_signatures(specs, escalation="agreements unsigned", reminder=lambda n: Notice(
+            workflow_id=self._wf_id, key=f"agreement-reminder-{n}", to_role="clinic",
+            to_id=self._intake.clinic_key, subject=f"Reminder {n}: agreements await signature",
+            body="Your agreements are waiting for signature in DocuSign."))
+
+    async def _collect_signatures(self, specs: list[AgreementSpec], *, reminder: Callable[[int], Notice],
+                                  escalation: str, escalation_key: str = "") -> None:
+        """Send one envelope per spec and wait until all are completed, with reminders, expiry
+        (void + resend once, then ops), a decline path (ops resend or cancel) and a status GET when
+        Connect stays silent (at most one per envelope per ``reconcile_min_gap``). Stage 3's protocol
+        packet and stage 5's agreements both go through here."""
+        self._specs.update({spec.agreement_kind: spec for spec in specs})
+        kinds = {spec.agreement_kind for spec in specs}
+
+        def current_envelopes() -> list[EnvelopeView]:
+            return [e for e in self._current_envelopes() if e.agreement_kind in kinds]
+
+        already_out = {e.agreement_kind for e in current_envelopes()}  # a retried stage resends nothing
         for spec in specs:
             if spec.agreement_kind not in already_out:
                 await self._send_envelope(spec, attempt=1)
@@ -765,7 +809,7 @@ class OnboardingWorkflow:
         reminders, next_reminder = 0, workflow.now() + t.reminder_every
         while True:
             await self._drain_envelope_events()
-            current = self._current_envelopes()
+            current = current_envelopes()
             if all(e.status == "completed" for e in current):
                 return
             stuck = [e for e in current if e.status in ("declined", "voided")]  # only ops can move these
@@ -787,15 +831,12 @@ class OnboardingWorkflow:
             if now >= next_reminder:
                 reminders += 1
                 next_reminder = now + t.reminder_every
-                await self._notify(Notice(
-                    workflow_id=self._wf_id, key=f"agreement-reminder-{reminders}", to_role="clinic",
-                    to_id=self._intake.clinic_key, subject=f"Reminder {reminders}: agreements await signature",
-                    body="Your agreements are waiting for signature in DocuSign."))
+                await self._notify(reminder(reminders))
                 if reminders == t.escalate_after_reminders:
-                    await self._escalate("agreements unsigned", reminders)
-            due = [next_reminder] + [e.sent_at + t.agreement_expiry for e in self._current_envelopes()
+                    await self._escalate(escalation, reminders, key=escalation_key)
+            due = [next_reminder] + [e.sent_at + t.agreement_expiry for e in current_envelopes()
                                      if e.sent_at and e.status not in TERMINAL_ENVELOPE]
-            due += [self._reconcile_due(e) for e in self._current_envelopes() if e.status not in TERMINAL_ENVELOPE]
+            due += [self._reconcile_due(e) for e in current_envelopes() if e.status not in TERMINAL_ENVELOPE]
             await self._wait_at_most(lambda: bool(self._envelope_events) or self._resend_requested,
                                      max(min(due) - workflow.now(), timedelta(seconds=1)))
 
@@ -864,8 +905,8 @@ class OnboardingWorkflow:
 
     @resend_agreements.validator
     def _validate_resend(self, request: ResendRequest) -> None:
-        self._refuse_if_cancelling()
-        if self._stage != Stage.agreements or self._waiting_on != "ops":
+        self._refuse_if_cancelling()  # stage 3's protocol packet is resent the same way
+        if self._stage not in (Stage.agreements, Stage.protocol_setup) or self._waiting_on != "ops":
             raise ValueError("no declined or expired agreement is waiting for a resend")
 
     async def _drain_envelope_events(self) -> None:
@@ -1109,9 +1150,9 @@ class OnboardingWorkflow:
             if escalation_subject and sent == self._timing.escalate_after_reminders:
                 await self._escalate(escalation_subject, sent)
 
-    async def _escalate(self, subject: str, reminders: int) -> None:
+    async def _escalate(self, subject: str, reminders: int, key: str = "") -> None:
         await self._notify(Notice(
-            workflow_id=self._wf_id, key=f"escalation-{self._stage.value}", to_role="ops",
+            workflow_id=self._wf_id, key=key or f"escalation-{self._stage.value}", to_role="ops",
             subject=f"Escalation: {self._wf_id} {subject}",
             body=f"{reminders} reminders sent; waiting on {self._waiting_on}: {self._waiting_reason}"))
         self._note(f"escalated to ops: {subject}")

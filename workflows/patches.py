@@ -37,3 +37,6 @@ REONBOARD_TAKES_OVER = "reonboard-takes-over-v1"
 #: Once no fresh candidate is left, an offer that expired unanswered is re-offered as soon as it expires
 #: (that physician's next round, ranked after fresh candidates), not once every offer of the round closed.
 REOFFER_AT_EXPIRY = "reoffer-at-expiry-v1"
+#: Stage 3: once approved, the protocol packet goes out as a DocuSign envelope of its own kind (the director
+#: signs, each midlevel with an e-mail acknowledges); stage 3 ends only when it is completed.
+PROTOCOL_PACKET_SIGNED = "protocol-packet-signed-v1"
