@@ -13,7 +13,7 @@ from datetime import date
 
 from domain.codes import CareModel, MidlevelRole, Service
 from domain.intake import Intake
-from domain.onboarding import ChartReview, Finding, OversightPlan, Quote, QuoteLine, StatePlan
+from domain.onboarding import ChartReview, Finding, OversightPlan, Quote, QuoteLine, StateChartReview, StatePlan
 from domain.rules import StateNote, StateRules, in_force, price_table, service_catalog, state_rules
 
 _MIDLEVEL_ROLES = (MidlevelRole.NP, MidlevelRole.PA)
@@ -46,7 +46,7 @@ def assess(intake: Intake, as_of: date) -> OversightPlan:
         pharmacy_model[service.value], service_findings = _product_route(intake, service, day)
         findings += service_findings
     findings += _ryan_haight(intake, day)
-    chart, chart_findings = _chart_review(intake, day)
+    chart, chart_findings = _chart_review(intake, states, day)
     findings += chart_findings
     plan = OversightPlan(
         as_of=as_of, states=states, dea_required_states=dea_states, oversight_mode=oversight_mode,
@@ -107,20 +107,24 @@ def _state_plan(intake: Intake, st: str, day: date, dea: bool) -> tuple[StatePla
         plan.notes.append(f"{note.value} (from {note.effective_from})")
         findings.append(Finding(rule_id=f"note.{st}", severity="info", message=f"{st}: {note.value}", source=note.source))
         on_site_here = any(loc.state == st for loc in intake.locations)
-        if note.on_site_care_requires_local_physician and intake.care_model == CareModel.on_site and on_site_here:
+        if note.on_site_care_requires_local_physician and intake.care_model != CareModel.telehealth and on_site_here:
             on_site_reason = f"{st}: {note.source} requires a physician practising near the office"
+            plan.director_local = True
+            plan.director_board_certifications = sorted({*plan.director_board_certifications,
+                                                         *note.director_board_certifications})
     if roles[MidlevelRole.RN]:
         plan.notes.append("RNs act under standing orders and delegation; they do not count against ratio caps")
     return plan, findings, on_site_reason
 
 
 def _ratio_cap(plan: StatePlan, rules: StateRules, roles: Counter, day: date) -> list[Finding]:
-    """Set the plan's cap; over a legal cap blocks, and an unverified cap is planned as the policy cap."""
+    """Set the plan's caps (one per group of roles the state caps; NPs count wherever a cap names them);
+    over a legal cap blocks, and an unverified cap is planned as the policy cap."""
     st = plan.state
-    cap = in_force(rules.supervision_ratio_cap, day)
-    value = cap.value if cap else "unknown"
+    caps = [c for c in rules.supervision_ratio_cap if c.in_force(day)]
+    value = caps[0].value if len(caps) == 1 else ("unknown" if not caps else None)
     if value == "none":
-        plan.notes.append(f"No state supervision ratio cap ({cap.source})")
+        plan.notes.append(f"No state supervision ratio cap ({caps[0].source})")
         return []
     if value == "unknown":
         policy = state_rules().defaults.ratio_cap_when_unknown
@@ -128,6 +132,7 @@ def _ratio_cap(plan: StatePlan, rules: StateRules, roles: Counter, day: date) ->
         who = "/".join(r.value for r in capped_roles)
         count = sum(roles[r] for r in capped_roles)
         plan.supervision_ratio_cap = policy.value
+        plan.ratio_caps = {"/".join(sorted(r.value for r in capped_roles)): policy.value}
         plan.notes.append(f"Supervision ratio cap unverified: planned as at most {policy.value} {who} per physician (policy)")
         if not count:
             return []
@@ -136,16 +141,23 @@ def _ratio_cap(plan: StatePlan, rules: StateRules, roles: Counter, day: date) ->
                             message=f"{st}: the state's ratio cap is not verified and the clinic has {count} {who}, over "
                                     f"the policy cap of {policy.value}; ops must verify the state cap before matching",
                             source=policy.source)]
-        return [_unknown(st, "supervision_ratio_cap", day, cap.source if cap else "state_rules.yaml",
+        return [_unknown(st, "supervision_ratio_cap", day, caps[0].source if caps else "state_rules.yaml",
                          f"at most {policy.value} {who} per physician (policy)")]
-    plan.supervision_ratio_cap = value
-    who = "/".join(r.value for r in cap.applies_to)
-    count = sum(roles[r] for r in cap.applies_to)
-    plan.notes.append(f"Supervision ratio: at most {value} {who} per physician (from {cap.effective_from})")
-    if count > value:
-        return [Finding(rule_id=f"ratio_cap.{st}", severity="blocking",
-                        message=f"{st} allows {value} {who} per physician; the clinic has {count}", source=cap.source)]
-    return []
+    findings: list[Finding] = []
+    for cap in sorted(caps, key=lambda c: sorted(r.value for r in c.applies_to)):
+        if not isinstance(cap.value, int):
+            raise ValueError(f"{st}: a cap of {cap.value!r} cannot run beside another cap")
+        who = "/".join(r.value for r in cap.applies_to)
+        count = sum(roles[r] for r in cap.applies_to)
+        plan.ratio_caps["/".join(sorted(r.value for r in cap.applies_to))] = cap.value
+        plan.notes.append(f"Supervision ratio: at most {cap.value} {who} per physician (from {cap.effective_from})")
+        if count > cap.value:
+            own = len(caps) == 1 or MidlevelRole.PA in cap.applies_to  # the PA cap keeps the rule id it always had
+            findings.append(Finding(rule_id=f"ratio_cap.{st}" + ("" if own else f".{who}"),
+                                    severity="blocking", source=cap.source,
+                                    message=f"{st} allows {cap.value} {who} per physician; the clinic has {count}"))
+    plan.supervision_ratio_cap = min(plan.ratio_caps.values())
+    return findings
 
 
 # ---------------------------------------------------------------------------- per service
@@ -227,10 +239,11 @@ def _ryan_haight(intake: Intake, day: date) -> list[Finding]:
 
 
 # ---------------------------------------------------------------------------- chart review
-def _chart_review(intake: Intake, day: date) -> tuple[ChartReview, list[Finding]]:
-    """The strictest state chart-review rule in force, else the company default (marked policy)."""
+def _chart_review(intake: Intake, states: dict[str, StatePlan], day: date) -> tuple[ChartReview, list[Finding]]:
+    """The strictest percentage and the strictest cadence over every state's own requirement (the
+    company default where a state sets none or it is not verified); each state plan keeps its own."""
     book = state_rules()
-    best: tuple[int, int, str] | None = None
+    d = book.defaults.chart_review
     findings: list[Finding] = []
     for st in intake.states:
         fact = in_force(book.states[st].chart_review, day)
@@ -238,14 +251,14 @@ def _chart_review(intake: Intake, day: date) -> tuple[ChartReview, list[Finding]
         if value == "unknown":
             findings.append(_unknown(st, "chart_review", day, fact.source if fact else "state_rules.yaml",
                                      "the company default"))
-        elif value != "not_stated":
-            key = (value.percent, -value.cadence_days, st)
-            if best is None or key > best:
-                best = key
-    if best is None:
-        d = book.defaults.chart_review
-        return ChartReview(percent=d.percent, cadence_days=d.cadence_days, basis="policy"), findings
-    return ChartReview(percent=best[0], cadence_days=-best[1], basis="law"), findings
+        states[st].chart_review = (
+            StateChartReview(percent=d.percent, cadence_days=d.cadence_days, basis="policy", source=d.source)
+            if isinstance(value, str) else
+            StateChartReview(percent=value.percent, cadence_days=value.cadence_days, basis="law", source=fact.source))
+    own = [states[st].chart_review for st in intake.states]
+    return ChartReview(percent=max(c.percent for c in own), cadence_days=min(c.cadence_days for c in own),
+                       basis="law" if any(c.basis == "law" for c in own) else "policy"), findings
+
 
 # ---------------------------------------------------------------------------- quote
 def quote(intake: Intake, plan: OversightPlan) -> Quote:

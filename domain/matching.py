@@ -35,16 +35,19 @@ class _Need:
     dea_states: tuple[str, ...]
     controlled: str
     services: tuple[tuple[Service, str], ...]
-    caps: tuple[tuple[str, int, int], ...]  # state, cap, new NP/PA midlevels there
+    caps: tuple[tuple[str, str, int, int], ...]  # state, roles capped ("NP/PA"), cap, new midlevels of those roles
     remote_care: bool
     needs_local: bool
     local_states: frozenset[str]
     exclude_npis: frozenset[str]
+    #: state, the boards one of which its rule requires of a local director (certified or eligible)
+    boards: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def _need(intake: Intake, plan: OversightPlan, exclude_npis: set[str] | frozenset[str], margin_days: int) -> _Need:
-    new = Counter(m.state for m in intake.midlevels if m.role in (MidlevelRole.NP, MidlevelRole.PA))
+    new = Counter((m.state, m.role.value) for m in intake.midlevels if m.role in (MidlevelRole.NP, MidlevelRole.PA))
     locations = frozenset(loc.state for loc in intake.locations)
+    local = [st for st, sp in plan.states.items() if sp.director_local]
     return _Need(
         start=intake.requested_start,
         margin_end=intake.requested_start + timedelta(days=margin_days),
@@ -53,13 +56,37 @@ def _need(intake: Intake, plan: OversightPlan, exclude_npis: set[str] | frozense
         dea_states=tuple(plan.dea_required_states),
         controlled=", ".join(s.value for s in intake.controlled_services),
         services=tuple((s, s.value) for s in intake.services),
-        caps=tuple((st, sp.supervision_ratio_cap, new[st]) for st, sp in plan.states.items()
-                   if sp.supervision_ratio_cap is not None and new[st]),
+        caps=tuple((st, roles, cap, n) for st, roles, cap in _caps(plan)
+                   if (n := sum(new[st, r] for r in roles.split("/")))),
         remote_care=intake.care_model in (CareModel.telehealth, CareModel.hybrid),
-        needs_local=intake.care_model == CareModel.on_site and plan.oversight_mode != "remote",
-        local_states=locations or frozenset(intake.states),
+        needs_local=intake.care_model != CareModel.telehealth and plan.oversight_mode == "on_site",
+        local_states=frozenset(local) or locations or frozenset(intake.states),
         exclude_npis=frozenset(exclude_npis),
+        boards=tuple((st, tuple(plan.states[st].director_board_certifications)) for st in local
+                     if plan.states[st].director_board_certifications),
     )
+
+
+def _caps(plan: OversightPlan) -> list[tuple[str, str, int]]:
+    """(state, roles, cap) per cap of the plan; a plan from before per-role caps counts NPs and PAs together."""
+    out = []
+    for st, sp in plan.states.items():
+        if sp.ratio_caps:
+            out += [(st, roles, cap) for roles, cap in sp.ratio_caps.items()]
+        elif sp.supervision_ratio_cap is not None:
+            out.append((st, "NP/PA", sp.supervision_ratio_cap))
+    return out
+
+
+def holds_board(doc: PhysicianRecord, boards: tuple[str, ...], on: date) -> bool:
+    """Whether a roster entry (``BOARD`` or ``BOARD:EXPIRES``; board eligibility written e.g.
+    ``dermatology_eligible``) names one of ``boards`` and has not expired by ``on``."""
+    for entry in doc.board_certifications:
+        name, _, expires = entry.partition(":")
+        name = name.strip().lower().replace(" ", "_").replace("-", "_")
+        if any(name == b or name.startswith(f"{b}_") for b in boards) and not (expires and expires.strip() < on.isoformat()):
+            return True
+    return False
 
 
 def ineligibility(doc: PhysicianRecord, need: _Need, *, first_only: bool = False) -> list[str]:
@@ -109,13 +136,17 @@ def ineligibility(doc: PhysicianRecord, need: _Need, *, first_only: bool = False
                 add(f"no DEA registration in {st} (controlled: {need.controlled})")
             elif exp <= need.margin_end:
                 add(f"{st} DEA registration expires {exp}, within {need.margin_days} days after the requested start")
-    for st, cap, new in need.caps:
-        would = new + doc.supervised_midlevels.get(st, 0)
+    for st, roles, cap, new in need.caps:
+        would = new + doc.supervised_midlevels.get(st, 0)  # the roster does not split by role: all count
         if would > cap:
-            add(f"ratio cap: {st} allows {cap} midlevels per physician; would supervise {would}")
+            add(f"ratio cap: {st} allows {cap} {roles} per physician; would supervise {would}")
     if need.needs_local and doc.home_state not in need.local_states:
         add(f"home state {doc.home_state} is not a clinic location state ({', '.join(sorted(need.local_states))}),"
             " required for on-site oversight")
+    for st, boards in need.boards:
+        if not holds_board(doc, boards, need.start):
+            add(f"{st}: the director of this office must be board certified or eligible in "
+                f"{' or '.join(b.replace('_', ' ') for b in boards)}")
     return reasons
 
 

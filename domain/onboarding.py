@@ -86,17 +86,37 @@ class Finding(BaseModel):
     source: str = ""
 
 
+class StateChartReview(BaseModel):
+    """One state's own chart-review requirement: ``law`` where the state sets one, else ``policy``
+    (the company default: the state sets none, or the dataset has not verified it)."""
+
+    percent: int
+    cadence_days: int
+    basis: str
+    source: str = ""
+
+
 class StatePlan(BaseModel):
     state: str
     np_practice: str = "unknown"
     pa_supervision: str = "unknown"
-    supervision_ratio_cap: int | None = None
+    supervision_ratio_cap: int | None = None  # the smallest of ratio_caps
+    #: each cap by the roles it counts ("PA": 8, "NP": 4; "NP/PA": 7 where they share one)
+    ratio_caps: dict[str, int] = Field(default_factory=dict)
     gfe_mode: str = "unknown"
     dea_required: bool = False
+    #: the director must practise near the state's offices (on-site/hybrid care under a state rule) ...
+    director_local: bool = False
+    #: ... and hold one of these boards, certified or eligible (empty: any)
+    director_board_certifications: list[str] = Field(default_factory=list)
+    #: the state's own chart-review requirement (the plan's chart_review is the strictest over the states)
+    chart_review: StateChartReview | None = None
     notes: list[str] = Field(default_factory=list)
 
 
 class ChartReview(BaseModel):
+    """The plan's review: the strictest percentage and the strictest cadence over the states."""
+
     percent: int = 10
     cadence_days: int = 30
     basis: str = "policy"  # "law" where a state sets it, "policy" for the company default

@@ -189,13 +189,21 @@ def _dosing(service: Service, intake: Intake, day: date, lib: ProtocolLibrary) -
 GFE_BY = ("MD", "NP", "PA")
 
 
+def _cap_for(sp, role: str) -> int | None:
+    """The cap that counts ``role`` in this state (a plan from before per-role caps: the one cap)."""
+    if not sp.ratio_caps:
+        return sp.supervision_ratio_cap
+    return next((c for roles, c in sp.ratio_caps.items() if role in roles.split("/")), None)
+
+
 def _delegation(intake: Intake, plan: OversightPlan) -> list[Delegation]:
     out = []
     for st in intake.states:
         sp = plan.states.get(st)
         if sp is None:
             continue
-        cap = f"; at most {sp.supervision_ratio_cap} per physician" if sp.supervision_ratio_cap else ""
+        caps = {r: _cap_for(sp, r) for r in ("NP", "PA")}
+        cap = {r: f"; at most {c} per physician" if c else "" for r, c in caps.items()}
         prescribe = ["perform the good-faith exam", "order the labs of this protocol",
                      "prescribe within this protocol's dosing"]
         out += [
@@ -203,13 +211,13 @@ def _delegation(intake: Intake, plan: OversightPlan) -> list[Delegation]:
                        supervision=f"medical director, licensed in {st}",
                        physician_duty="chart review per the plan; answers adverse-event escalations"),
             Delegation(state=st, role=MidlevelRole.NP.value, may=prescribe,
-                       supervision=UNKNOWN if sp.np_practice == UNKNOWN else f"NP practice: {sp.np_practice}{cap}",
+                       supervision=UNKNOWN if sp.np_practice == UNKNOWN else f"NP practice: {sp.np_practice}{cap['NP']}",
                        physician_duty="collaborate/supervise as the state requires; chart review per the plan",
-                       needs_review=(f"the state's NP practice rules{cap}" if sp.np_practice == UNKNOWN else "")),
+                       needs_review=(f"the state's NP practice rules{cap['NP']}" if sp.np_practice == UNKNOWN else "")),
             Delegation(state=st, role=MidlevelRole.PA.value, may=prescribe,
-                       supervision=UNKNOWN if sp.pa_supervision == UNKNOWN else f"PA: {sp.pa_supervision}{cap}",
+                       supervision=UNKNOWN if sp.pa_supervision == UNKNOWN else f"PA: {sp.pa_supervision}{cap['PA']}",
                        physician_duty="supervise per the PA practice act; chart review per the plan",
-                       needs_review=(f"the state's PA supervision rules{cap}" if sp.pa_supervision == UNKNOWN else "")),
+                       needs_review=(f"the state's PA supervision rules{cap['PA']}" if sp.pa_supervision == UNKNOWN else "")),
             Delegation(state=st, role=MidlevelRole.RN.value,
                        may=["administer under this standing order after a documented good-faith exam"],
                        supervision=UNKNOWN, physician_duty=UNKNOWN,

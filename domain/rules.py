@@ -71,7 +71,10 @@ class ChartReviewValue(_Data):
 class StateNote(Fact[str]):
     services: list[Service] = Field(default_factory=list)  # empty: applies whatever the services
     needs_midlevels: bool = False  # only when the clinic has NP/PA midlevels
+    #: on-site and hybrid care with an office in the state: the director practises near that office
     on_site_care_requires_local_physician: bool = False
+    #: ... and holds one of these boards (certified or eligible), as the roster spells them
+    director_board_certifications: list[str] = Field(default_factory=list)
 
 
 def _no_overlap(entries: list[Fact[Any]]) -> list[Fact[Any]]:
@@ -79,6 +82,23 @@ def _no_overlap(entries: list[Fact[Any]]) -> list[Fact[Any]]:
     for a, b in zip(ordered, ordered[1:]):
         if a.effective_to is None or a.effective_to >= b.effective_from:
             raise ValueError(f"entries from {a.effective_from} and {b.effective_from} overlap")
+    return entries
+
+
+def _caps_apart(entries: list[RatioCap]) -> list[RatioCap]:
+    """Caps for different roles may run side by side (CA: PAs and NPs furnishing drugs); one role's own
+    caps must not overlap in time, and no role may sit in two concurrent groups."""
+    groups: dict[tuple[str, ...], list[RatioCap]] = {}
+    for e in entries:
+        groups.setdefault(tuple(sorted(r.value for r in e.applies_to)), []).append(e)
+    for series in groups.values():
+        _no_overlap(series)
+    keys = list(groups)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if (set(a) & set(b) or not a or not b) and any(
+                    x.in_force(y.effective_from) or y.in_force(x.effective_from) for x in groups[a] for y in groups[b]):
+                raise ValueError(f"caps for {'/'.join(a) or 'all'} and {'/'.join(b) or 'all'} overlap in time")
     return entries
 
 
@@ -91,10 +111,15 @@ class StateRules(_Data):
     chart_review: list[Fact[ChartReviewValue | Literal["not_stated", "unknown"]]] = Field(min_length=1)
     notes: list[StateNote] = Field(default_factory=list)
 
-    @field_validator("np_practice", "pa_supervision", "gfe_mode", "supervision_ratio_cap", "chart_review")
+    @field_validator("np_practice", "pa_supervision", "gfe_mode", "chart_review")
     @classmethod
     def _dated_series(cls, v: list[Fact[Any]]) -> list[Fact[Any]]:
         return _no_overlap(v)
+
+    @field_validator("supervision_ratio_cap")
+    @classmethod
+    def _dated_caps(cls, v: list[RatioCap]) -> list[RatioCap]:
+        return _caps_apart(v)
 
 
 class DefaultChartReview(ChartReviewValue):

@@ -48,6 +48,7 @@ PROFILES = {
               "peptides", "iv_nutrients", "ketamine"],
 }
 BOARDS = ["internal_medicine", "family_medicine", "dermatology", "plastic_surgery", "emergency_medicine", "anesthesiology"]
+FL_SKIN_BOARDS = ("dermatology", "plastic_surgery")
 
 #: Physicians written first, so each demo intake surely has enough matches (home, extra states, profile).
 ANCHORS = [
@@ -60,6 +61,11 @@ ANCHORS = [
 
 def _date_between(rng: random.Random, start: date, end: date) -> date:
     return start + timedelta(days=rng.randrange((end - start).days + 1))
+
+
+def _board(drawn: str, *, anchor: bool, home: str) -> str:
+    """Florida anchors hold a skin board: Fla. Stat. §458.348(4)(c) asks it of the Miami skin-care office's director."""
+    return "dermatology" if anchor and home == "FL" and drawn not in FL_SKIN_BOARDS else drawn
 
 
 def physicians(rng: random.Random, count: int = 72) -> list[dict[str, str]]:
@@ -99,7 +105,7 @@ def physicians(rng: random.Random, count: int = 72) -> list[dict[str, str]]:
             "home_state": home, "licenses": ";".join(licences), "dea": ";".join(dea), "therapies": ";".join(therapies),
             "max_clinics": str(max_clinics), "active_clinics": str(active),
             "malpractice_expires": str(_date_between(rng, date(2027, 6, 1), date(2028, 12, 31))),
-            "board_certifications": rng.choice(BOARDS),
+            "board_certifications": _board(rng.choice(BOARDS), anchor=i < len(ANCHORS), home=home),
             "telehealth": "false" if i >= len(ANCHORS) and rng.random() < 0.15 else "true",
             "supervised_midlevels": supervised,
         })

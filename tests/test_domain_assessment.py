@@ -138,10 +138,29 @@ def test_california_pa_cap_is_dated():
                     date(2025, 6, 1))
     after = assess(make_intake(states=["CA"], midlevels=np_("CA", 5, "PA"), requested_start="2026-01-01"),
                    date(2025, 6, 1))
-    assert before.states["CA"].supervision_ratio_cap == 4 and [f.rule_id for f in before.blocking] == ["ratio_cap.CA"]
-    assert after.states["CA"].supervision_ratio_cap == 8 and not after.blocking
-    # the cap counts PAs only: six NPs do not breach it
-    assert not assess(make_intake(states=["CA"], midlevels=np_("CA", 6)), date(2025, 6, 1)).blocking
+    assert before.states["CA"].ratio_caps == {"PA": 4, "NP": 4} and [f.rule_id for f in before.blocking] == ["ratio_cap.CA"]
+    assert after.states["CA"].ratio_caps == {"PA": 8, "NP": 4} and not after.blocking
+    assert after.states["CA"].supervision_ratio_cap == 4  # the smallest cap, for a one-number summary
+
+
+def test_california_np_furnishing_ratio_runs_beside_the_pa_ratio():
+    """B&P §2836.1(e): at most 4 NPs furnishing drugs per physician; the PAs are counted apart."""
+    day = date(2026, 6, 1)
+    four = assess(make_intake(states=["CA"], midlevels=np_("CA", 4) + np_("CA", 8, "PA"), requested_start="2026-07-01"), day)
+    assert not four.blocking
+    five = assess(make_intake(states=["CA"], midlevels=np_("CA", 5) + np_("CA", 2, "PA"), requested_start="2026-07-01"), day)
+    assert [(f.rule_id, f.severity) for f in five.blocking] == [("ratio_cap.CA.NP", "blocking")]
+    assert "CA allows 4 NP per physician; the clinic has 5" in five.blocking[0].message
+    assert "2836.1" in five.blocking[0].source
+    assert any("at most 4 NP per physician" in n for n in five.states["CA"].notes)
+
+
+def test_concurrent_caps_for_the_same_role_are_rejected():
+    caps = ("    supervision_ratio_cap: [{value: 4, applies_to: [PA], source: abc, effective_from: 2024-01-01},"
+            " {value: 7, applies_to: [NP, PA], source: abc, effective_from: 2024-06-01}]\n")
+    text = DEFAULTS + "states:\n  TX:\n" + caps
+    with pytest.raises(RuleDataError, match="caps for PA and NP/PA overlap in time"):
+        parse_rule_data(StateRuleBook, text, "x.yaml")
 
 
 def test_compounded_glp1_without_a_product_choice_blocks_and_tells_sales_to_pick():
@@ -235,7 +254,7 @@ def test_every_jurisdiction_has_every_fact_and_the_named_rules():
     tx = book.states["TX"]
     assert [(c.value, c.applies_to) for c in tx.supervision_ratio_cap] == [(7, ["NP", "PA"])]
     assert [(c.value, c.effective_from, c.effective_to) for c in book.states["CA"].supervision_ratio_cap] == [
-        (4, date(2020, 1, 1), date(2025, 12, 31)), (8, date(2026, 1, 1), None)]
+        (4, date(2020, 1, 1), date(2025, 12, 31)), (8, date(2026, 1, 1), None), (4, date(2020, 1, 1), None)]
     assert any("3749" in n.value and n.effective_from == date(2025, 9, 1) for n in tx.notes)
     assert any("458.348(4)" in n.source for n in book.states["FL"].notes)
     assert book.defaults.chart_review.percent == 10 and book.defaults.chart_review.cadence_days == 30
@@ -263,9 +282,34 @@ def test_florida_skin_care_office_needs_a_local_physician_on_site():
     loc = [{"state": "FL", "city": "Miami", "zip": "33131"}]
     plan = assess(make_intake(states=["FL"], locations=loc, midlevels=np_("FL", 1, "PA")), AS_OF)
     assert plan.oversight_mode == "on_site" and "458.348(4)" in plan.oversight_reason
-    assert assess(make_intake(states=["FL"], locations=loc, care_model="hybrid", midlevels=np_("FL", 1, "PA")),
-                  AS_OF).oversight_mode == "remote"
+    fl = plan.states["FL"]
+    assert fl.director_local and fl.director_board_certifications == ["dermatology", "plastic_surgery"]
+    assert any("board certified or board eligible in dermatology or plastic surgery" in n and "25 miles" in n
+               and "contiguous to it" in n for n in fl.notes)
+    hybrid = assess(make_intake(states=["FL"], locations=loc, care_model="hybrid", midlevels=np_("FL", 1, "PA")), AS_OF)
+    assert hybrid.oversight_mode == "on_site" and hybrid.states["FL"].director_local  # on-site and hybrid care
+    tele = assess(make_intake(states=["FL"], locations=loc, care_model="telehealth", midlevels=np_("FL", 1, "PA")), AS_OF)
+    assert tele.oversight_mode == "remote" and not tele.states["FL"].director_local
     assert assess(make_intake(states=["FL"], locations=loc), AS_OF).oversight_mode == "remote"  # no midlevels
+    other = assess(make_intake(states=["FL"], locations=loc, services=["glp1_weight_loss"],
+                               product_choices={"glp1_weight_loss": "fda_approved"}, midlevels=np_("FL", 1, "PA")), AS_OF)
+    assert other.oversight_mode == "remote"  # not a skin-care office
+
+
+def test_dea_telemedicine_flexibilities_start_on_2020_03_16():
+    flex = service_catalog().federal.dea_telemedicine_flexibilities
+    assert flex.effective_from == date(2020, 3, 16) and "802(54)(D)" in flex.source
+
+
+def test_texas_prescriptive_authority_notes_follow_the_current_157_0512():
+    """H.B. 278 (2019): monthly meetings in a manner the parties choose, agreement reviewed yearly."""
+    now = assess(make_intake(midlevels=np_("TX", 1)), AS_OF).states["TX"].notes
+    assert any("H.B. 278" in n or "at least once a month in a manner" in n for n in now)
+    assert any("reviewed, signed and dated by the parties yearly" in n for n in now)
+    assert not any("third anniversary" in n or "90 days" in n for n in now)
+    old = assess(make_intake(midlevels=np_("TX", 1), requested_start="2018-01-02"), date(2018, 1, 1)).states["TX"].notes
+    assert any("third anniversary" in n for n in old)
+    assert not any("157.0512" in n for n in assess(make_intake(), AS_OF).states["TX"].notes)  # no midlevels
 
 
 def test_unknown_facts_become_warnings():
@@ -275,9 +319,22 @@ def test_unknown_facts_become_warnings():
 
 
 def test_chart_review_takes_the_strictest_state_law():
-    assert assess(make_intake(states=["MO"]), AS_OF).chart_review.model_dump() == {
-        "percent": 10, "cadence_days": 14, "basis": "law"}
-    assert assess(make_intake(states=["MO", "TN"]), AS_OF).chart_review.percent == 20
+    mo = assess(make_intake(states=["MO"]), AS_OF).chart_review
+    assert (mo.percent, mo.cadence_days, mo.basis) == (10, 14, "law")
+    both = assess(make_intake(states=["MO", "TN"]), AS_OF).chart_review
+    # the strictest percentage (TN 20 %) and the strictest cadence (MO 14 days), each state's own kept
+    assert (both.percent, both.cadence_days, both.basis) == (20, 14, "law")
+    plan = assess(make_intake(states=["MO", "TN"]), AS_OF)
+    own = {st: (sp.chart_review.percent, sp.chart_review.cadence_days, sp.chart_review.basis)
+           for st, sp in plan.states.items()}
+    assert own == {"MO": (10, 14, "law"), "TN": (20, 30, "law")}
+    assert "2150-5.100" in plan.states["MO"].chart_review.source and "0880-06" in plan.states["TN"].chart_review.source
+    assert set(plan.chart_review.model_dump()) == {"percent", "cadence_days", "basis"}  # CONTRACT: mdco assess --json
+    # a state without a rule of its own is held to the company default beside the others
+    tx = assess(make_intake(states=["TX", "TN"]), AS_OF)
+    assert (tx.chart_review.percent, tx.chart_review.cadence_days) == (20, 30)
+    assert tx.states["TX"].chart_review.basis == "policy"
+    assert assess(make_intake(states=["TX"]), AS_OF).chart_review.basis == "policy"
 
 
 # ------------------------------------------------------------------ the quote
@@ -298,9 +355,11 @@ def test_quote_has_one_explained_line_per_cost_factor():
 
 def test_on_site_oversight_costs_more():
     loc = [{"state": "FL", "city": "Miami", "zip": "33131"}]
-    on_site = assess(make_intake(states=["FL"], locations=loc, midlevels=np_("FL", 1, "PA")), AS_OF)
-    remote = assess(make_intake(states=["FL"], locations=loc, care_model="hybrid", midlevels=np_("FL", 1, "PA")), AS_OF)
-    assert on_site.quote.monthly_usd - remote.quote.monthly_usd == price_table().on_site_oversight
+    intake = make_intake(states=["FL"], locations=loc, care_model="hybrid", midlevels=np_("FL", 1, "PA"))
+    on_site = assess(intake, AS_OF)
+    remote = quote(intake, on_site.model_copy(update={"oversight_mode": "remote"}))
+    assert on_site.oversight_mode == "on_site"
+    assert on_site.quote.monthly_usd - remote.monthly_usd == price_table().on_site_oversight
 
 
 STATES = sorted(JURISDICTIONS)

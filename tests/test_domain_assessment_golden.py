@@ -78,13 +78,17 @@ def test_golden_plans_show_the_dated_and_headline_rules():
     assert not [f for f in tx["findings"] if f["severity"] == "blocking"]
     fl = load["fl_skin_care"]
     assert fl["oversight_mode"] == "on_site" and "458.348(4)" in fl["oversight_reason"]
-    assert load["ca_five_pas_2025"]["states"]["CA"]["supervision_ratio_cap"] == 4
+    assert load["ca_five_pas_2025"]["states"]["CA"]["ratio_caps"] == {"NP": 4, "PA": 4}
+    assert fl["states"]["FL"]["director_board_certifications"] == ["dermatology", "plastic_surgery"]
     assert [f["rule_id"] for f in load["ca_five_pas_2025"]["findings"] if f["severity"] == "blocking"] == ["ratio_cap.CA"]
-    assert load["ca_five_pas_2026"]["states"]["CA"]["supervision_ratio_cap"] == 8
+    assert load["ca_five_pas_2026"]["states"]["CA"]["ratio_caps"] == {"NP": 4, "PA": 8}  # B&P §2836.1 beside §3516
     assert not [f for f in load["ca_five_pas_2026"]["findings"] if f["severity"] == "blocking"]
     multi = load["multistate_telehealth"]
     assert multi["dea_required_states"] == ["TX", "CA", "NY", "WA", "MO"]
-    assert multi["chart_review"] == {"percent": 10, "cadence_days": 14, "basis": "law"}  # Missouri
+    review = multi["chart_review"]
+    assert (review["percent"], review["cadence_days"], review["basis"]) == (10, 14, "law")  # Missouri
+    assert {st: sp["chart_review"]["basis"] for st, sp in multi["states"].items()} == {
+        "TX": "policy", "CA": "policy", "NY": "policy", "WA": "policy", "MO": "law"}
     ids = {f["rule_id"]: f["severity"] for f in multi["findings"]}
     assert ids["dea.ryan_haight"] == "warning" and ids["product_choice.missing.glp1_weight_loss"] == "blocking"
     assert multi["pharmacy_model"]["ketamine"] == "503A"

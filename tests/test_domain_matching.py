@@ -71,7 +71,7 @@ def test_an_eligible_physician_is_a_candidate_with_score_parts():
     ({"active_clinics": 5}, "at capacity (5/5 clinics)"),
     ({"telehealth": False}, "not available for telehealth"),
     ({"npi": "1234567890"}, "invalid NPI"),
-    ({"supervised_midlevels": {"TX": 7}}, "ratio cap: TX allows 7 midlevels per physician; would supervise 8"),
+    ({"supervised_midlevels": {"TX": 7}}, "ratio cap: TX allows 7 NP/PA per physician; would supervise 8"),
 ])
 def test_each_hard_rule_names_its_reason(changes, reason):
     assert reason in reasons_for(doc(**changes))
@@ -103,12 +103,53 @@ def test_on_site_oversight_requires_a_local_home_state():
     lic = [{"state": "FL", "number": "1", "expires": "2028-01-01"}]
     plan = assess(intake, AS_OF)
     assert plan.oversight_mode == "on_site"
-    far = doc(home_state="GA", licenses=lic)
+    far = doc(home_state="GA", licenses=lic, board_certifications=["dermatology"])
     assert rank([far], intake, plan).excluded[0].reasons == [
         "home state GA is not a clinic location state (FL), required for on-site oversight"]
-    assert rank([doc(home_state="FL", licenses=lic)], intake, plan).candidates
+    assert rank([doc(home_state="FL", licenses=lic, board_certifications=["dermatology"])], intake, plan).candidates
     remote = plan.model_copy(update={"oversight_mode": "remote"})
     assert rank([far], intake, remote).candidates
+
+
+def test_florida_skin_care_office_needs_a_board_certified_director_nearby_for_on_site_and_hybrid_care():
+    """Fla. Stat. §458.348(4)(c): board certified or eligible in dermatology or plastic surgery, practising near."""
+    lic = [{"state": "FL", "number": "1", "expires": "2028-01-01"}]
+    for care in ("on_site", "hybrid"):
+        intake = make_intake(states=["FL"], care_model=care, services=["neurotoxins"],
+                             locations=[{"state": "FL", "city": "Miami", "zip": "33131"}],
+                             midlevels=[{"name": "Chris", "role": "PA", "state": "FL", "license_number": "PA1"}])
+        plan = assess(intake, AS_OF)
+        internist = doc(home_state="FL", licenses=lic, board_certifications=["internal_medicine"])
+        assert rank([internist], intake, plan).excluded[0].reasons == [
+            "FL: the director of this office must be board certified or eligible in dermatology or plastic surgery"]
+        for boards in (["dermatology"], ["plastic_surgery:2029-01-01"], ["Dermatology eligible"]):
+            assert rank([doc(home_state="FL", licenses=lic, board_certifications=boards)], intake, plan).candidates, boards
+        lapsed = doc(home_state="FL", licenses=lic, board_certifications=["dermatology:2026-12-01"])
+        assert rank([lapsed], intake, plan).excluded, "a board expiring before the start does not count"
+        far = doc(home_state="GA", licenses=lic, board_certifications=["dermatology"])
+        assert "home state GA is not a clinic location state (FL)" in rank([far], intake, plan).excluded[0].reasons[0]
+    tele = make_intake(states=["FL"], care_model="telehealth", services=["neurotoxins"], locations=[],
+                       midlevels=[{"name": "Chris", "role": "PA", "state": "FL", "license_number": "PA1"}])
+    assert rank([doc(home_state="GA", licenses=lic)], tele, assess(tele, AS_OF)).candidates
+
+
+def test_caps_count_only_the_roles_they_name():
+    """FL caps PAs (10), not APRNs; CA caps NPs furnishing (4) and PAs (8) apart; TX counts both (7)."""
+    lic = [{"state": "FL", "number": "1", "expires": "2028-01-01"}]
+    nps = [{"name": f"N{i}", "role": "NP", "state": "FL", "license_number": f"AP{i}"} for i in range(3)]
+    intake = make_intake(states=["FL"], services=["neurotoxins"], care_model="telehealth", locations=[], midlevels=nps)
+    busy = doc(home_state="FL", licenses=lic, supervised_midlevels={"FL": 9})
+    assert rank([busy], intake, assess(intake, AS_OF)).candidates  # NPs are not on the PA cap
+    pa = make_intake(states=["FL"], services=["neurotoxins"], care_model="telehealth", locations=[],
+                     midlevels=[{"name": "P", "role": "PA", "state": "FL", "license_number": "PA1"},
+                                {"name": "Q", "role": "PA", "state": "FL", "license_number": "PA2"}])
+    assert rank([busy], pa, assess(pa, AS_OF)).excluded[0].reasons == [
+        "ratio cap: FL allows 10 PA per physician; would supervise 11"]
+    ca_lic = [{"state": "CA", "number": "1", "expires": "2028-01-01"}]
+    ca = make_intake(states=["CA"], services=["neurotoxins"], care_model="telehealth", locations=[],
+                     midlevels=[{"name": f"N{i}", "role": "NP", "state": "CA", "license_number": f"AP{i}"} for i in range(2)])
+    over = rank([doc(home_state="CA", licenses=ca_lic, supervised_midlevels={"CA": 3})], ca, assess(ca, AS_OF))
+    assert over.excluded[0].reasons == ["ratio cap: CA allows 4 NP per physician; would supervise 5"]
 
 
 def test_ranking_order_ties_history_exclusions_and_top():

@@ -70,8 +70,43 @@ def test_compounded_copy_needs_a_documented_clinical_difference():
     assert "documented patient-specific clinical difference" in p.dosing[0].why
 
 
-def test_service_without_data_is_unknown_not_invented_and_content_hash_is_stable():
+def test_service_without_data_is_unknown_not_invented_and_content_hash_is_stable(monkeypatch):
+    import domain.protocols as protocols
+
+    lib = protocol_library()
+    without = lib.model_copy(update={"services": {k: v for k, v in lib.services.items() if k != Service.neurotoxins}})
+    monkeypatch.setattr(protocols, "protocol_library", lambda: without)
     p = protocol("neurotoxins")
     assert p.dosing == [] and p.contraindications[0].what == "unknown" and p.contraindications[0].needs_review
     assert any(e["severity"] == "sentinel" for e in p.adverse_events)
     assert protocol("glp1_weight_loss").data_sha256() == protocol("glp1_weight_loss").data_sha256()
+
+
+def test_every_service_has_sourced_protocol_data():
+    assert set(protocol_library().services) == set(Service)
+
+
+def test_aesthetic_protocols_from_the_labels_and_fda_communications():
+    botox = protocol("neurotoxins")
+    ona = next(d for d in botox.dosing if d.drug == "onabotulinumtoxinA")
+    assert ona.authorized and ona.why.startswith("FDA-approved product: BOTOX Cosmetic")
+    assert "20 Units" in ona.start and "400 Units in a 3-month interval" in ona.maximum
+    assert {c.what.split(" ")[0] for c in botox.contraindications} >= {"Hypersensitivity", "Infection"}
+    assert any(e["severity"] == "sentinel" and "boxed warning" in e["source"] for e in botox.adverse_events)
+    fillers = protocol("dermal_fillers", services=["dermal_fillers"])
+    assert any("2015-05-28" in e["source"] and e["severity"] == "sentinel" for e in fillers.adverse_events)
+    assert any("gram-positive" in c.what for c in fillers.contraindications)
+    assert fillers.dosing[0].maximum == "unknown" and fillers.dosing[0].needs_review  # per product IFU, not invented
+
+
+def test_hormone_iv_and_ketamine_protocols():
+    hrt = protocol("female_hrt", services=["female_hrt"])
+    assert [d.drug for d in hrt.dosing] == ["estradiol", "progesterone"]
+    assert "12 sequential days of each 28-day cycle" in hrt.dosing[1].start
+    assert any("Undiagnosed abnormal genital bleeding" == c.what for c in hrt.contraindications)
+    ket = protocol("ketamine", services=["ketamine"])
+    assert ket.dosing[0].start == "0.5 mg/kg over 40 minutes" and "Sanacora" in ket.dosing[0].source
+    assert any("significant elevation of blood pressure" in c.what for c in ket.contraindications)
+    iv = protocol("iv_nutrients", services=["iv_nutrients"])
+    assert all(d.needs_review for d in iv.dosing if d.maximum == "unknown")
+    assert any("H.B. 3749" in lab.source for lab in iv.labs)

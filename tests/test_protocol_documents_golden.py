@@ -71,6 +71,23 @@ def test_the_document_states_the_sourced_facts():
     assert "DEA schedule III" in trt and "Product source: the FDA-approved product" in trt
 
 
+def test_every_service_document_states_its_sourced_dosing_and_each_states_chart_review():
+    for service, needles in {
+        "neurotoxins": ("### onabotulinumtoxinA (intramuscular)", "cumulative 400 Units in a 3-month interval",
+                        "BOTOX Cosmetic Prescribing Information, section 2"),
+        "dermal_fillers": ("Unintentional Injection of Soft Tissue Filler into Blood Vessels", "gram-positive"),
+        "laser": ("the device's labelled maximum settings", "ANSI Z136.3"),
+        "female_hrt": ("- Start: 200 mg at bedtime for 12 sequential days", "Peanut allergy"),
+        "iv_nutrients": ("0.9% Sodium Chloride Injection, USP", "fluid and solute overload"),
+        "ketamine": ("- Start: 0.5 mg/kg over 40 minutes", "emergency airway equipment immediately available"),
+    }.items():
+        _, body, _ = protocol_document(service, INTAKE, PLAN, DOC)
+        assert "no sourced dosing" not in body and "no sourced protocol data" not in body, service
+        for needle in needles:
+            assert needle in body, (service, needle)
+        assert "- TX: 10% every 30 days (company policy" in body and "- OK: 10% every 30 days" in body
+
+
 def test_unknown_facts_read_needs_review_with_what_to_check():
     _, trt, _ = protocol_document("testosterone_hrt", INTAKE, PLAN, DOC)
     assert "- estradiol: needs review: not a routine guideline lab; confirm indication and cadence" in trt
@@ -78,8 +95,9 @@ def test_unknown_facts_read_needs_review_with_what_to_check():
     _, peptides, _ = protocol_document("peptides", INTAKE, PLAN, DOC)
     assert "- Start: needs review: 503A bulk-substance eligibility and dosing source for sermorelin" in peptides
     assert "### BPC-157 (none)\n- NOT AUTHORIZED: FDA 503A Category 2 bulk substance since 2023-09-29" in peptides
-    _, botox, _ = protocol_document("neurotoxins", INTAKE, PLAN, DOC)
-    assert "- needs review: no sourced dosing for" in botox
-    assert "needs review: no sourced protocol data for neurotoxins yet" in botox
-    for text in (trt, peptides, botox):
+    _, fillers, _ = protocol_document("dermal_fillers", INTAKE, PLAN, DOC)
+    assert "- Maximum: needs review: each product's maximum volume per area and per year" in fillers
+    _, iv, _ = protocol_document("iv_nutrients", INTAKE, PLAN, DOC)
+    assert "- Start: needs review: elective IV ascorbic acid is off-label" in iv
+    for text in (trt, peptides, fillers, iv):
         assert ": unknown" not in text and "unknown." not in text  # never a bare unknown
