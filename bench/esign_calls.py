@@ -132,11 +132,12 @@ def report(fig: dict, argv: list[str]) -> str:
         f"### DocuSign API calls per onboarding (error rate {fig['error_rate']:.0%})",
         "",
         f"`{' '.join(['.venv/bin/python -m bench.esign_calls', *map(shlex.quote, argv)])}` — {n} demo onboardings "
-        f"({', '.join(f'{c}× {k} agreements' for k, c in sorted(mix.items()))}; {agreements} agreements) "
+        f"({', '.join(f'{c}× {k} envelopes' for k, c in sorted(mix.items()))}; {agreements} envelopes: each "
+        f"clinic's agreements and its stage-3 protocol packet) "
         f"to `launched` with Connect working, counted by the local e-sign server (`/admin/stats`), "
         f"{fig['seconds']} s.",
         "",
-        "| operation | calls | per onboarding | per agreement |",
+        "| operation | calls | per onboarding | per envelope |",
         "|---|---:|---:|---:|",
         f"| OAuth token + userinfo (per worker, cached) | {tokens} | {tokens / n:.2f} | {tokens / agreements:.2f} |",
     ]
@@ -153,7 +154,7 @@ def report(fig: dict, argv: list[str]) -> str:
     for k in sorted(mix):
         est = k * (fig["rest_total"] / agreements) + tokens / n
         if est > TARGET_PER_ONBOARDING:
-            lines.append(f"Clinics with {k} agreements: ≈ {est:.1f} calls (over target).")
+            lines.append(f"Clinics with {k} envelopes: ≈ {est:.1f} calls (over target).")
     for wf, w in fig["onboardings"].items():
         if w["envelopes"] != w["agreements"] or w["completed"] != w["agreements"]:
             lines.append(f"WARNING {wf}: {w['envelopes']} envelopes, {w['completed']} completed, "

@@ -206,6 +206,9 @@ def summary(settings: Settings, clinics: list[Clinic], stack, console: Console, 
     verdict = "[green]all 3 onboardings launched[/]" if ok else "[red]not every onboarding launched in time[/]"
     console.print(f"{verdict} in {took:.1f} s; {len(mails)} e-mails in {settings.mail_dir}/, "
                   f"{len(docs)} signed PDFs in {settings.documents_dir}/")
+    for c in clinics:  # stage 3's protocol packet (its own envelope): who signed and acknowledged it
+        signed = [t["event"] for t in (c.status or {}).get("timeline", []) if t["event"].startswith("protocol packet")]
+        console.print(f"  {c.intake['clinic_key']}: {signed[-1] if signed else 'protocol packet not signed'}")
     urls = stack.urls()
     ui = urls.get("temporal_ui", f"http://127.0.0.1:{settings.temporal_ui_port}")
     console.print(f"Temporal UI: {ui}/namespaces/{settings.temporal_namespace}/workflows")

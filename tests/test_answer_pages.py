@@ -169,6 +169,10 @@ def test_people_answer_from_their_mails_in_a_browser(seeded, page, shots):
         assert sorted(p["sha256"] for p in shown) == sorted(p["sha256"] for p in st["protocols"])
         assert {p["status"] for p in shown} == {"approved"} and {p["approved_by"] for p in shown} == {accepter}
 
+        # the protocol packet goes out as an envelope of its own: the director signs it (e-sign sandbox)
+        poll(api, wf, lambda s: s["stage"] == "protocol_setup" and s["waiting_on"] == "signers")
+        assert "signed" in mdco(env, "sandbox", "sign", wf).stdout
+
         # pharmacies confirm the prescriber account
         st = poll(api, wf, lambda s: s["stage"] == "pharmacy_coordination" and s["pharmacies"])
         packets = mailed_links(settings, wf, "pharmacy")

@@ -94,13 +94,17 @@ def test_onboarding_end_to_end_through_cli_http_esign_and_webhook(seeded, tmp_pa
         assert st["sla_status"] == "met" and st["physician_npi"] == npi
         assert api.post(f"/onboardings/{wf}/protocols/approve", json={"npi": "1234567893"}).status_code == 409
         assert api.post(f"/onboardings/{wf}/protocols/approve", json={"npi": npi}).status_code == 200
+        st = poll(api, wf, lambda s: s["stage"] == "protocol_setup" and s["waiting_on"] == "signers")
+        assert [e["agreement_kind"] for e in st["envelopes"]] == ["protocol_packet"]  # the director signs it
+        assert "signed" in mdco(env, "sandbox", "sign", wf).stdout
 
         st = poll(api, wf, lambda s: s["stage"] == "pharmacy_coordination" and s["pharmacies"])
         for p in st["pharmacies"]:
             mdco(env, "pharmacy", "confirm", wf, "--pharmacy", p["pharmacy_id"])
 
         st = poll(api, wf, lambda s: s["stage"] == "agreements" and s["waiting_on"] == "signers")
-        assert st["envelopes"] and all(e["status"] == "sent" for e in st["envelopes"])
+        assert [e["status"] for e in st["envelopes"] if e["agreement_kind"] == "protocol_packet"] == ["completed"]
+        assert all(e["status"] == "sent" for e in st["envelopes"] if e["agreement_kind"] != "protocol_packet")
         assert "signed" in mdco(env, "sandbox", "sign", wf).stdout
         st = poll(api, wf, lambda s: s["stage"] == "launched")
 
@@ -143,6 +147,8 @@ def test_worker_sigkill_mid_onboarding_finishes_exactly_once(seeded, running_sta
         running_stack.restart("worker", signal.SIGKILL)  # killed while protocols are prepared
         st = poll(api, wf, lambda s: s["stage"] == "protocol_setup" and s["protocols"], timeout=120)
         api.post(f"/onboardings/{wf}/protocols/approve", json={"npi": npi}).raise_for_status()
+        poll(api, wf, lambda s: s["stage"] == "protocol_setup" and s["waiting_on"] == "signers")
+        mdco(env, "sandbox", "sign", wf)  # the protocol packet
         st = poll(api, wf, lambda s: s["stage"] == "pharmacy_coordination" and s["pharmacies"])
         for p in st["pharmacies"]:
             api.post(f"/onboardings/{wf}/pharmacies/{p['pharmacy_id']}/confirm").raise_for_status()
