@@ -121,13 +121,14 @@ def _supervised(intake: Intake, state: str) -> list[Midlevel]:
 
 def agreements_for(intake: Intake, plan: OversightPlan) -> list[AgreementSpec]:
     """The agreements this clinic needs: the medical-director agreement always, a collaborative
-    practice agreement per state with NP/PA midlevels, and a Texas prescriptive-authority agreement."""
+    practice agreement per state with NP/PA midlevels, except Texas, where the one prescriptive-authority
+    agreement of Tex. Occ. Code §157.0512 covers every NP/PA there (one agreement where one suffices)."""
     _, md_version = latest_template("agreements", "medical_director")
     specs = [AgreementSpec(agreement_kind="medical_director", template_version=md_version,
                            title=f"Medical Director Agreement — {intake.clinic_name}")]
     _, cp_version = latest_template("agreements", "collaborative_practice")
     for st in intake.states:
-        if _supervised(intake, st):
+        if _supervised(intake, st) and st != "TX":
             specs.append(AgreementSpec(agreement_kind=f"collaborative_practice_{st}", template_version=cp_version,
                                        title=f"Collaborative Practice Agreement ({st}) — {intake.clinic_name}"))
     if "TX" in intake.states and _supervised(intake, "TX"):
@@ -195,16 +196,17 @@ def render_protocol_packet(spec: AgreementSpec, intake: Intake, plan: OversightP
 
 def _render_signed(name: str, spec: AgreementSpec, intake: Intake, plan: OversightPlan,
                    physician: PhysicianRecord, signers: list[SignerSpec], **extra: Any) -> str:
-    """Render ``agreements/<name>`` with its signature blocks; the spec's template version must be the latest."""
+    """Render ``agreements/<name>`` with its signature blocks, in exactly the template version the spec
+    names: an onboarding that listed its agreements before a newer version still sends the text it listed."""
     context = _common(intake, plan, physician)
     context["signers"] = [{**s.model_dump(), "role_title": _ROLE_TITLES[s.role]} for s in signers]
     context["title"] = spec.title
-    path, version = latest_template("agreements", name)
-    if version != spec.template_version:
-        raise ValueError(f"agreement {spec.agreement_kind}: spec asks for {spec.template_version}, "
-                         f"the template is {version}")
+    version = spec.template_version
+    path = f"agreements/{version}.html.j2"
+    if not version.startswith(f"{name}.v") or path not in _env().list_templates():
+        raise ValueError(f"agreement {spec.agreement_kind}: no template {version} "
+                         f"(the latest is {latest_template('agreements', name)[1]})")
     return _env().get_template(path).render(**context, **extra, template_version=version)
-
 
 
 def render_agreement(spec: AgreementSpec, intake: Intake, plan: OversightPlan,
@@ -223,9 +225,11 @@ def render_agreement(spec: AgreementSpec, intake: Intake, plan: OversightPlan,
         if not midlevels:
             raise ValueError(f"agreement_kind {kind!r}: no NP/PA midlevels in {state}")
         name = "collaborative_practice"
+        lic = physician.license_in(state)
         extra = {"state": state, "state_plan": plan.states[state], "midlevels": midlevels,
                  "prescriptive_authority": m[1] == "prescriptive_authority",
-                 "controlled": [s.value for s in intake.controlled_services]}
+                 "controlled": [s.value for s in intake.controlled_services],
+                 "locations": list(intake.locations), "physician_license": lic.number if lic else ""}
         signing_midlevels = midlevels
     signers = signers_for(intake, physician, signing_midlevels)
     return _render_signed(name, spec, intake, plan, physician, signers, **extra), signers

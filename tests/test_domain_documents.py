@@ -51,8 +51,11 @@ def test_protocol_body_is_deterministic_and_has_the_dated_texas_iv_note():
 
 def test_agreements_needed():
     kinds = [s.agreement_kind for s in agreements_for(INTAKE, PLAN)]
-    assert kinds == ["medical_director", "collaborative_practice_TX", "collaborative_practice_OK",
-                     "prescriptive_authority_TX"]  # no CO agreement: only an RN there
+    # one agreement where one suffices: in TX the prescriptive-authority agreement (Tex. Occ. Code §157.0512)
+    # covers its NP/PAs, no second collaborative agreement; no CO agreement: only an RN there
+    assert kinds == ["medical_director", "collaborative_practice_OK", "prescriptive_authority_TX"]
+    assert {s.template_version for s in agreements_for(INTAKE, PLAN) if s.agreement_kind != "medical_director"} == {
+        "collaborative_practice.v2"}
     solo = INTAKE.model_copy(update={"midlevels": []})
     assert [s.agreement_kind for s in agreements_for(solo, PLAN)] == ["medical_director"]
 
@@ -66,12 +69,33 @@ def test_agreements_render_with_anchors_signers_and_escaping():
         assert anchor in html
     assert "Glow &lt;Aesthetics&gt; &amp; Co" in html and "<Aesthetics>" not in html
     assert f"USD {PLAN.quote.monthly_usd}" in html
-    tx, _ = render_agreement(specs["collaborative_practice_TX"], INTAKE, PLAN, DOC)
-    assert "Sam Lee" in tx and "Pat Doe" not in tx and "Collaboration" in tx
     ok, _ = render_agreement(specs["collaborative_practice_OK"], INTAKE, PLAN, DOC)
-    assert "Pat Doe" in ok and "Sam Lee" not in ok
+    assert "Pat Doe" in ok and "Sam Lee" not in ok and "Collaboration" in ok
     pa, _ = render_agreement(specs["prescriptive_authority_TX"], INTAKE, PLAN, DOC)
-    assert "Prescriptive authority" in pa and "testosterone_hrt, ketamine" in pa
+    assert "Sam Lee" in pa and "Pat Doe" not in pa and "testosterone_hrt, ketamine" in pa
+
+
+def test_texas_prescriptive_authority_agreement_has_the_statutory_elements():
+    """Tex. Occ. Code §157.0512(e)-(f) as amended by H.B. 278 (2019): the elements and monthly meetings."""
+    spec = next(s for s in agreements_for(INTAKE, PLAN) if s.agreement_kind == "prescriptive_authority_TX")
+    pa, _ = render_agreement(spec, INTAKE, PLAN, DOC)
+    for needle in ("Prescriptive authority agreement (Tex. Occ. Code §157.0512)", "This one agreement covers every",
+                   "reviewed, signed and dated by the parties", "TX licence Q1", "AP123456", "Austin 78701",
+                   "Consultation and referral", "Patient emergencies", "Communication and sharing of information",
+                   "Alternate physicians", "chart review of 10% of charts every 30 days",
+                   "meetings at least once a month, in a manner the physician and the\npractitioners determine",
+                   "TX's own: 10% every 30 days, company policy", "at most 7 NP/PA per physician",
+                   "at least once a month in a manner the physician and the APRN/PA determine"):
+        assert needle in pa, needle
+    assert "first 90 days" not in pa and "quarterly" not in pa
+
+
+def test_an_agreement_listed_with_an_older_template_renders_that_version():
+    """A running onboarding's specs were made before collaborative_practice.v2: they still render, in v1."""
+    old = AgreementSpec(agreement_kind="collaborative_practice_TX", template_version="collaborative_practice.v1",
+                        title="Collaborative Practice Agreement (TX) — old")
+    html, _ = render_agreement(old, INTAKE, PLAN, DOC)
+    assert "Template collaborative_practice.v1" in html and "Sam Lee" in html
 
 
 MAILED = INTAKE.model_copy(update={"midlevels": [
@@ -88,7 +112,7 @@ def test_midlevel_email_is_optional_and_validated():
 
 def test_midlevels_with_email_sign_the_agreements_that_name_them_after_the_md():
     specs = {s.agreement_kind: s for s in agreements_for(MAILED, PLAN)}
-    html, signers = render_agreement(specs["collaborative_practice_TX"], MAILED, PLAN, DOC)
+    html, signers = render_agreement(specs["prescriptive_authority_TX"], MAILED, PLAN, DOC)
     assert [(s.routing_order, s.role, s.email, s.anchor, s.date_anchor) for s in signers] == [
         (1, "clinic", "dana@clinic.example", "/sn1/", "/ds1/"),
         (2, "medical_director", "ana@md.example", "/sn2/", "/ds2/"),
@@ -96,8 +120,6 @@ def test_midlevels_with_email_sign_the_agreements_that_name_them_after_the_md():
         (4, "midlevel", "kim@pa.example", "/sn4/", "/ds4/")]
     for anchor in ("/sn3/", "/ds3/", "/sn4/", "/ds4/"):
         assert html.count(anchor) == 1, anchor
-    pa, pa_signers = render_agreement(specs["prescriptive_authority_TX"], MAILED, PLAN, DOC)
-    assert [s.email for s in pa_signers][2:] == ["sam@np.example", "kim@pa.example"] and "/sn4/" in pa
     # OK's PA has no e-mail: named in the document, not routed to; the RN in CO never signs
     ok, ok_signers = render_agreement(specs["collaborative_practice_OK"], MAILED, PLAN, DOC)
     assert [s.role for s in ok_signers] == ["clinic", "medical_director"] and "Pat Doe" in ok and "/sn3/" not in ok
@@ -124,7 +146,7 @@ def test_send_agreement_routes_the_envelope_to_every_signer(esign_server, tmp_pa
     init_db(engine)
     roster.upsert_physicians(engine, [DOC])
     wf = f"onboarding-signers-{tmp_path.name[-12:]}".lower().replace("_", "-")
-    spec = next(s for s in agreements_for(MAILED, PLAN) if s.agreement_kind == "collaborative_practice_TX")
+    spec = next(s for s in agreements_for(MAILED, PLAN) if s.agreement_kind == "prescriptive_authority_TX")
     acts = OnboardingActivities(settings, engine)
     try:
         view = ActivityEnvironment().run(acts.send_agreement, AgreementRequest(
@@ -144,7 +166,7 @@ def test_bad_agreement_specs_are_rejected():
     with pytest.raises(ValueError, match="no NP/PA midlevels in CO"):
         render_agreement(AgreementSpec(agreement_kind="collaborative_practice_CO", template_version="collaborative_practice.v1",
                                        title="x"), INTAKE, PLAN, DOC)
-    with pytest.raises(ValueError, match="template is medical_director.v1"):
+    with pytest.raises(ValueError, match="no template medical_director.v0 \\(the latest is medical_director.v1\\)"):
         render_agreement(AgreementSpec(agreement_kind="medical_director", template_version="medical_director.v0",
                                        title="x"), INTAKE, PLAN, DOC)
 
