@@ -118,35 +118,17 @@ def _state_plan(intake: Intake, st: str, day: date, dea: bool) -> tuple[StatePla
 
 
 def _ratio_cap(plan: StatePlan, rules: StateRules, roles: Counter, day: date) -> list[Finding]:
-    """Set the plan's caps (one per group of roles the state caps; NPs count wherever a cap names them);
-    over a legal cap blocks, and an unverified cap is planned as the policy cap."""
+    """Set the plan's caps, one per group of roles the state caps; over a legal cap blocks. A role the
+    state's verified caps leave out (an NP outside full practice, a PA) gets the policy cap, as an
+    unverified cap does: NPs count toward a cap wherever one may apply."""
     st = plan.state
     caps = [c for c in rules.supervision_ratio_cap if c.in_force(day)]
-    value = caps[0].value if len(caps) == 1 else ("unknown" if not caps else None)
-    if value == "none":
+    if len(caps) == 1 and caps[0].value == "none":
         plan.notes.append(f"No state supervision ratio cap ({caps[0].source})")
         return []
-    if value == "unknown":
-        policy = state_rules().defaults.ratio_cap_when_unknown
-        capped_roles = [MidlevelRole.PA] + ([MidlevelRole.NP] if plan.np_practice != "full" else [])
-        who = "/".join(r.value for r in capped_roles)
-        count = sum(roles[r] for r in capped_roles)
-        plan.supervision_ratio_cap = policy.value
-        plan.ratio_caps = {"/".join(sorted(r.value for r in capped_roles)): policy.value}
-        plan.notes.append(f"Supervision ratio cap unverified: planned as at most {policy.value} {who} per physician (policy)")
-        if not count:
-            return []
-        if count > policy.value:
-            return [Finding(rule_id=f"ratio_cap.policy.{st}", severity="blocking",
-                            message=f"{st}: the state's ratio cap is not verified and the clinic has {count} {who}, over "
-                                    f"the policy cap of {policy.value}; ops must verify the state cap before matching",
-                            source=policy.source)]
-        return [_unknown(st, "supervision_ratio_cap", day, caps[0].source if caps else "state_rules.yaml",
-                         f"at most {policy.value} {who} per physician (policy)")]
     findings: list[Finding] = []
-    for cap in sorted(caps, key=lambda c: sorted(r.value for r in c.applies_to)):
-        if not isinstance(cap.value, int):
-            raise ValueError(f"{st}: a cap of {cap.value!r} cannot run beside another cap")
+    numeric = sorted((c for c in caps if isinstance(c.value, int)), key=lambda c: sorted(r.value for r in c.applies_to))
+    for cap in numeric:
         who = "/".join(r.value for r in cap.applies_to)
         count = sum(roles[r] for r in cap.applies_to)
         plan.ratio_caps["/".join(sorted(r.value for r in cap.applies_to))] = cap.value
@@ -156,8 +138,34 @@ def _ratio_cap(plan: StatePlan, rules: StateRules, roles: Counter, day: date) ->
             findings.append(Finding(rule_id=f"ratio_cap.{st}" + ("" if own else f".{who}"),
                                     severity="blocking", source=cap.source,
                                     message=f"{st} allows {cap.value} {who} per physician; the clinic has {count}"))
+    covered = {r for c in numeric for r in c.applies_to}
+    supervised = [MidlevelRole.PA] + ([MidlevelRole.NP] if plan.np_practice != "full" else [])
+    uncovered = [r for r in supervised if r not in covered]
+    if uncovered:
+        source = caps[0].source if caps and not numeric else "state_rules.yaml"
+        findings += _policy_cap(plan, uncovered, roles, day, source, partial=bool(numeric))
     plan.supervision_ratio_cap = min(plan.ratio_caps.values())
     return findings
+
+
+def _policy_cap(plan: StatePlan, capped_roles: list[MidlevelRole], roles: Counter, day: date, source: str, *,
+                partial: bool) -> list[Finding]:
+    """Plan the company's cap for roles whose state cap is not verified; over it blocks until ops verify."""
+    st = plan.state
+    policy = state_rules().defaults.ratio_cap_when_unknown
+    who = "/".join(r.value for r in capped_roles)
+    count = sum(roles[r] for r in capped_roles)
+    plan.ratio_caps["/".join(sorted(r.value for r in capped_roles))] = policy.value
+    what = f"{who} cap" if partial else "Supervision ratio cap"
+    plan.notes.append(f"{what} unverified: planned as at most {policy.value} {who} per physician (policy)")
+    if not count:
+        return []
+    if count > policy.value:
+        return [Finding(rule_id=f"ratio_cap.policy.{st}", severity="blocking",
+                        message=f"{st}: the state's ratio cap is not verified and the clinic has {count} {who}, over "
+                                f"the policy cap of {policy.value}; ops must verify the state cap before matching",
+                        source=policy.source)]
+    return [_unknown(st, "supervision_ratio_cap", day, source, f"at most {policy.value} {who} per physician (policy)")]
 
 
 # ---------------------------------------------------------------------------- per service

@@ -155,6 +155,18 @@ def test_california_np_furnishing_ratio_runs_beside_the_pa_ratio():
     assert any("at most 4 NP per physician" in n for n in five.states["CA"].notes)
 
 
+def test_a_role_the_state_caps_leave_out_gets_the_policy_cap():
+    """FL's statute caps PAs (10); its APRNs (restricted practice) are planned under the policy cap until verified."""
+    plan = assess(make_intake(states=["FL"], midlevels=np_("FL", 3)), AS_OF)
+    assert plan.states["FL"].ratio_caps == {"PA": 10, "NP": 4} and not plan.blocking
+    assert "unknown.supervision_ratio_cap.FL" in {f.rule_id for f in plan.findings}
+    over = assess(make_intake(states=["FL"], midlevels=np_("FL", 5)), AS_OF)
+    assert [f.rule_id for f in over.blocking] == ["ratio_cap.policy.FL"]
+    assert "NP cap unverified: planned as at most 4 NP per physician (policy)" in over.states["FL"].notes
+    # full-practice NPs are never capped: WA's NPs count nowhere, its PAs under the policy cap
+    assert assess(make_intake(states=["WA"], midlevels=np_("WA", 6)), AS_OF).states["WA"].ratio_caps == {"PA": 4}
+
+
 def test_concurrent_caps_for_the_same_role_are_rejected():
     caps = ("    supervision_ratio_cap: [{value: 4, applies_to: [PA], source: abc, effective_from: 2024-01-01},"
             " {value: 7, applies_to: [NP, PA], source: abc, effective_from: 2024-06-01}]\n")

@@ -134,12 +134,17 @@ def test_florida_skin_care_office_needs_a_board_certified_director_nearby_for_on
 
 
 def test_caps_count_only_the_roles_they_name():
-    """FL caps PAs (10), not APRNs; CA caps NPs furnishing (4) and PAs (8) apart; TX counts both (7)."""
+    """FL caps PAs (10) by statute, its APRNs fall under the policy cap (4) until verified; CA caps NPs
+    furnishing (4) and PAs (8) apart; TX counts both (7)."""
     lic = [{"state": "FL", "number": "1", "expires": "2028-01-01"}]
     nps = [{"name": f"N{i}", "role": "NP", "state": "FL", "license_number": f"AP{i}"} for i in range(3)]
     intake = make_intake(states=["FL"], services=["neurotoxins"], care_model="telehealth", locations=[], midlevels=nps)
+    plan = assess(intake, AS_OF)
+    assert plan.states["FL"].ratio_caps == {"PA": 10, "NP": 4}
+    assert rank([doc(home_state="FL", licenses=lic, supervised_midlevels={"FL": 1})], intake, plan).candidates
+    assert rank([doc(home_state="FL", licenses=lic, supervised_midlevels={"FL": 2})], intake, plan).excluded[0].reasons == [
+        "ratio cap: FL allows 4 NP per physician; would supervise 5"]
     busy = doc(home_state="FL", licenses=lic, supervised_midlevels={"FL": 9})
-    assert rank([busy], intake, assess(intake, AS_OF)).candidates  # NPs are not on the PA cap
     pa = make_intake(states=["FL"], services=["neurotoxins"], care_model="telehealth", locations=[],
                      midlevels=[{"name": "P", "role": "PA", "state": "FL", "license_number": "PA1"},
                                 {"name": "Q", "role": "PA", "state": "FL", "license_number": "PA2"}])
