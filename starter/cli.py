@@ -194,13 +194,15 @@ def assess(file: Path, as_of: Optional[str] = typer.Option(None, "--as-of", help
         _print_json(plan.model_dump(mode="json"))
         return
     out.print(f"[bold]{intake.clinic_name}[/bold] — plan as of {plan.as_of}; oversight {plan.oversight_mode}")
-    table = Table("state", "NP practice", "PA", "ratio cap", "GFE", "DEA")
+    table = Table("state", "NP practice", "PA", "ratio caps", "GFE", "DEA", "chart review")
     for st in plan.states.values():
-        table.add_row(st.state, st.np_practice, st.pa_supervision, str(st.supervision_ratio_cap or "-"), st.gfe_mode,
-                      "yes" if st.dea_required else "no")
+        caps = ", ".join(f"{roles} {cap}" for roles, cap in st.ratio_caps.items()) or str(st.supervision_ratio_cap or "-")
+        own = st.chart_review
+        table.add_row(st.state, st.np_practice, st.pa_supervision, caps, st.gfe_mode, "yes" if st.dea_required else "no",
+                      f"{own.percent}%/{own.cadence_days} d ({own.basis})" if own else "-")
     out.print(table)
     out.print(f"chart review: {plan.chart_review.percent}% every {plan.chart_review.cadence_days} days "
-              f"({plan.chart_review.basis})")
+              f"({plan.chart_review.basis}; the strictest over the states)")
     for f in plan.findings:
         out.print(f"[{'red' if f.severity == 'blocking' else 'yellow'}]{f.severity}[/] {f.rule_id}: {f.message}")
     out.print(f"[bold]quote: ${plan.quote.monthly_usd}/month[/bold]")

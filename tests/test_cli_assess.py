@@ -58,6 +58,18 @@ def test_human_output_shows_findings_and_quote_lines():
     assert "therapy_risk" in proc.stdout and "quote: $" in proc.stdout
 
 
+def test_human_output_shows_each_states_caps_and_chart_review(tmp_path):
+    """MO 10 %/14 d + TN 20 %/30 d -> 20 % every 14 days; CA's NP furnishing cap beside its PA cap."""
+    path = intake_file(tmp_path, states=["MO", "TN", "CA"], locations=[], midlevels=[],
+                       services=["neurotoxins"], product_choices={})
+    proc = mdco_assess(str(path), "--as-of", "2026-12-01")
+    assert proc.returncode == 0, proc.stderr
+    assert "chart review: 20% every 14 days (law; the strictest over the states)" in proc.stdout
+    rows = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") > 5}
+    assert "10%/14 d (law)" in rows["MO"] and "20%/30 d (law)" in rows["TN"] and "10%/30 d (policy)" in rows["CA"]
+    assert "NP 4, PA 8" in rows["CA"]
+
+
 @pytest.mark.parametrize("changes, args, expected", [
     ({"states": ["TX", "ZZ"], "care_model": "remote"}, [], ["states", "care_model"]),
     ({"product_choices": {"ketamine": "fda_approved"}}, [], ["product_choices.ketamine is not one of the requested"]),
