@@ -24,13 +24,10 @@ import asyncio
 import json
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from bench.chaos import seed_roster
-from bench.esign_calls import bench_settings
-from bench.throughput import BENCH_ENV, BENCH_SETTINGS, load_average, progress
+from bench.throughput import bench_stack, load_average, progress
 from starter.humans import Action, Driver, launched
 
 GOAL_P99_MS = 250.0
@@ -101,27 +98,19 @@ def figures(samples: list[dict]) -> dict:
 
 def measure(n: int, timeout: float, poll_s: float, busy: int) -> dict:
     from starter.humans import Humans, demo_intakes
-    from starter.stack import Stack
 
     run_id = time.strftime("l%H%M%S")
-    with tempfile.TemporaryDirectory(prefix="mdco-bench-latency-") as tmp:
-        settings = bench_settings(Path(tmp)).model_copy(update=BENCH_SETTINGS)
-        stack = Stack(settings, env=BENCH_ENV)
-        stack.start(detach=False)
-        try:
-            settings = stack.settings
-            seed_roster(settings, n + 3)
-            asyncio.run(Driver(settings, Humans(), subject="bench").run(demo_intakes(3, f"w{run_id}"),
-                                                                        timeout=timeout))  # warm-up
-            driver = TimedDriver(settings, Humans(), subject="bench", poll_s=poll_s)
-            load_before = load_average()
-            started = time.monotonic()
-            asyncio.run(driver.run(demo_intakes(n, run_id), timeout=timeout))
-            elapsed = time.monotonic() - started
-            progress(f"{n} launched in {elapsed:.1f} s, {len(driver.samples)} answers timed")
-            load_after = load_average()
-        finally:
-            stack.stop()
+    with bench_stack("mdco-bench-latency-") as settings:
+        seed_roster(settings, n + 3)
+        asyncio.run(Driver(settings, Humans(), subject="bench").run(demo_intakes(3, f"w{run_id}"),
+                                                                    timeout=timeout))  # warm-up
+        driver = TimedDriver(settings, Humans(), subject="bench", poll_s=poll_s)
+        load_before = load_average()
+        started = time.monotonic()
+        asyncio.run(driver.run(demo_intakes(n, run_id), timeout=timeout))
+        elapsed = time.monotonic() - started
+        progress(f"{n} launched in {elapsed:.1f} s, {len(driver.samples)} answers timed")
+        load_after = load_average()
     busy_samples = [s for s in driver.samples if s["in_flight"] >= busy]
     kinds = sorted({s["kind"] for s in driver.samples})
     return {

@@ -19,14 +19,11 @@ import io
 import json
 import pstats
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 
-from bench.esign_calls import bench_settings
-from bench.throughput import BENCH_SETTINGS, load_average, progress
+from bench.throughput import bench_stack, load_average, progress
 
 GOAL_PER_S = 50.0
 
@@ -93,30 +90,22 @@ def profile_api(settings, headers: dict, intakes: list[dict], clients: int) -> d
 def measure(n: int, clients: int, with_worker: bool, profile: bool) -> dict:
     from api.auth import auth_headers
     from starter.humans import demo_intakes, seed_demo_data
-    from starter.stack import Stack
 
     run_id = time.strftime("s%H%M%S")
     services = ["temporal", "esign", "smtp", "api", "worker"] if with_worker else ["temporal", "api"]
-    with tempfile.TemporaryDirectory(prefix="mdco-bench-starts-") as tmp:
-        settings = bench_settings(Path(tmp)).model_copy(update=BENCH_SETTINGS)
-        stack = Stack(settings, services=services)
-        stack.start(detach=False)
-        try:
-            settings = stack.settings
-            if with_worker:
-                seed_demo_data(settings)
-            headers = auth_headers(settings, "ops", "bench-starts")
-            loads = {"before": load_average()}
-            api_s = asyncio.run(api_starts(settings.api_base_url, headers, demo_intakes(n, run_id), clients))
-            progress(f"API: {n} starts in {api_s:.1f} s")
-            loads["after_api"] = load_average()
-            raw_s = asyncio.run(raw_starts(settings, n, clients, run_id))
-            progress(f"bare client: {n} starts in {raw_s:.1f} s")
-            loads["after_raw"] = load_average()
-            prof = profile_api(settings, headers, demo_intakes(min(n, 300) + 10, f"p{run_id}"), clients) \
-                if profile else None
-        finally:
-            stack.stop()
+    with bench_stack("mdco-bench-starts-", services) as settings:
+        if with_worker:
+            seed_demo_data(settings)
+        headers = auth_headers(settings, "ops", "bench-starts")
+        loads = {"before": load_average()}
+        api_s = asyncio.run(api_starts(settings.api_base_url, headers, demo_intakes(n, run_id), clients))
+        progress(f"API: {n} starts in {api_s:.1f} s")
+        loads["after_api"] = load_average()
+        raw_s = asyncio.run(raw_starts(settings, n, clients, run_id))
+        progress(f"bare client: {n} starts in {raw_s:.1f} s")
+        loads["after_raw"] = load_average()
+        prof = profile_api(settings, headers, demo_intakes(min(n, 300) + 10, f"p{run_id}"), clients) \
+            if profile else None
     out = {"starts": n, "clients": clients, "worker_running": with_worker,
            "api_starts_per_s": round(n / api_s, 1), "bare_client_starts_per_s": round(n / raw_s, 1),
            "api_vs_bare": round(raw_s / api_s, 3), "goal_per_s": GOAL_PER_S, "load_average": loads}

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 from bench.esign_calls import bench_settings
@@ -150,6 +151,22 @@ async def run_floor(settings, shapes: list[dict], tag: str) -> float:
 
 
 # ---------------------------------------------------------------- the measurement
+@contextmanager
+def bench_stack(prefix: str, services: list[str] | None = None, env: dict[str, str] | None = None):
+    """A fresh embedded stack (free ports, SQLite, a temp dir, the API's rate limits out of the way) for
+    the block; its resolved settings."""
+    from starter.stack import Stack
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        stack = Stack(bench_settings(Path(tmp)).model_copy(update=BENCH_SETTINGS), services=services,
+                      env=BENCH_ENV if env is None else env)
+        stack.start(detach=False)
+        try:
+            yield stack.settings
+        finally:
+            stack.stop()
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
