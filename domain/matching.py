@@ -84,7 +84,7 @@ def holds_board(doc: PhysicianRecord, boards: tuple[str, ...], on: date) -> bool
     for entry in doc.board_certifications:
         name, _, expires = entry.partition(":")
         name = name.strip().lower().replace(" ", "_").replace("-", "_")
-        if any(name == b or name.startswith(f"{b}_") for b in boards) and not (expires and expires.strip() < on.isoformat()):
+        if name.removesuffix("_eligible").removesuffix("_board") in boards and not (expires and expires.strip() < on.isoformat()):
             return True
     return False
 

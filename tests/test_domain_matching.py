@@ -122,8 +122,10 @@ def test_florida_skin_care_office_needs_a_board_certified_director_nearby_for_on
         internist = doc(home_state="FL", licenses=lic, board_certifications=["internal_medicine"])
         assert rank([internist], intake, plan).excluded[0].reasons == [
             "FL: the director of this office must be board certified or eligible in dermatology or plastic surgery"]
-        for boards in (["dermatology"], ["plastic_surgery:2029-01-01"], ["Dermatology eligible"]):
+        for boards in (["dermatology"], ["plastic_surgery:2029-01-01"], ["Dermatology eligible"], ["plastic-surgery board eligible"]):
             assert rank([doc(home_state="FL", licenses=lic, board_certifications=boards)], intake, plan).candidates, boards
+        other = doc(home_state="FL", licenses=lic, board_certifications=["dermatology_pathology", "internal_medicine"])
+        assert rank([other], intake, plan).excluded, "another board, even with a similar name, does not count"
         lapsed = doc(home_state="FL", licenses=lic, board_certifications=["dermatology:2026-12-01"])
         assert rank([lapsed], intake, plan).excluded, "a board expiring before the start does not count"
         far = doc(home_state="GA", licenses=lic, board_certifications=["dermatology"])
