@@ -5,11 +5,13 @@ and on its cover page), the director signs first and each midlevel with an e-mai
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities.audit_packet import packet_files
 from activities.onboarding import envelope_external_id
 from domain.intake import Intake
 from domain.messages import (
@@ -74,8 +76,11 @@ def test_protocol_packet_reaches_the_server_with_the_approved_texts_and_the_righ
                                              agreement_kind="protocol_packet", status="completed", at=NOW))
     stored = agreements.get_agreement(engine, wf, "protocol_packet")
     assert stored["status"] == "completed"
-    pdf = open(stored["document_path"], "rb").read()  # the signed packet, as the audit packet lists it
+    pdf = open(stored["document_path"], "rb").read()
     assert pdf.startswith(b"%PDF-") and all(p.sha256.encode() in pdf for p in protocols)
+    files = packet_files(engine, unique_key)  # the audit packet carries it like a signed agreement, byte for byte
+    (listed,) = [a for a in json.loads(files["agreements.json"]) if a["kind"] == "protocol_packet"]
+    assert listed["status"] == "completed" and files[listed["file"]] == pdf
 
     # a text changed after the approval is never sent under it
     doc = onboardings.protocol_documents(engine, wf)[0]
