@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import socket
 import sys
@@ -52,11 +53,12 @@ def _free_ports(count: int) -> list[int]:
 
 
 def bench_settings(var_dir: Path) -> Settings:
-    """Default timing (no 24 h silence check fires in a run), every port free, data under ``var_dir``."""
+    """Default timing (no 24 h silence check fires in a run), every port free, data under ``var_dir``;
+    the database is SQLite there unless ``MDCO_DATABASE_URL`` names one (a fresh Postgres database)."""
     temporal, ui, api, esign, smtp, metrics, codec = _free_ports(7)
     return Settings(var_dir=var_dir, temporal_address=f"127.0.0.1:{temporal}", temporal_ui_port=ui,
                     api_port=api, esign_port=esign, smtp_port=smtp, worker_metrics_port=metrics, codec_port=codec,
-                    database_url=f"sqlite:///{(var_dir / 'mdco.db').resolve()}")
+                    database_url=os.environ.get("MDCO_DATABASE_URL") or f"sqlite:///{(var_dir / 'mdco.db').resolve()}")
 
 
 # ---------------------------------------------------------------- e-sign admin
