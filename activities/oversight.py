@@ -142,6 +142,7 @@ class OversightActivities:
         self._lift_renewed_pharmacies(creds, today, now)
         self._rescreen(clinics, today, now, summary)
         self._escalate_reviews(now, summary)
+        self._escalate_actions(now, summary)
         self._escalate_events(now, summary)
         log.info("compliance sweep %s: %d clinics, %d credentials, %d notices, %d suspended", today, summary.clinics,
                  summary.credentials, summary.notices, len(summary.suspended))
@@ -171,7 +172,8 @@ class OversightActivities:
         actions: dict[str, list[dict]] = defaultdict(list)
         for a in oversight.corrective_actions(self.engine, clinic_key):
             actions[a["review_id"]].append({**{k: a[k] for k in ("action_id", "deficiencies", "opened_at", "due_at",
-                                                                 "closed_at")},
+                                                                 "closed_at", "closed_by", "close_notes",
+                                                                 "escalated")},
                                             "status": oversight.corrective_action_status(a, now)})
         reviews = [{**{k: r[k] for k in ("review_id", "cycle", "due_at", "sample_percent", "sample_charts",
                                           "charts_reviewed", "deficiencies", "notes", "submitted_at", "escalated")},
@@ -321,13 +323,13 @@ class OversightActivities:
         summary.excluded_npis = sorted(set(summary.excluded_npis))
 
     def _escalate_reviews(self, now: datetime, summary: SweepSummary) -> None:
-        """An overdue review goes to the director first, then (policy days later) to ops."""
-        after = renewals.policy().chart_review.escalate_to_ops_after_days
+        """An overdue review reminds the director on the policy's days past due, then goes to ops."""
+        rule = renewals.policy().chart_review
         for review in oversight.overdue_reviews(self.engine, now):
-            late = (now - review["due_at"]).days
-            level = "ops" if late >= after else "director"
-            if review["escalated"] == level or (review["escalated"] == "ops"):
+            level = rule.review_escalation((now - review["due_at"]).days, review["escalated"])
+            if level is None:
                 continue
+            again = "" if level in ("director", "ops") else f"{level}-"  # a later reminder: its own notice
             wf = oversight_id_for(review["clinic_key"])
             subject = f"Chart review {review['review_id']} is overdue (due {review['due_at'].date().isoformat()})"
             body = (f"The chart review {review['review_id']} of clinic {review['clinic_key']} was due "
@@ -336,12 +338,38 @@ class OversightActivities:
                 self._onb._mail(Notice(workflow_id=wf, key=f"review-overdue-ops-{review['review_id']}", to_role="ops",
                                        subject=subject, body=body))
             else:
-                self._onb._mail(Notice(workflow_id=wf, key=f"review-overdue-{review['review_id']}",
+                self._onb._mail(Notice(workflow_id=wf, key=f"review-overdue-{again}{review['review_id']}",
                                        to_role="physician", to_id=review["physician_npi"], subject=subject, body=body))
             oversight.mark_review_escalated(self.engine, review["review_id"], level)
             audit.audit(self.engine, wf, "compliance-sweep", f"chart_review_escalated_{level}",
                        detail={"review_id": review["review_id"]}, idem_key=f"{wf}:{review['review_id']}:esc:{level}")
             summary.reviews_escalated += 1
+
+    def _escalate_actions(self, now: datetime, summary: SweepSummary) -> None:
+        """An open corrective action past its due date reminds the director on the policy's days, then ops."""
+        rule = renewals.policy().chart_review
+        for action in oversight.overdue_actions(self.engine, now):
+            level = rule.action_escalation((now - action["due_at"]).days, action["escalated"] or "")
+            if level is None:
+                continue
+            wf, aid = oversight_id_for(action["clinic_key"]), action["action_id"]
+            subject = f"Corrective action {aid} is overdue (due {action['due_at'].date().isoformat()})"
+            body = (f"The corrective action {aid} of clinic {action['clinic_key']} ({action['deficiencies']} "
+                    f"deficient charts in review {action['review_id']}) was due {action['due_at'].isoformat()} and "
+                    "is still open.\n")
+            if level == "ops":
+                notice = Notice(workflow_id=wf, key=f"action-overdue-ops-{aid}", to_role="ops", subject=subject,
+                                body=body)
+            else:
+                notice = Notice(workflow_id=wf, key=f"action-overdue-{level}-{aid}", to_role="physician",
+                                to_id=action["physician_npi"], subject=subject,
+                                body=f"{body}Close it with what was done: mdco reviews close-action {aid} "
+                                     f"--npi {action['physician_npi']} --notes TEXT\n")
+            self._onb._mail(notice)
+            oversight.mark_action_escalated(self.engine, aid, level)
+            audit.audit(self.engine, wf, "compliance-sweep", "corrective_action_escalated",
+                       detail={"action_id": aid, "level": level}, idem_key=f"{wf}:{aid}:esc:{level}")
+            summary.actions_escalated += 1
 
     def _escalate_events(self, now: datetime, summary: SweepSummary) -> None:
         """A back-stop for ``AdverseEventWorkflow``: any event past its deadline still open goes to ops."""

@@ -39,6 +39,7 @@ class SweepSummary(BaseModel):
     excluded_npis: list[str] = Field(default_factory=list)  # directors of live clinics on the LEIE list
     leie_entries: int = 0  # size of the list re-screened against (0: none imported yet)
     reviews_escalated: int = 0
+    actions_escalated: int = 0  # overdue corrective actions reminded or escalated to ops
     events_escalated: int = 0
     alerts: list[ComplianceAlert] = Field(default_factory=list)
 

@@ -94,10 +94,52 @@ class AdverseEventPolicy(_Sourced):
         return self
 
 
+def _reminder_days(v: list[int]) -> list[int]:
+    if any(d < 0 for d in v) or any(a >= b for a, b in zip(v, v[1:])):
+        raise ValueError("reminder days must be non-negative and strictly increasing")
+    return v
+
+
+def escalation_due(days_late: int, done: str, reminder_days: list[int], ops_after_days: int) -> str | None:
+    """The escalation an overdue item (chart review, corrective action) gets now, ``days_late`` past due,
+    its last one being ``done``: ``director`` (the first reminder), ``director+<d>`` (a later reminder,
+    ``d`` days late), then ``ops``. Only the latest step reached is sent (a sweep that missed days does
+    not send the ones it skipped); nothing once ops were told or before the item is due."""
+    levels = [("director" if i == 0 else f"director+{d}", d) for i, d in enumerate(reminder_days)]
+    levels.append(("ops", ops_after_days))
+    order = [name for name, _ in levels]
+    reached = [name for name, day in levels if days_late >= day]
+    if not reached:
+        return None
+    rank = order.index(done) if done in order else -1
+    return reached[-1] if order.index(reached[-1]) > rank else None
+
+
 class ChartReviewPolicy(_Sourced):
     escalate_to_ops_after_days: int = Field(ge=0)
+    #: days past due on which the director is reminded of an overdue review (before ops hear of it)
+    reminder_days: list[int] = Field(min_length=1)
     min_sample_charts: int = Field(ge=1)
     corrective_action_due_days: int = Field(gt=0)
+    #: the same for an open corrective action past its due date
+    corrective_action_reminder_days: list[int] = Field(min_length=1)
+    corrective_action_escalate_to_ops_after_days: int = Field(ge=0)
+
+    _reminders = field_validator("reminder_days", "corrective_action_reminder_days")(_reminder_days)
+
+    @model_validator(mode="after")
+    def _ops_after_reminders(self) -> "ChartReviewPolicy":
+        if self.escalate_to_ops_after_days <= self.reminder_days[-1] or \
+                self.corrective_action_escalate_to_ops_after_days <= self.corrective_action_reminder_days[-1]:
+            raise ValueError("ops are told after the last reminder (escalate_to_ops_after_days > reminder days)")
+        return self
+
+    def review_escalation(self, days_late: int, done: str) -> str | None:
+        return escalation_due(days_late, done, self.reminder_days, self.escalate_to_ops_after_days)
+
+    def action_escalation(self, days_late: int, done: str) -> str | None:
+        return escalation_due(days_late, done, self.corrective_action_reminder_days,
+                              self.corrective_action_escalate_to_ops_after_days)
 
     def sample_charts(self, monthly_patients: int, percent: int) -> int:
         """Charts to review in a cycle: ``percent`` of the clinic's monthly patients, rounded up, at least

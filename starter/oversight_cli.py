@@ -187,6 +187,26 @@ def reviews_submit(review_id: str, npi: str = typer.Option(..., "--npi"), charts
                   highlight=False)
 
 
+@reviews_app.command("close-action")
+def reviews_close_action(action_id: str, npi: str = typer.Option(..., "--npi"),
+                         notes: str = typer.Option(..., "--notes", help="what was done about the deficiencies")) -> None:
+    """The clinic's medical director closes a corrective action (anyone else: refused, exit 2); an open one
+    past its due date is reminded, then escalated to ops, by the daily sweep."""
+    from domain.codes import oversight_id_for
+    from store import audit, oversight
+    from store.common import NotFound
+    from store.tables import now_utc
+
+    try:
+        row = oversight.close_action(_engine(), action_id, npi, notes, now_utc())
+    except (NotFound, ValueError) as exc:
+        _fail(str(exc))
+    wf = oversight_id_for(row["clinic_key"])
+    audit.audit(_engine(), wf, f"physician:{npi}", "corrective_action_closed", at=row["closed_at"],
+                detail={"action_id": action_id}, idem_key=f"{wf}:{action_id}:closed")
+    out.print(f"corrective action {action_id} closed by NPI {row['closed_by']}", highlight=False)
+
+
 @events_app.command("report")
 def events_report(id: str, severity: str = typer.Option(..., "--severity", help="minor | serious | sentinel"),
                   summary: str = typer.Option(..., "--summary"), as_json: bool = typer.Option(False, "--json")) -> None:

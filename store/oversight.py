@@ -287,6 +287,66 @@ def corrective_actions(engine: Engine, clinic_key: str) -> list[dict]:
                         t.CorrectiveAction.action_id)
 
 
+def close_action(engine: Engine, action_id: str, npi: str, notes: str, at: datetime) -> dict:
+    """The clinic's medical director closes a corrective action (what was done, in ``notes``); anyone else
+    is refused. Closing again returns the first closing."""
+    require(notes.strip(), "notes")
+
+    def work(s: Session) -> dict:
+        row = _directors_row(s, t.CorrectiveAction, action_id, "corrective action", npi)
+        if row.status != "closed":
+            row.status, row.closed_at, row.closed_by, row.close_notes = "closed", at, npi, notes.strip()
+            s.add(row)
+        return row_dict(row)
+
+    return run(engine, work)
+
+
+def _directors_row(s: Session, model: type, row_id: str, what: str, npi: str):
+    """The row ``row_id`` of ``model``, locked, when ``npi`` directs its clinic (else refused)."""
+    row = s.get(model, row_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"{what} {row_id}: no such {what}")
+    clinic = s.get(t.Clinic, row.clinic_key)
+    if clinic is None or npi != clinic.physician_npi:
+        raise Refused(f"NPI {npi} is not the medical director of clinic {row.clinic_key}")
+    return row
+
+
+def overdue_actions(engine: Engine, now: datetime) -> list[dict]:
+    """Open corrective actions past their due time, of clinics still under oversight."""
+    return _overdue(engine, t.CorrectiveAction, now)
+
+
+def _overdue(engine: Engine, model: type, now: datetime) -> list[dict]:
+    """Rows of ``model`` (a review or a corrective action) still open past ``due_at``, of live clinics."""
+    def work(s: Session) -> list[dict]:
+        rows = s.exec(select_rows(model).join(t.Clinic, t.Clinic.key == model.clinic_key)
+                      .where(model.status == "open", model.due_at < now, t.Clinic.status == "active")
+                      .order_by(model.due_at)).all()
+        return [row_dict(r) for r in rows]
+
+    return run(engine, work, write=False)
+
+
+def mark_action_escalated(engine: Engine, action_id: str, level: str) -> bool:
+    _escalation_level(level)
+    ca = sql_table(t.CorrectiveAction)
+
+    def work(s: Session) -> bool:
+        return s.exec(update(ca).where(ca.c.action_id == action_id, ca.c.status == "open")
+                      .values(escalated=level)).rowcount == 1
+
+    return run(engine, work)
+
+
+def _escalation_level(level: str) -> None:
+    """``director`` (first reminder), ``director+<days late>`` (a later one) or ``ops``."""
+    head, _, days = level.partition("+")
+    if head not in ("director", "ops") or (days and (head != "director" or not days.isdigit())) or level.endswith("+"):
+        raise ValueError(f"level: {level!r} is not director, director+<days> or ops")
+
+
 def corrective_action_status(row: dict, now: datetime) -> str:
     """``closed``, ``overdue`` (open past its due time) or ``open``."""
     if row["status"] == "closed":
@@ -311,18 +371,11 @@ def count_overdue_reviews(engine: Engine, now: datetime) -> int:
 
 def overdue_reviews(engine: Engine, now: datetime) -> list[dict]:
     """Open reviews past their due time, of clinics still under oversight."""
-    def work(s: Session) -> list[dict]:
-        rows = s.exec(select_rows(t.ChartReviewRecord).join(t.Clinic, t.Clinic.key == t.ChartReviewRecord.clinic_key)
-                      .where(t.ChartReviewRecord.status == "open", t.ChartReviewRecord.due_at < now,
-                             t.Clinic.status == "active")
-                      .order_by(t.ChartReviewRecord.due_at)).all()
-        return [row_dict(r) for r in rows]
-
-    return run(engine, work, write=False)
+    return _overdue(engine, t.ChartReviewRecord, now)
 
 
 def mark_review_escalated(engine: Engine, review_id: str, level: str) -> bool:
-    one_of(level, {"director", "ops"}, "level")
+    _escalation_level(level)
     cr = sql_table(t.ChartReviewRecord)
 
     def work(s: Session) -> bool:
@@ -366,12 +419,7 @@ def ack_event(engine: Engine, event_id: str, npi: str, notes: str, at: datetime)
     """The clinic's medical director acknowledges the event (also after an escalation); anyone else is
     refused. Acknowledging again returns the first acknowledgement."""
     def work(s: Session) -> dict:
-        row = s.get(t.AdverseEventRecord, event_id, with_for_update=True)
-        if row is None:
-            raise NotFound(f"event {event_id}: no such adverse event")
-        clinic = s.get(t.Clinic, row.clinic_key)
-        if clinic is None or npi != clinic.physician_npi:
-            raise Refused(f"NPI {npi} is not the medical director of clinic {row.clinic_key}")
+        row = _directors_row(s, t.AdverseEventRecord, event_id, "adverse event", npi)
         if row.acked_at is None:
             row.status, row.acked_at, row.acked_by, row.ack_notes = "acknowledged", at, npi, notes
             s.add(row)
@@ -422,5 +470,6 @@ __all__ = ["Refused", "live_clinics", "launched_onboarding", "mark_offboarded", 
            "list_notices", "suspend", "lift", "suspensions", "pharmacy_licenses", "suspend_pharmacy",
            "lift_pharmacy", "pharmacy_suspensions", "review_status", "open_review", "get_review",
            "submit_review", "corrective_actions", "corrective_action_status", "list_reviews",
-           "count_overdue_reviews", "overdue_reviews", "mark_review_escalated", "report_event", "get_event",
+           "count_overdue_reviews", "overdue_reviews", "mark_review_escalated", "close_action", "overdue_actions",
+           "mark_action_escalated", "report_event", "get_event",
            "ack_event", "escalate_event", "record_medwatch", "list_events"]

@@ -397,6 +397,9 @@ class CorrectiveAction(SQLModel, table=True):
     due_at: datetime = Field(sa_type=UtcDateTime)
     status: str = "open"  # open | closed
     closed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    closed_by: str | None = None  # the director's NPI
+    close_notes: str | None = None
+    escalated: str | None = None  # the last escalation of an overdue action: director, director+<d>, ops
 
 
 class AdverseEventRecord(SQLModel, table=True):

@@ -21,7 +21,7 @@ from tests.esign_fixtures import free_port
 from tests.db_fixtures import npi_for
 from tests.test_oversight_sweep import live_clinic
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(420)  # ~30 CLI subprocesses; about 3 min on a loaded 2-core machine
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,6 +80,18 @@ def test_renewals_status_reviews_events_offboard_and_packet(engine, cli, tmp_pat
     ok = cli("reviews", "submit", f"{key}-cr-1", "--npi", npi_for(11), "--charts", "35", "--deficiencies", "1",
              "--notes", "one missing GFE")
     assert ok.returncode == 0, ok.stderr
+    action = f"{key}-cr-1-ca"
+    assert f"corrective action {action} opened" in ok.stdout
+    # closing the corrective action: the director only, with what was done; nothing changed by a refusal
+    assert cli("reviews", "close-action", action, "--npi", roster_other, "--notes", "x").returncode == 2
+    blank = cli("reviews", "close-action", action, "--npi", npi_for(11), "--notes", " ")
+    assert blank.returncode == 2 and "notes" in blank.stderr
+    assert cli("reviews", "close-action", "nope-ca", "--npi", npi_for(11), "--notes", "x").returncode == 2
+    assert oversight.corrective_actions(engine, key)[0]["status"] == "open"
+    closed = cli("reviews", "close-action", action, "--npi", npi_for(11), "--notes", "GFE added to the chart")
+    assert closed.returncode == 0, closed.stderr
+    (row,) = json.loads(cli("oversight", "status", key, "--json").stdout)["chart_reviews"][0]["corrective_actions"]
+    assert (row["status"], row["closed_by"], row["close_notes"]) == ("closed", npi_for(11), "GFE added to the chart")
 
     # adverse events
     assert cli("events", "report", key, "--severity", "deadly", "--summary", "x").returncode == 2

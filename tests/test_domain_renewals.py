@@ -189,3 +189,18 @@ def test_renewal_view_has_the_contract_fields():
     assert view["notified_steps"] == [30, 14] and view["clinics"] == ["a", "b"]
     lapsed = r.renewal_view(cred(TODAY - timedelta(days=1)), TODAY, []).model_dump(mode="json")
     assert lapsed["step"] == "lapsed" and lapsed["days_left"] == -1
+
+
+@pytest.mark.parametrize("days_late,done,expected", [
+    (-1, "", None), (0, "", "director"), (2, "director", None), (3, "director", "director+3"),
+    (5, "", "director+3"), (7, "director", "ops"), (30, "ops", None), (8, "director+3", "ops")])
+def test_an_overdue_item_is_reminded_then_goes_to_ops_each_step_once(days_late, done, expected):
+    assert r.escalation_due(days_late, done, [0, 3], 7) == expected
+
+
+def test_escalation_policy_is_checked():
+    data = r.policy().chart_review.model_dump()
+    with pytest.raises(ValueError, match="strictly increasing"):
+        r.ChartReviewPolicy.model_validate({**data, "reminder_days": [3, 0]})
+    with pytest.raises(ValueError, match="after the last reminder"):
+        r.ChartReviewPolicy.model_validate({**data, "corrective_action_escalate_to_ops_after_days": 7})

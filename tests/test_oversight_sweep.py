@@ -144,6 +144,41 @@ def test_overdue_reviews_escalate_to_the_director_then_ops(engine, world):
     assert mailer.keys(f"review-overdue-ops-{key}-cr-1")
 
 
+def test_an_overdue_review_gets_a_later_reminder_and_an_overdue_corrective_action_reminders_then_ops(engine, world):
+    acts, mailer = world
+    rule = oversight.policy().chart_review  # reviews: reminders on days 0 and 3, ops from 7; actions: 0, 7, ops 14
+    key = live_clinic(engine, 9, licence_expires=date(2031, 1, 1))
+    rid = f"{key}-cr-1"
+    oversight.open_review(engine, rid, key, npi_for(9), 1, 10, NOW - timedelta(days=20), NOW - timedelta(days=1))
+    acts.sweep(TODAY, NOW)
+    later = rule.reminder_days[1]
+    acts.sweep(TODAY + timedelta(days=later), NOW + timedelta(days=later - 1))
+    assert oversight.get_review(engine, rid)["escalated"] == f"director+{later}"
+    assert len(mailer.keys(f"review-overdue-director+{later}-{rid}")) == 1 and len(mailer.keys(f"review-overdue-{rid}")) == 1
+    # a deficient review opens a corrective action; past its due date: reminders, then ops, each once
+    row = oversight.submit_review(engine, rid, npi_for(9), 10, 2, "two charts without consent", NOW)
+    aid, due = row["corrective_action"]["action_id"], row["corrective_action"]["due_at"]
+    assert acts.sweep(TODAY, due - timedelta(hours=1)).actions_escalated == 0
+    days = [*rule.corrective_action_reminder_days, rule.corrective_action_escalate_to_ops_after_days]
+    for d in days:
+        at = due + timedelta(days=d, hours=1)
+        assert acts.sweep(at.date(), at).actions_escalated >= 1
+        assert acts.sweep(at.date(), at).actions_escalated == 0  # the same day again: nobody told twice
+    assert oversight.corrective_actions(engine, key)[0]["escalated"] == "ops"
+    assert [len(mailer.keys(f"action-overdue-{lvl}-{aid}")) for lvl in ("director", f"director+{days[1]}", "ops")] \
+        == [1, 1, 1]
+    levels = [e["detail"]["level"] for e in audit.list_audit(engine, f"oversight-{key}")
+              if e["action"] == "corrective_action_escalated"]
+    assert levels == ["director", f"director+{days[1]}", "ops"]
+    # closed by the director: no more escalations; a second close returns the first
+    closed = oversight.close_action(engine, aid, npi_for(9), "consent forms added", NOW + timedelta(days=60))
+    assert closed["status"] == "closed"
+    assert aid not in [a["action_id"] for a in oversight.overdue_actions(engine, NOW + timedelta(days=90))]
+    assert oversight.close_action(engine, aid, npi_for(9), "other", NOW)["close_notes"] == "consent forms added"
+    with pytest.raises(oversight.Refused):
+        oversight.close_action(engine, aid, npi_for(10), "not mine", NOW)
+
+
 def test_an_event_past_its_deadline_escalates_once(engine, world):
     acts, mailer = world
     key = live_clinic(engine, 5, licence_expires=date(2031, 1, 1))

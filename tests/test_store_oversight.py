@@ -85,6 +85,10 @@ def test_only_the_clinics_director_submits_a_review(engine):
     assert oversight.overdue_reviews(engine, opened + timedelta(days=30)) == []
     assert oversight.mark_review_escalated(engine, rid, "director")
     assert not oversight.mark_review_escalated(engine, rid, "director")
+    assert oversight.mark_review_escalated(engine, rid, "director+3")
+    for bad in ("boss", "ops+3", "director+", "director+x"):
+        with pytest.raises(ValueError, match="level"):
+            oversight.mark_review_escalated(engine, rid, bad)
     assert [r["review_id"] for r in oversight.list_reviews(engine, key)] == [rid]
 
 
