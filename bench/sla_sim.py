@@ -66,6 +66,9 @@ with workflow.unsafe.imports_passed_through():
 
 MIN_ANSWER_H, MAX_ANSWER_H, P_ACCEPT = 0.5, 8.0, 0.6
 HORIZON = timedelta(hours=26)  # past the 24 h breach mark
+#: Workflow task timeout: on a loaded machine the default 10 s expires, and an expired task can leave the
+#: time-skipping server's clock locked (it then sleeps in real time: the run stalls).
+TASK_TIMEOUT = timedelta(minutes=2)
 ROSTER, POOL, SILENT_SHARE = 60, 5, 0.25
 GOAL_12H_FANOUT3 = 0.999
 GOAL_MEDIAN_H_FANOUT3 = 2.0
@@ -166,7 +169,7 @@ def sim_activities(client: Client, roster: Roster, sim_queue: str, sims: set[str
         try:
             sims.add(sim_id)
             await client.start_workflow(PhysicianSim.run, args=[req.workflow_id, req.npi, hours, accept, req.round],
-                                        id=sim_id, task_queue=sim_queue)
+                                        id=sim_id, task_queue=sim_queue, task_timeout=TASK_TIMEOUT)
         except WorkflowAlreadyStartedError:
             pass  # a retried send: the physician already has the offer
 
@@ -219,7 +222,7 @@ async def run_batch(env: WorkflowEnvironment, task_queue: str, fanout: int, timi
         intake = Intake.model_validate(sample_intake(key))
         handles.append(await client.start_workflow(
             OnboardingWorkflow.run, OnboardingInput(intake=intake, timing=timing, offer_fanout=fanout),
-            id=f"onboarding-{key}-{label}", task_queue=task_queue))
+            id=f"onboarding-{key}-{label}", task_queue=task_queue, task_timeout=TASK_TIMEOUT))
     await advance(env, HORIZON)
     out: list[float | None] = []
     for h in handles:
