@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from temporalio.client import WorkflowHandle
 
-from domain.messages import CancelRequest, PharmacyConfirmation, PhysicianAnswer, ResendRequest
+from domain.messages import CancelRequest, PharmacyConfirmation, PhysicianAnswer, ResendRequest, RetryRequest
 from domain.onboarding import EnvelopeEvent, OnboardingStatus
 from tests.test_workflow_onboarding import Harness, harness, rejected, until  # noqa: F401  (fixture)
 from workflows.onboarding import OnboardingWorkflow
@@ -105,3 +105,33 @@ async def test_an_unsigned_packet_expires_is_voided_and_resent_once(harness: Har
     await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
     final = await handle.result()
     assert final.stage == "cancelled" and harness.world.called("record_cancellation")
+
+
+async def test_a_packet_of_texts_since_replaced_is_voided_and_the_new_texts_sent(harness: Harness, unique_key):
+    """Stage 3 blocked with the packet out; meanwhile the texts change: after the retry they need a new
+    approval, and the old packet is voided and a new one sent, bound to the new SHA-256s."""
+    handle, npi, st = await _packet_out(harness, unique_key)
+    (old,) = _packets(st)
+    old_shas = harness.world.called("send_agreement")[0].spec.sha256s
+    harness.world.failures["record_envelope"] = "documents volume is read-only"
+    await _event(handle, old.envelope_id, "delivered", T0)
+    st = await until(handle, lambda s: s.stage == "blocked")
+    assert st.blocked_stage == "protocol_setup"
+    harness.world.failures.clear()
+    harness.world.protocol_text = "v2"  # a corrected text is prepared by the retried stage
+    await handle.execute_update(OnboardingWorkflow.retry, RetryRequest(reason="volume fixed"))
+    st = await until(handle, lambda s: s.stage == "protocol_setup" and s.waiting_on == "physician")
+    assert any("a new approval is needed" in t.event for t in st.timeline)
+    await handle.execute_update(OnboardingWorkflow.approve_protocols, PhysicianAnswer(npi=npi))
+    st = await until(handle, lambda s: len(_packets(s)) == 2 and s.waiting_on == "signers")
+    voided = next(e for e in _packets(st) if e.envelope_id == old.envelope_id)
+    new = next(e for e in _packets(st) if e.current)
+    assert voided.status == "voided" and not voided.current and new.attempt == 2
+    (void,) = harness.world.called("void_envelope")
+    assert void.reason == "the protocols changed since this packet was sent"
+    resent = harness.world.called("send_agreement")[-1].spec
+    assert resent.sha256s == sorted(p.sha256 for p in st.protocols) != old_shas
+    await _event(handle, new.envelope_id, "completed", T0 + timedelta(seconds=1))
+    await until(handle, lambda s: s.stage == "pharmacy_coordination")
+    await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
+    await handle.result()
