@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TASK_QUEUE = "mdco-onboarding"
@@ -64,7 +66,9 @@ class Settings(BaseSettings):
     rate_limit_client: str = "300/minute"
     rate_limit_subject: str = "600/minute"
     rate_limit_storage: str = "async+memory://"
-    physician_share_percent: int = 60  # the medical director's share of the monthly retainer, shown on offers
+    # the medical director's share of the monthly retainer shown on offers: empty -> the pricing data's
+    # (domain/data/pricing.yaml physician_share_percent); set to override it for a deployment
+    physician_share_percent: Optional[int] = Field(default=None, ge=0, le=100)
 
     payload_keys: str = ""  # keyid:base64(32 bytes),... (first key encrypts); empty -> a key under var/auth (0600)
     ui_origins: str = ""  # Temporal UI origins allowed to call /codec; empty -> the embedded UI's

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from temporalio import activity
 
 from activities.onboarding import OnboardingActivities
+from api import links
 from domain import renewals
 from domain.codes import oversight_id_for
 from domain.intake import Intake
@@ -97,9 +98,11 @@ class OversightActivities:
             workflow_id=wf, key=f"chart-review-{req.cycle}", to_role="physician", to_id=req.physician_npi,
             subject=f"Chart review {req.cycle} for clinic {req.clinic_key}",
             body=(f"Please review {charts} charts ({req.sample_percent}% of about {monthly} patients a month, at "
-                  f"least {renewals.policy().chart_review.min_sample_charts}) by {req.due_at.date().isoformat()}.\n"
-                  f"Record it: mdco reviews submit {review_id} --npi {req.physician_npi} --charts N "
-                  "--deficiencies K [--notes TEXT]\n")))
+                  f"least {renewals.policy().chart_review.min_sample_charts}) by {req.due_at.date().isoformat()}.\n\n"
+                  "Record the charts reviewed, the deficiencies and your notes here:\n"
+                  f"{links.review_url(self._onb.settings, req.clinic_key, review_id, req.physician_npi, req.due_at)}\n"
+                  f"(or: mdco reviews submit {review_id} --npi {req.physician_npi} --charts N "
+                  "--deficiencies K [--notes TEXT])\n")))
 
     # ------------------------------------------------------------------ the daily sweep
     @activity.defn(name="compliance_sweep")

@@ -21,7 +21,9 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from api.auth import secret_file
 
 SALT = "mdco-answer-link"
-ACTIONS = ("offer", "protocols", "pharmacy")
+ACTIONS = ("offer", "protocols", "pharmacy", "review", "event")
+#: actions about one record of the clinic's oversight: the link also names it (``ref``)
+REF_ACTIONS = ("review", "event")
 #: requests without a deadline of their own (protocol approval, prescriber account) link this long
 OPEN_REQUEST_TTL = timedelta(days=30)
 
@@ -32,11 +34,12 @@ class LinkInvalid(Exception):
 
 @dataclass(frozen=True)
 class Link:
-    workflow_id: str
+    workflow_id: str  # onboarding-<clinic_key>, or oversight-<clinic_key> for a review or an event
     party: str  # physician:<npi> | pharmacy:<pharmacy_id>
-    action: str  # offer | protocols | pharmacy
+    action: str  # offer | protocols | pharmacy | review | event
     expires_at: datetime
     token: str = ""
+    ref: str = ""  # the chart review's or the adverse event's id (review, event)
 
     @property
     def party_id(self) -> str:
@@ -66,17 +69,37 @@ def _serializer(settings) -> URLSafeSerializer:
     return URLSafeSerializer(list(reversed(link_secrets(settings))), salt=SALT)
 
 
-def mint(settings, workflow_id: str, party: str, action: str, expires_at: datetime) -> str:
+def mint(settings, workflow_id: str, party: str, action: str, expires_at: datetime, ref: str = "") -> str:
     if action not in ACTIONS:
         raise ValueError(f"unknown link action {action!r}")
+    if (action in REF_ACTIONS) != bool(ref):
+        raise ValueError(f"a {action} link {'needs' if action in REF_ACTIONS else 'takes no'} ref")
     if expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=timezone.utc)
     payload = {"w": workflow_id, "p": party, "a": action, "e": int(expires_at.timestamp())}
+    if ref:
+        payload["r"] = ref
     return _serializer(settings).dumps(payload)
 
 
-def url(settings, workflow_id: str, party: str, action: str, expires_at: datetime) -> str:
-    return f"{settings.api_base_url}/a/{mint(settings, workflow_id, party, action, expires_at)}"
+def url(settings, workflow_id: str, party: str, action: str, expires_at: datetime, ref: str = "") -> str:
+    return f"{settings.api_base_url}/a/{mint(settings, workflow_id, party, action, expires_at, ref)}"
+
+
+def review_url(settings, clinic_key: str, review_id: str, npi: str, due_at: datetime) -> str:
+    """The director's link to a chart review: open until the review escalates to ops (policy days past due)."""
+    from domain.codes import oversight_id_for
+    from domain.renewals import policy
+
+    expires = due_at + timedelta(days=policy().chart_review.escalate_to_ops_after_days)
+    return url(settings, oversight_id_for(clinic_key), f"physician:{npi}", "review", expires, review_id)
+
+
+def event_url(settings, clinic_key: str, event_id: str, npi: str, ack_due_at: datetime) -> str:
+    """The director's link to acknowledge an adverse event: open until its deadline, when ops take it over."""
+    from domain.codes import oversight_id_for
+
+    return url(settings, oversight_id_for(clinic_key), f"physician:{npi}", "event", ack_due_at, event_id)
 
 
 def read(settings, token: str) -> Link:
@@ -89,9 +112,10 @@ def read(settings, token: str) -> Link:
         raise LinkInvalid("this link has been altered or is not ours") from None
     try:
         link = Link(workflow_id=str(payload["w"]), party=str(payload["p"]), action=str(payload["a"]),
-                    expires_at=datetime.fromtimestamp(int(payload["e"]), timezone.utc), token=token)
+                    expires_at=datetime.fromtimestamp(int(payload["e"]), timezone.utc), token=token,
+                    ref=str(payload.get("r", "")))
     except (KeyError, TypeError, ValueError):
         raise LinkInvalid("not a valid link") from None
-    if link.action not in ACTIONS or ":" not in link.party:
+    if link.action not in ACTIONS or ":" not in link.party or (link.action in REF_ACTIONS) != bool(link.ref):
         raise LinkInvalid("not a valid link")
     return link

@@ -1,8 +1,10 @@
 """Answer pages: what a physician or a pharmacy opens from the link in their e-mail.
 
 ``GET /a/<token>`` shows the request (an offer; the protocols with each SHA-256; a prescriber-account
-request) with a form, ``POST /a/<token>`` acts through the same service calls as the API (the same
-update validators), with an idempotency key derived from the link so a double submit acts once.
+request, confirmed or declined with a reason; after launch, the director's chart review and adverse-event
+acknowledgement) with a form, ``POST /a/<token>`` acts through the same service calls as the API (the same
+update validators) or, for a review or an event, the same store calls as ``mdco reviews submit`` and
+``mdco events ack``, with an idempotency key derived from the link so a double submit acts once.
 Opened again after the answer, the page says what was done and by whom; a tampered link gets a 403
 page, an expired or withdrawn one a 410 page naming whom to contact. Server-rendered (Jinja2), no
 JavaScript, readable on a phone. CSRF: a random cookie per browser and a form field that is an HMAC
@@ -31,7 +33,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from api import links, service
 from api.errors import send_problem
 from api.idempotency import use_key
-from domain.codes import Stage
+from domain.codes import Stage, oversight_id_for
 
 log = logging.getLogger("mdco.api.pages")
 
@@ -42,6 +44,10 @@ DONE_WAIT_S = 10.0  # after a signal (pharmacy) the page waits this long for the
 
 _templates = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                          autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+
+
+class FormError(Exception):
+    """A form field the page cannot use (HTTP 422, nothing changed); the message names the field."""
 
 
 @dataclass
@@ -96,6 +102,8 @@ class PageData:
         return await asyncio.to_thread(lambda: fn(engine_from_settings(self.settings), *args))
 
     async def outcome(self) -> Outcome:
+        if self.link.action in links.REF_ACTIONS:
+            return await self._oversight()
         try:
             status = await service.get_status(await self.client(), self.link.workflow_id)
         except service.NotFound:
@@ -143,14 +151,14 @@ class PageData:
         clinic = await self._clinic(status)
         plan = await self.db(onboardings.get_plan, self.link.workflow_id)
         retainer = plan.quote.monthly_usd if plan else (status.quote_monthly_usd or 0)
-        share_percent = self.settings.physician_share_percent
+        share_percent = physician_share_percent(self.settings)
         return Outcome("open", title, context=dict(
             clinic_name=clinic.get("name"), states=clinic.get("states", []), services=clinic.get("services", []),
             care_model=clinic.get("care_model", ""), monthly_patients=clinic.get("monthly_patients", ""),
             oversight_mode=plan.oversight_mode if plan else "", oversight_reason=plan.oversight_reason if plan else "",
             chart_percent=plan.chart_review.percent if plan else "", chart_cadence=plan.chart_review.cadence_days
             if plan else "", dea_states=plan.dea_required_states if plan else [], retainer=retainer,
-            share=retainer * share_percent // 100, share_percent=share_percent,
+            share=None if share_percent is None else retainer * share_percent // 100, share_percent=share_percent,
             expires_at=_when(offer.expires_at), expires_at_iso=offer.expires_at.isoformat()))
 
     async def _protocols(self, status) -> Outcome:
@@ -174,6 +182,33 @@ class PageData:
         return Outcome("open", title, context=dict(clinic_name=clinic.get("name"), protocols=docs,
                                                    digest=_protocols_digest(docs)))
 
+    async def _oversight(self) -> Outcome:
+        """A chart review or an adverse event (the record the link names) of a clinic under oversight."""
+        from store import onboardings, oversight
+
+        review = self.link.action == "review"
+        title, thing = ("Chart review", "chart review") if review else ("Adverse event acknowledgement",
+                                                                       "adverse event")
+        row = await self.db(oversight.get_review if review else oversight.get_event, self.link.ref)
+        if row is None or oversight_id_for(row["clinic_key"]) != self.link.workflow_id:
+            return Outcome("gone", title, [f"There is no such {thing}."])
+        by, at = (row["submitted_by"], row["submitted_at"]) if review else (row["acked_by"], row["acked_at"])
+        if at is not None:
+            what = (f"This chart review was submitted ({row['charts_reviewed']} charts, {row['deficiencies']} with "
+                    "deficiencies)") if review else f"This {row['severity']} adverse event was acknowledged"
+            return _done(title, what, {"actor": f"physician:{by}", "at": at}, "")
+        clinic = await self.db(onboardings.get_clinic, row["clinic_key"]) or {}
+        if clinic.get("status") != "active":
+            return Outcome("gone", title, ["This clinic is no longer under oversight, so this request was withdrawn."])
+        if clinic.get("physician_npi") != self.link.party_id:
+            return Outcome("gone", title, ["You are no longer this clinic's medical director, so nothing is asked of "
+                                           "you here."])
+        due = row["due_at"] if review else row["ack_due_at"]
+        if self.link.expired:
+            return Outcome("gone", title, [f"This {thing} was due at {_when(due)}; operations have taken it over."])
+        return Outcome("open", title, context=dict(clinic_name=clinic.get("name"), record=row, due_at=_when(due),
+                                                   due_at_iso=due.isoformat(), reported_at=_when(row.get("reported_at"))))
+
     async def _pharmacy(self, status) -> Outcome:
         from store import roster
 
@@ -182,10 +217,15 @@ class PageData:
         assignment = next((p for p in status.pharmacies if p.pharmacy_id == pharmacy_id), None)
         if assignment is None:
             return Outcome("gone", title, ["This onboarding no longer asks your pharmacy for an account."])
-        if assignment.status == "confirmed":
-            entry = _find_audit(await self._audit(), "pharmacy_confirmed",
-                                lambda e: e["actor"] == f"pharmacy:{pharmacy_id}")
-            return _done(title, "The prescriber account was confirmed", entry, f"pharmacy:{pharmacy_id}")
+        if assignment.status in ("confirmed", "declined"):
+            entry = _find_audit(await self._audit(), f"pharmacy_{assignment.status}",
+                                lambda e: e["actor"].endswith(f"pharmacy:{pharmacy_id}"))
+            what = "The prescriber account was confirmed" if assignment.status == "confirmed" else \
+                "The prescriber account request was declined"
+            done = _done(title, what, entry, f"pharmacy:{pharmacy_id}")
+            if assignment.status == "declined" and assignment.decline_reason:
+                done.lines.insert(1, f"Reason given: {assignment.decline_reason}")
+            return done
         closed = self._closed(status, title)
         if closed:
             return closed
@@ -201,11 +241,14 @@ class PageData:
             dea=[f"{d.state} {d.number}" for d in physician.dea] if physician else []))
 
     async def act(self, form: dict[str, str]) -> str | None:
-        """Carry out the form's decision; returns an error to show (None when done)."""
-        client = await self.client()
+        """Carry out the form's decision; returns an error to show (None when done). ``FormError``: a field
+        the page cannot use."""
         decision = form.get("decision", "")
         use_key(self.link.idempotency_key)  # this request's update id: a double submit acts once
         wf, party = self.link.workflow_id, self.link.party_id
+        if self.link.action in ("review", "event"):
+            return await self._act_oversight(decision, form)
+        client = await self.client()
         if self.link.action == "offer" and decision in ("accept", "decline"):
             answer = await service.answer_offer(client, wf, party, decision == "accept",
                                                 reason=str(form.get("reason", ""))[:1000])
@@ -222,7 +265,57 @@ class PageData:
         if self.link.action == "pharmacy" and decision == "confirm":
             await service.confirm_pharmacy(client, wf, party)
             return None
+        if self.link.action == "pharmacy" and decision == "decline":
+            reason = form.get("reason", "").strip()
+            if not reason or len(reason) > 500:
+                raise FormError("Reason: say in at most 500 characters why your pharmacy declines.")
+            await service.decline_pharmacy(client, wf, party, reason)
+            return None
         return "Please choose one of the buttons on the page."
+
+    async def _act_oversight(self, decision: str, form: dict[str, str]) -> str | None:
+        """The director submits the chart review or acknowledges the event: the same store calls as
+        ``mdco reviews submit`` / ``mdco events ack`` (only the clinic's director; a repeat answers the first)."""
+        from store import oversight
+        from store.common import NotFound
+        from store.tables import now_utc
+
+        notes = form.get("notes", "").strip()
+        if len(notes) > 2000:
+            raise FormError("Notes: at most 2,000 characters.")
+        try:
+            if self.link.action == "review" and decision == "submit":
+                charts, deficiencies = _count(form, "charts", "Charts reviewed"), \
+                    _count(form, "deficiencies", "Charts with deficiencies")
+                await self.db(oversight.submit_review, self.link.ref, self.link.party_id, charts, deficiencies,
+                              notes, now_utc())
+                return None
+            if self.link.action == "event" and decision == "acknowledge":
+                await self.db(oversight.ack_event, self.link.ref, self.link.party_id, notes, now_utc())
+                await service.stop_event_watch(await self.client(), self.link.ref)
+                return None
+        except NotFound as exc:
+            return str(exc)
+        except oversight.Refused as exc:  # not the clinic's director, or submitted before with other counts
+            raise service.Rejected(str(exc)) from None
+        except ValueError as exc:  # counts that do not add up
+            raise FormError(str(exc)) from None
+        return "Please choose one of the buttons on the page."
+
+
+def _count(form: dict[str, str], name: str, label: str) -> int:
+    raw = form.get(name, "").strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
+        raise FormError(f"{label}: enter a whole number (0 or more).")
+    return int(raw)
+
+
+def physician_share_percent(settings) -> int | None:
+    """The director's share of the retainer: ``MDCO_PHYSICIAN_SHARE_PERCENT`` if set, else the pricing data's."""
+    from domain.rules import price_table
+
+    configured = settings.physician_share_percent
+    return configured if configured is not None else price_table().physician_share_percent
 
 
 def _protocols_digest(docs: list[dict]) -> str:
@@ -308,6 +401,8 @@ def install(app: FastAPI, settings) -> None:
               responses={303: {"description": "done; the page shows what was done"},
                          403: {"description": "tampered link or missing CSRF field", **html},
                          409: {"description": "the onboarding refused the answer", **html},
+                         422: {"description": "a form field it cannot use (named on the page); nothing changed",
+                               **html},
                          410: {"description": "expired or withdrawn request", **html},
                          413: {"description": "body over 1 MiB"},
                          429: {"description": "too many answers (per link, per address); see Retry-After", **html},
@@ -328,6 +423,9 @@ def install(app: FastAPI, settings) -> None:
                 RedirectResponse(f"/a/{token}", status_code=303)
         try:
             problem = await data.act(form)
+        except FormError as exc:
+            return _message(request, 422, outcome.title, [str(exc), "Nothing was changed; go back to correct it."],
+                            kind="error")
         except service.Rejected as exc:
             problem = str(exc)
         except service.Unavailable:

@@ -349,6 +349,16 @@ async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str, *, 
     return "confirmed"
 
 
+async def stop_event_watch(client: Client, event_id: str) -> None:
+    """After the director acknowledged an adverse event in the store (``mdco events ack`` or its answer page),
+    tell its ``AdverseEventWorkflow`` so it does not escalate; a watch already over (escalated) is fine: the
+    acknowledgement stands in the store."""
+    try:
+        await client.get_workflow_handle(f"adverse-event-{event_id}").signal("acknowledged")
+    except RPCError:
+        pass
+
+
 # ---------------------------------------------------------------- visibility
 def _enum_filter(field: str, value: str | None, enum: type) -> str | None:
     if value is None or value == "":

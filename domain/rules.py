@@ -214,6 +214,8 @@ class PriceTable(_Data):
     per_midlevel: int = Field(ge=0)
     per_on_site_location: int = Field(ge=0)
     on_site_oversight: int = Field(default=0, ge=0)
+    #: the medical director's share of the retainer (percent), shown on offers; None: not shown
+    physician_share_percent: int | None = Field(default=None, ge=0, le=100)
 
     @model_validator(mode="after")
     def _monotone(self) -> "PriceTable":

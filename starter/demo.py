@@ -1,7 +1,9 @@
 """``mdco demo``: three sample onboardings played to launch by simulated humans.
 
-The humans use the same public paths as real users: the HTTP API for physicians and pharmacies,
-and the local e-sign server's signing (whose Connect webhook reaches the API, HMAC-signed).
+The humans use the same public paths as real users: physicians and pharmacies open the links in their
+e-mails (from the SMTP sink) and answer on the pages over HTTP (one pharmacy declines, so the next
+qualifying one is asked), ops approve a plan with ``mdco``, signers sign on the local e-sign server
+(whose Connect webhook reaches the API, HMAC-signed).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from rich.live import Live
 from rich.table import Table
 
 from config import Settings
-from starter.humans import DEMO_DIR, Driver, Humans, load_demo_data, seed_demo_data  # noqa: F401 (re-exported)
+from starter.humans import (DEMO_DIR, Driver, Humans, Mailbox, answer_page, load_demo_data,  # noqa: F401
+                            seed_demo_data)
 
 STAGES = ["needs_assessment", "matching", "protocol_setup", "pharmacy_coordination", "agreements", "launched"]
 VISIBILITY_QUERIES = [
@@ -39,6 +42,7 @@ class Clinic:
 
     intake: dict
     decline_first: bool = False
+    decline_pharmacy: bool = False
     status: dict = field(default_factory=dict)
 
     @property
@@ -56,21 +60,27 @@ def sample_clinics(run_id: str) -> list[Clinic]:
     for i, path in enumerate(sorted((DEMO_DIR / "intakes").glob("*.json"))):
         intake = json.loads(path.read_text())
         intake["clinic_key"] = f"{intake['clinic_key']}-{run_id}"  # each demo run onboards fresh clinics
-        clinics.append(Clinic(intake=intake, decline_first=intake["clinic_key"].startswith("sunrise-miami")))
+        # Sunrise's first physician declines; Glow's first pharmacy (Lone Star) declines and National
+        # Compounding, which also fills testosterone in TX and OK, is asked next
+        clinics.append(Clinic(intake=intake, decline_first=intake["clinic_key"].startswith("sunrise-miami"),
+                              decline_pharmacy=intake["clinic_key"].startswith("glow-austin")))
     return clinics
 
 
-async def play(settings: Settings, clinics: list[Clinic], timeout: float, console: Console) -> bool:
-    """Start the onboardings and answer for every human (``starter.humans``: ops approve the plan
-    through the CLI, Sunrise's first physician declines) until all launched (or time runs out)."""
+async def play(settings: Settings, clinics: list[Clinic], timeout: float, console: Console,
+               since: float = 0.0) -> bool:
+    """Start the onboardings and answer for every human (``starter.humans``: physicians and pharmacies on
+    the answer pages from their e-mails, ops approve the plan through the CLI, Sunrise's first physician
+    and Glow's first pharmacy decline) until all launched (or time runs out)."""
     by_wf = {c.workflow_id: c for c in clinics}
     humans = Humans(decline_first={c.workflow_id for c in clinics if c.decline_first}, plan_via_cli=True,
-                    plan_reason="documented patient-specific clinical need; compounding pharmacy verified")
+                    plan_reason="documented patient-specific clinical need; compounding pharmacy verified",
+                    decline_pharmacy={c.workflow_id for c in clinics if c.decline_pharmacy}, via_pages=True)
 
     def seen(wf: str, status: dict) -> None:
         by_wf[wf].status = status
 
-    driver = Driver(settings, humans, poll_max_s=0.4, on_status=seen, subject="demo")
+    driver = Driver(settings, humans, poll_max_s=0.4, on_status=seen, subject="demo", mail_since=since)
     with Live(render(clinics), console=console, refresh_per_second=4) as live:
         run = asyncio.create_task(driver.run([c.intake for c in clinics], timeout=timeout))
         while not run.done():
@@ -87,7 +97,8 @@ async def play(settings: Settings, clinics: list[Clinic], timeout: float, consol
 def render(clinics: list[Clinic]) -> Table:
     """One row per onboarding: progress through the six stages and what it waits on."""
     table = Table(title="mdco demo — onboardings (stage ● done, ◐ current, ○ ahead)")
-    for column in ("onboarding", "progress", "stage", "SLA", "waiting on", "physician", "offers", "envelopes"):
+    for column in ("onboarding", "progress", "stage", "SLA", "waiting on", "physician", "offers", "pharmacies",
+                   "envelopes"):
         table.add_column(column, no_wrap=True)
     for c in clinics:
         st = c.status or {}
@@ -97,10 +108,14 @@ def render(clinics: list[Clinic]) -> Table:
         offers = st.get("offers", [])
         offer_text = ", ".join(f"{sum(o['status'] == k for o in offers)} {k}" for k in
                                ("open", "accepted", "declined", "expired", "withdrawn") if any(o["status"] == k for o in offers))
+        pharmacies = st.get("pharmacies", [])
+        pharmacy_text = ", ".join(f"{sum(p['status'] == k for p in pharmacies)} {label}" for k, label in
+                                  (("packet_sent", "asked"), ("confirmed", "confirmed"), ("declined", "declined"))
+                                  if any(p["status"] == k for p in pharmacies))
         envelopes = st.get("envelopes", [])
         env_text = f"{sum(e['status'] == 'completed' for e in envelopes)}/{len(envelopes)} signed" if envelopes else ""
         table.add_row(c.intake["clinic_key"], progress, current, st.get("sla_status", ""), st.get("waiting_on", ""),
-                      st.get("physician_npi") or "", offer_text, env_text)
+                      st.get("physician_npi") or "", offer_text, pharmacy_text, env_text)
     return table
 
 
@@ -122,10 +137,14 @@ def run_demo(settings: Settings, *, keep: bool, timeout: float, console: Console
         seed(settings, console)
         run_id = datetime.now(timezone.utc).strftime("%m%d%H%M%S")
         clinics = sample_clinics(run_id)
-        ok = asyncio.run(play(settings, clinics, timeout, console))
-        if ok:
-            oversight_after_launch(settings, [c.intake["clinic_key"] for c in clinics], console)
+        ok = asyncio.run(play(settings, clinics, timeout, console, since=time.time() - 1))
+        link = oversight_after_launch(settings, [c.intake["clinic_key"] for c in clinics], console) if ok else None
         summary(settings, clinics, stack, console, ok, time.monotonic() - started)
+        if link:
+            console.print(f"Open in a browser, as the director, a chart review waiting for its answer: {link}",
+                          highlight=False, markup=False)
+            if not keep:
+                console.print("(the stack stops now; run `mdco demo --keep` to open the link while it runs)")
     finally:
         if keep:
             console.print("stack left running (--keep); stop it with `mdco down`")
@@ -155,17 +174,42 @@ def renewal_step_as_of(views: list, clinic_keys: list[str]) -> tuple[date, objec
     return min(candidates, key=lambda c: c[0]) if candidates else None
 
 
-def oversight_after_launch(settings: Settings, clinic_keys: list[str], console: Console) -> None:
-    """After launch, for one launched clinic: the director submits the first chart review (``mdco reviews
-    submit``), the compliance sweep sends a renewal notice (``mdco oversight sweep --as-of``: the day a
-    credential of the clinic reaches a ladder step), and ``mdco oversight status`` sums its oversight up."""
-    from activities.onboarding import OnboardingActivities
-    from activities.oversight import OversightActivities
+def open_first_review(settings: Settings, acts, clinic_key: str, npi: str, percent: int) -> tuple[str, int, str | None]:
+    """Open the clinic's first chart-review cycle now (brought forward: the oversight workflow's own cycle 1
+    finds it open already), which e-mails its director the review's link; the review id, its sample size and
+    the link from the e-mail."""
+    from domain.codes import oversight_id_for
     from domain.messages import ChartReviewRequest
     from domain.onboarding import Timing
-    from store import onboardings, oversight
-    from store.db import engine_from_settings
+    from store import oversight
     from store.tables import now_utc
+
+    review_id = f"{clinic_key}-cr-1"
+    acts.open_chart_review(ChartReviewRequest(clinic_key=clinic_key, physician_npi=npi, cycle=1, sample_percent=percent,
+                                              due_at=now_utc() + Timing.demo().chart_review_deadline))
+    review = oversight.get_review(acts.engine, review_id) or {}
+    url = Mailbox(settings, since=time.time() - 120).link(oversight_id_for(clinic_key), "review", npi, review_id)
+    return review_id, int(review.get("sample_charts") or 5), url
+
+
+def _director(engine, clinic_key: str) -> tuple[str | None, int]:
+    """The clinic's director while it is under oversight (else None) and its plan's chart-review percent."""
+    from store import onboardings
+
+    clinic = onboardings.get_clinic(engine, clinic_key) or {}
+    plan = (onboardings.get_onboarding(engine, f"onboarding-{clinic_key}") or {}).get("plan") or {}
+    npi = clinic.get("physician_npi") if clinic.get("status") == "active" else None
+    return npi, int((plan.get("chart_review") or {}).get("percent") or 5)
+
+
+def oversight_after_launch(settings: Settings, clinic_keys: list[str], console: Console) -> str | None:
+    """After launch, for one launched clinic: the director opens the first chart review from its e-mail and
+    submits it on the page, the compliance sweep sends a renewal notice (``mdco oversight sweep --as-of``: the
+    day a credential of the clinic reaches a ladder step), and ``mdco oversight status`` sums its oversight
+    up. Another clinic's first review is left waiting: its link (returned) is for a person to open."""
+    from activities.onboarding import OnboardingActivities
+    from activities.oversight import OversightActivities
+    from store.db import engine_from_settings
 
     engine = engine_from_settings(settings)
     acts = OversightActivities(OnboardingActivities(settings, engine))
@@ -173,20 +217,16 @@ def oversight_after_launch(settings: Settings, clinic_keys: list[str], console: 
     clinic_key = step[2] if step else clinic_keys[0]
     console.print()
     console.rule(f"oversight after launch: {clinic_key}")
-    clinic = onboardings.get_clinic(engine, clinic_key) or {}
-    npi = clinic.get("physician_npi")
-    if clinic.get("status") != "active" or not npi:
-        console.print(f"{clinic_key} is not under oversight (status {clinic.get('status')})")
-        return
-    plan = (onboardings.get_onboarding(engine, f"onboarding-{clinic_key}") or {}).get("plan") or {}
-    percent = int((plan.get("chart_review") or {}).get("percent") or 5)
-    # the first review cycle, brought forward (the oversight workflow's own cycle 1 finds it open already)
-    acts.open_chart_review(ChartReviewRequest(clinic_key=clinic_key, physician_npi=npi, cycle=1, sample_percent=percent,
-                                              due_at=now_utc() + Timing.demo().chart_review_deadline))
-    review = oversight.get_review(engine, f"{clinic_key}-cr-1") or {}
-    charts = int(review.get("sample_charts") or 5)
-    _mdco(console, "reviews", "submit", f"{clinic_key}-cr-1", "--npi", npi, "--charts", str(charts),
-          "--deficiencies", "0", "--notes", "demo: sample reviewed, no deficiencies")
+    npi, percent = _director(engine, clinic_key)
+    if not npi:
+        console.print(f"{clinic_key} is not under oversight")
+        return None
+    review_id, charts, url = open_first_review(settings, acts, clinic_key, npi, percent)
+    submitted = url is not None and asyncio.run(answer_page(url, "submit", {
+        "charts": str(charts), "deficiencies": "0", "notes": "demo: sample reviewed, no deficiencies"}))
+    console.print(f"the director opened chart review {review_id} from its e-mail and "
+                  f"{'submitted it on the page' if submitted else 'could NOT submit it'} ({charts} charts, "
+                  f"0 deficiencies): {url}", highlight=False)
     if step is None:
         _mdco(console, "renewals", "--within", "400")
     else:
@@ -195,6 +235,8 @@ def oversight_after_launch(settings: Settings, clinic_keys: list[str], console: 
                       f"the sweep as of {as_of} is on its {(view.expires_on - as_of).days}-day step", highlight=False)
         _mdco(console, "oversight", "sweep", "--as-of", as_of.isoformat())
     _mdco(console, "oversight", "status", clinic_key)
+    waiting = next(((k, n, p) for k in clinic_keys if k != clinic_key for n, p in [_director(engine, k)] if n), None)
+    return open_first_review(settings, acts, waiting[0], waiting[1], waiting[2])[2] if waiting else None
 
 
 def summary(settings: Settings, clinics: list[Clinic], stack, console: Console, ok: bool, took: float) -> None:

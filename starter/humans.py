@@ -1,7 +1,9 @@
 """Simulated humans: the one driver the demo, the benchmarks and the tests use to play ops, physicians,
 pharmacies and signers through the public paths (the HTTP API with a bearer token, optionally the
 ``mdco`` CLI for ops' plan approval, and the local e-sign server's signing, whose HMAC-signed Connect
-webhook reaches the API).
+webhook reaches the API). With ``Humans(via_pages=True)`` (the demo) physicians and pharmacies answer as
+people do: they open the link in their e-mail (read from the SMTP sink's mailbox), GET the answer page and
+post its form with its CSRF field, like a browser without JavaScript; the benches keep the API (cheaper).
 
 What each human does is decided by one pure function, :func:`next_actions` (status in, actions out);
 two executors carry the actions out: :func:`act` (sync, one status at a time, for a test's own loop)
@@ -15,7 +17,9 @@ and :class:`Driver` (asyncio, one task per onboarding, all concurrent, for the d
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 import ssl
 import sys
 import time
@@ -25,6 +29,7 @@ from typing import Callable, Iterable
 
 import httpx
 
+from api import links
 from api.auth import auth_headers
 from config import Settings
 
@@ -82,12 +87,19 @@ class Humans:
     stage 3's protocol packet is signed either way)
     ``decline_first``: workflow ids whose first offered physician declines (the next one accepts).
     ``plan_via_cli``: ops approve a plan with blocking findings through ``mdco plan approve`` (a
-    subprocess) instead of ``POST .../plan/approve``."""
+    subprocess) instead of ``POST .../plan/approve``.
+    ``decline_pharmacy``: workflow ids whose first asked pharmacy declines (``pharmacy_reason``); the
+    onboarding then asks the next qualifying one.
+    ``via_pages``: physicians and pharmacies answer through the answer pages linked from their e-mails."""
 
     sign: bool = True
     decline_first: set[str] = field(default_factory=set)
     plan_via_cli: bool = False
     plan_reason: str = PLAN_REASON
+    decline_pharmacy: set[str] = field(default_factory=set)
+    pharmacy_reason: str = "not opening prescriber accounts for new clinics this quarter"
+    decline_reason: str = "my panel is full this quarter"
+    via_pages: bool = False
 
 
 @dataclass
@@ -96,11 +108,12 @@ class Memo:
 
     done: set[str] = field(default_factory=set)
     declined: set[str] = field(default_factory=set)
+    declined_pharmacies: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
 class Action:
-    """One human answer: ``kind`` in plan | accept | decline | protocols | pharmacy | sign;
+    """One human answer: ``kind`` in plan | accept | decline | protocols | pharmacy | pharmacy_decline | sign;
     ``target`` the NPI, pharmacy id or envelope id (``""`` for the plan)."""
 
     kind: str
@@ -121,8 +134,11 @@ def next_actions(st: dict, memo: Memo, humans: Humans) -> list[Action]:
     if stage == "protocol_setup" and waiting != "signers" and st.get("protocols") and "protocols" not in memo.done:
         return [Action("protocols", st["physician_npi"])]
     if stage == "pharmacy_coordination":
-        return [Action("pharmacy", p["pharmacy_id"]) for p in st.get("pharmacies", [])
-                if p["status"] != "confirmed" and p["pharmacy_id"] not in memo.done]
+        asked = [p["pharmacy_id"] for p in st.get("pharmacies", [])
+                 if p["status"] == "packet_sent" and p["pharmacy_id"] not in memo.done]
+        if asked and wf in humans.decline_pharmacy and not memo.declined_pharmacies:
+            return [Action("pharmacy_decline", asked[0])]
+        return [Action("pharmacy", pid) for pid in asked]
     if waiting == "signers" and (stage == "protocol_setup" or stage == "agreements" and humans.sign):
         return [Action("sign", e["envelope_id"]) for e in st.get("envelopes", [])
                 if e.get("current", True) and e["status"] in OPEN_ENVELOPE and e["envelope_id"] not in memo.done]
@@ -132,6 +148,8 @@ def next_actions(st: dict, memo: Memo, humans: Humans) -> list[Action]:
 def _record(memo: Memo, action: Action, ok: bool) -> None:
     if action.kind == "decline":
         memo.declined.add(action.target)  # declined once, whatever the answer: the next offer is accepted
+    elif action.kind == "pharmacy_decline":
+        memo.declined_pharmacies.add(action.target)  # likewise: the others confirm
     elif ok:
         memo.done.add(action.target or action.kind)
         if action.kind == "protocols":
@@ -144,6 +162,8 @@ def _request(action: Action, wf: str, humans: Humans) -> tuple[str, dict | None]
         return f"/onboardings/{wf}/plan/approve", {"reason": humans.plan_reason}
     if action.kind in ("accept", "decline"):
         return f"/onboardings/{wf}/offers/{action.target}/{action.kind}", None
+    if action.kind == "pharmacy_decline":
+        return f"/onboardings/{wf}/pharmacies/{action.target}/decline", {"reason": humans.pharmacy_reason}
     if action.kind == "protocols":
         return f"/onboardings/{wf}/protocols/approve", {"npi": action.target}
     if action.kind == "pharmacy":
@@ -192,6 +212,75 @@ def act(api: httpx.Client, settings: Settings, st: dict, done: set[str] | Memo,
         done |= memo.done
 
 
+# ---------------------------------------------------------------- answer pages, as a browser without JavaScript
+LINK = re.compile(r"https?://[^\s<>\"]+/a/[A-Za-z0-9_.-]+")
+HIDDEN = re.compile(r'<input type="hidden" name="([A-Za-z0-9_]+)" value="([^"]*)">')
+#: the page and form decision of each action a physician or pharmacy takes
+PAGE_ANSWERS = {"accept": ("offer", "accept"), "decline": ("offer", "decline"), "protocols": ("protocols", "approve"),
+                "pharmacy": ("pharmacy", "confirm"), "pharmacy_decline": ("pharmacy", "decline")}
+
+
+class Mailbox:
+    """The answer links in the SMTP sink's mailbox, by (workflow id, action, party id, ref); the newest
+    link wins (a later offer round, a new packet). Reads only the messages it has not read yet, and none
+    stored before ``since`` (a Unix time: earlier runs' mail)."""
+
+    def __init__(self, settings: Settings, since: float = 0.0):
+        self.settings, self.since = settings, since
+        self._read: set[str] = set()
+        self._links: dict[tuple[str, str, str, str], str] = {}
+
+    def link(self, workflow_id: str, action: str, party_id: str, ref: str = "") -> str | None:
+        self._scan()
+        return self._links.get((workflow_id, action, party_id, ref))
+
+    def links(self, workflow_id: str, action: str) -> dict[str, str]:
+        """``{party id: link}`` of ``action`` for ``workflow_id``."""
+        self._scan()
+        return {k[2]: url for k, url in self._links.items() if k[:2] == (workflow_id, action)}
+
+    def _scan(self) -> None:
+        from email import policy
+        from email.parser import BytesParser
+
+        folder = self.settings.mail_dir
+        if not folder.is_dir():
+            return
+        for path in sorted(p for p in folder.glob("*.eml") if p.name not in self._read):
+            self._read.add(path.name)
+            if self.since and path.stat().st_mtime < self.since:
+                continue
+            with open(path, "rb") as fh:
+                message = BytesParser(policy=policy.default).parse(fh)
+            for url in LINK.findall(message.get_content()):  # the mailer sends plain text
+                try:
+                    link = links.read(self.settings, url.rsplit("/", 1)[1])
+                except links.LinkInvalid:
+                    continue  # another stack's link (an old run under another secret)
+                self._links[(link.workflow_id, link.action, link.party_id, link.ref)] = url
+
+
+async def answer_page(url: str, decision: str, fields: dict[str, str] | None = None,
+                      timeout: float = 30.0) -> bool | None:
+    """Open an answer page and post its form with ``decision`` and ``fields`` (its hidden CSRF and other
+    fields as served), in a browser of its own (a fresh cookie jar, like each person's own). True when done
+    (or done already), False when the page refuses or the request is gone, None when to try again later
+    (rate-limited, or not recorded just now)."""
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as browser:
+        page = await browser.get(url)
+        if page.status_code in (429, 503):
+            return None
+        if page.status_code != 200:
+            return False
+        form = {name: html.unescape(value) for name, value in HIDDEN.findall(page.text)}
+        if "csrf" not in form:
+            return True  # no form: the page says what was done already
+        result = await browser.post(url, data={**form, **(fields or {}), "decision": decision})
+        if result.status_code in (429, 503):
+            return None
+        return result.status_code == 200
+
+
 # ---------------------------------------------------------------- the concurrent driver
 @dataclass
 class Tally:
@@ -208,11 +297,13 @@ class Driver:
     """Plays the humans of many onboardings at once: one asyncio task per onboarding polls its status
     (quickly right after acting, backing off to ``poll_max_s`` while nobody is asked) and answers.
 
-    ``on_status(wf, status)`` is called with every status read (the demo's live table)."""
+    ``on_status(wf, status)`` is called with every status read (the demo's live table); ``mail_since``: with
+    ``via_pages``, the mailbox's messages older than this Unix time are not read (earlier runs')."""
 
     def __init__(self, settings: Settings, humans: Humans | None = None, *, poll_min_s: float = 0.05,
                  poll_max_s: float = 0.5, max_connections: int = 64, start_concurrency: int = 8,
-                 on_status: Callable[[str, dict], None] | None = None, role: str = "ops", subject: str = "humans"):
+                 on_status: Callable[[str, dict], None] | None = None, role: str = "ops", subject: str = "humans",
+                 mail_since: float = 0.0):
         self.settings, self.humans = settings, humans or Humans()
         self.poll_min_s, self.poll_max_s = poll_min_s, poll_max_s
         self.max_connections, self.start_concurrency = max_connections, start_concurrency
@@ -220,6 +311,7 @@ class Driver:
         self.statuses: dict[str, dict] = {}
         self.memos: dict[str, Memo] = {}
         self.tally = Tally()
+        self.mailbox = Mailbox(settings, since=mail_since)
 
     def _clients(self) -> tuple[httpx.AsyncClient, httpx.AsyncClient]:
         limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
@@ -294,12 +386,16 @@ class Driver:
                     return
                 actions = next_actions(st, memo, self.humans)
                 for action in actions:
-                    _record(memo, action, await self._do(api, esign, wf, action))
-                    self.tally.actions[action.kind] = self.tally.actions.get(action.kind, 0) + 1
+                    ok = await self._do(api, esign, wf, action)
+                    if ok is not None:  # None: not now (its e-mail has not arrived yet, or rate-limited)
+                        _record(memo, action, ok)
+                        self.tally.actions[action.kind] = self.tally.actions.get(action.kind, 0) + 1
                 delay = self.poll_min_s if actions else min(self.poll_max_s, delay * 2)
             await asyncio.sleep(delay)
 
-    async def _do(self, api: httpx.AsyncClient, esign: httpx.AsyncClient, wf: str, action: Action) -> bool:
+    async def _do(self, api: httpx.AsyncClient, esign: httpx.AsyncClient, wf: str, action: Action) -> bool | None:
+        if self.humans.via_pages and action.kind in PAGE_ANSWERS:
+            return await self._answer_page(wf, action)
         if action.kind == "sign":
             for attempt in range(5):  # admin calls are not fault-injected, but be robust
                 try:
@@ -324,6 +420,18 @@ class Driver:
         if r.status_code == 429:
             self.tally.rate_limited += 1
         return r.status_code == 200
+
+
+    async def _answer_page(self, wf: str, action: Action) -> bool | None:
+        page, decision = PAGE_ANSWERS[action.kind]
+        url = self.mailbox.link(wf, page, action.target)
+        if url is None:
+            return None
+        reason = {"decline": self.humans.decline_reason, "pharmacy_decline": self.humans.pharmacy_reason}
+        ok = await answer_page(url, decision, {"reason": reason[action.kind]} if action.kind in reason else None)
+        if ok is None:
+            self.tally.rate_limited += 1
+        return ok
 
 
 def drive_to_launch(settings: Settings, intakes: list[dict], timeout: float = 240.0, *,

@@ -211,6 +211,7 @@ def reviews_close_action(action_id: str, npi: str = typer.Option(..., "--npi"),
 def events_report(id: str, severity: str = typer.Option(..., "--severity", help="minor | serious | sentinel"),
                   summary: str = typer.Option(..., "--summary"), as_json: bool = typer.Option(False, "--json")) -> None:
     """The clinic reports an adverse event; the director must acknowledge it before the severity's deadline."""
+    from api import links
     from domain.codes import oversight_id_for
     from domain.messages import Notice
     from domain.oversight import AdverseEventWatch
@@ -239,8 +240,9 @@ def events_report(id: str, severity: str = typer.Option(..., "--severity", help=
     acts._onb._mail(Notice(workflow_id=wf, key=f"event-{event_id}", to_role="physician", to_id=clinic["physician_npi"],
                            subject=f"Adverse event ({severity}) at clinic {clinic['key']}: acknowledge by "
                                    f"{due.isoformat()}",
-                           body=f"{summary.strip()}\n\nAcknowledge: mdco events ack {event_id} --npi "
-                                f"{clinic['physician_npi']} [--notes TEXT]\n"))
+                           body=f"{summary.strip()}\n\nAcknowledge it here:\n"
+                                f"{links.event_url(get_settings(), clinic['key'], event_id, clinic['physician_npi'], due)}"
+                                f"\n(or: mdco events ack {event_id} --npi {clinic['physician_npi']} [--notes TEXT])\n"))
 
     async def watch(client):
         from workflows.compliance import AdverseEventWorkflow
@@ -275,15 +277,9 @@ def events_ack(event_id: str, npi: str = typer.Option(..., "--npi"), notes: str 
     except (NotFound, ValueError) as exc:
         _fail(str(exc))
 
-    async def tell(client):
-        from temporalio.service import RPCError
+    from api.service import stop_event_watch
 
-        try:
-            await client.get_workflow_handle(f"adverse-event-{event_id}").signal("acknowledged")
-        except RPCError:
-            pass  # the watch already ended (escalated): the acknowledgement stands in the store
-
-    asyncio.run(_temporal(tell))
+    asyncio.run(_temporal(lambda client: stop_event_watch(client, event_id)))
     out.print(f"event {event_id} acknowledged by NPI {row['acked_by']}", highlight=False)
 
 

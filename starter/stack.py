@@ -80,6 +80,8 @@ def stack_env(settings: Settings) -> dict[str, str]:
     env = {}
     for name in type(settings).model_fields:
         value = getattr(settings, name)
+        if value is None:  # unset (e.g. MDCO_PHYSICIAN_SHARE_PERCENT: the pricing data's): children default too
+            continue
         if isinstance(value, bool):
             value = "1" if value else "0"
         env[f"MDCO_{name.upper()}"] = str(value)

@@ -1,7 +1,8 @@
 """Answer pages as people use them: a real browser (Playwright driving Debian's chromium, never a
 downloaded one) opens the links from the e-mails in the SMTP sink of the real embedded stack and clicks
-decline, accept, protocol approval and pharmacy confirmation; tampered, replayed and expired links
-are tried. Screenshots of every page are kept under ``<pytest tmp>/answer-pages`` (or
+decline, accept, protocol approval, a pharmacy's decline (the next qualifying one is asked) and
+confirmation, and after launch the director's chart review and adverse-event acknowledgement; tampered,
+replayed, expired and other directors' links are tried. Screenshots of every page are kept under ``<pytest tmp>/answer-pages`` (or
 ``$MDCO_TEST_ARTIFACTS/answer-pages``)."""
 
 from __future__ import annotations
@@ -22,25 +23,20 @@ import pytest
 from api import links
 from api.auth import auth_headers
 from starter.demo import DEMO_DIR
-from starter.smtp_sink import read_mailbox
+from starter.humans import Mailbox
 from tests.test_integration import mdco, poll
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-LINK = re.compile(r"(https?://\S+/a/[A-Za-z0-9_.-]+)")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def mailed_links(settings, wf: str, action: str, timeout: float = 30.0) -> dict[str, str]:
-    """``{party id: link}`` of the answer links for ``action`` mailed about onboarding ``wf``."""
+    """``{party id: link}`` of the answer links for ``action`` mailed about ``wf`` (the newest of each)."""
     deadline = time.monotonic() + timeout
+    mailbox = Mailbox(settings)
     while True:
-        found = {}
-        for msg in read_mailbox(settings.mail_dir):
-            for url in LINK.findall(msg.get_content()):
-                link = links.read(settings, url.rsplit("/", 1)[1])
-                if link.workflow_id == wf and link.action == action:
-                    found[link.party_id] = url
+        found = mailbox.links(wf, action)
         if found or time.monotonic() > deadline:
             return found
         time.sleep(0.3)
@@ -173,10 +169,28 @@ def test_people_answer_from_their_mails_in_a_browser(seeded, page, shots):
         poll(api, wf, lambda s: s["stage"] == "protocol_setup" and s["waiting_on"] == "signers")
         assert "signed" in mdco(env, "sandbox", "sign", wf).stdout
 
-        # pharmacies confirm the prescriber account
+        # the first pharmacy declines with a reason; the next qualifying one is asked; they confirm
         st = poll(api, wf, lambda s: s["stage"] == "pharmacy_coordination" and s["pharmacies"])
         packets = mailed_links(settings, wf, "pharmacy")
         assert len(packets) == len(st["pharmacies"])
+        decliner_rx, url = sorted(packets.items())[0]
+        assert page.goto(url).status == 200
+        page.get_by_role("button", name="Decline the request").click()  # no reason: refused, nothing changed
+        page.wait_for_load_state()
+        assert "Reason:" in page.inner_text("main")
+        assert poll(api, wf, lambda s: s["pharmacies"])["pharmacies"][0]["status"] == "packet_sent"
+        assert page.goto(url).status == 200
+        page.get_by_label(re.compile("^Reason")).fill("We do not ship to Oklahoma")
+        shoot(page, shots, "07-pharmacy-decline")
+        page.get_by_role("button", name="Decline the request").click()
+        page.wait_for_load_state()
+        body = page.inner_text("main")
+        assert f"declined by the pharmacy {decliner_rx}" in body and "We do not ship to Oklahoma" in body
+        shoot(page, shots, "07-pharmacy-declined")
+        st = poll(api, wf, lambda s: len(s["pharmacies"]) > len(packets))
+        assert {p["pharmacy_id"]: p["status"] for p in st["pharmacies"]}[decliner_rx] == "declined"
+        packets = {k: v for k, v in mailed_links(settings, wf, "pharmacy").items() if k != decliner_rx}
+        assert len(packets) == len(st["pharmacies"]) - 1
         for i, (notice, url) in enumerate(sorted(packets.items())):
             assert page.goto(url).status == 200
             assert accepter in page.inner_text("main")
@@ -186,7 +200,7 @@ def test_people_answer_from_their_mails_in_a_browser(seeded, page, shots):
             assert "The prescriber account was confirmed by the pharmacy" in page.inner_text("main")
             shoot(page, shots, f"08-pharmacy-{i}-confirmed")
         st = poll(api, wf, lambda s: s["stage"] == "agreements")
-        assert all(p["status"] == "confirmed" for p in st["pharmacies"])
+        assert [p["status"] for p in st["pharmacies"] if p["pharmacy_id"] != decliner_rx] == ["confirmed"] * len(packets)
 
         # tampered and expired links
         token = protocols_link.rsplit("/", 1)[1]
@@ -229,3 +243,126 @@ def test_forms_need_their_csrf_field_bodies_are_bounded_and_headers_are_set(seed
         assert api.status_code == 413
         signature = hashlib.sha256(b"").hexdigest()
         assert http.get(f"{settings.api_base_url}/a/{signature}").status_code == 403
+
+
+def submit(page, button: str, fields: dict[str, str]) -> str:
+    """Fill the labelled fields, press ``button``; the text of the page that follows."""
+    for label, value in fields.items():
+        page.get_by_label(label).fill(value)
+    page.get_by_role("button", name=button).click()
+    page.wait_for_load_state()
+    return page.inner_text("main")
+
+
+def clinic_under_oversight(settings) -> tuple[str, str, object]:
+    """A launched clinic (Glow's intake, a fresh key) under a demo director, as the launch leaves it in the
+    store; its key, the director's NPI and the oversight activities of the stack (its SMTP sink)."""
+    from activities.onboarding import OnboardingActivities
+    from activities.oversight import OversightActivities
+    from domain.intake import Intake
+    from store import onboardings, roster
+    from store.db import engine_from_settings
+
+    engine = engine_from_settings(settings)
+    key = f"pages-ov-{uuid.uuid4().hex[:8]}"
+    intake = json.loads((DEMO_DIR / "intakes" / "glow-austin.json").read_text())
+    intake["clinic_key"] = key
+    onboardings.upsert_clinic(engine, Intake.model_validate(intake))
+    npi = roster.list_physicians(engine, licensed_in=["TX", "OK"], trim_to_states=True)[0].npi
+    now = datetime.now(timezone.utc)
+    onboardings.record_onboarding(engine, f"onboarding-{key}", key, stage="launched", launched_at=now)
+    onboardings.activate_clinic(engine, key, npi, now)
+    return key, npi, OversightActivities(OnboardingActivities(settings, engine))
+
+
+def test_the_director_reviews_charts_and_acknowledges_an_event_in_a_browser(seeded, page, shots):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from domain.messages import ChartReviewRequest
+    from mdco_temporal.client import connect
+    from store import oversight
+
+    settings, env = seeded
+    key, npi, acts = clinic_under_oversight(settings)
+    wf = f"oversight-{key}"
+    due = datetime.now(timezone.utc) + timedelta(days=14)
+    acts.open_chart_review(ChartReviewRequest(clinic_key=key, physician_npi=npi, cycle=1, sample_percent=10,
+                                              due_at=due))
+    review_id = f"{key}-cr-1"
+    url = Mailbox(settings).link(wf, "review", npi, review_id)
+    assert url, "the chart-review e-mail carries its answer link"
+
+    # the chart review: counts that do not add up are refused (nothing changed), then submitted
+    assert page.goto(url).status == 200
+    assert page.get_by_role("heading", name="Chart review").is_visible()
+    body = page.inner_text("main")
+    assert "Glow Aesthetics Austin LLC" in body and review_id in body
+    shoot(page, shots, "11-chart-review")
+    refused = submit(page, "Submit the chart review", {"Charts reviewed": "3", "Charts with deficiencies": "5"})
+    assert "more than the 3 charts reviewed" in refused
+    assert oversight.get_review(acts.engine, review_id)["status"] == "open"
+    assert page.goto(url).status == 200
+    done = submit(page, "Submit the chart review", {"Charts reviewed": "12", "Charts with deficiencies": "1",
+                                                    "Notes (optional)": "one chart lacks a good-faith exam note"})
+    assert f"submitted (12 charts, 1 with deficiencies) by the physician with NPI {npi}" in done
+    shoot(page, shots, "12-chart-review-submitted")
+    review = oversight.get_review(acts.engine, review_id)
+    assert (review["status"], review["submitted_by"], review["charts_reviewed"], review["deficiencies"]) == (
+        "submitted", npi, 12, 1)
+    assert [a["deficiencies"] for a in oversight.corrective_actions(acts.engine, key)] == [1]
+    page.go_back()  # the form submitted again: the page says what was done, nothing changes
+    page.wait_for_load_state()
+    if page.get_by_role("button", name="Submit the chart review").count():
+        page.get_by_role("button", name="Submit the chart review").click()
+        page.wait_for_load_state()
+    assert f"by the physician with NPI {npi}" in page.inner_text("main")
+    assert oversight.get_review(acts.engine, review_id)["submitted_at"] == review["submitted_at"]
+
+    # links bound to another director, or to a review of another clinic, or expired, lead nowhere
+    oversight.open_review(acts.engine, f"{key}-cr-2", key, npi, 2, 10, datetime.now(timezone.utc), due)
+    other = links.review_url(settings, key, f"{key}-cr-2", "1999999999", due)
+    assert page.goto(other).status == 410 and "no longer this clinic's medical director" in page.inner_text("main")
+    foreign = links.url(settings, "oversight-another-clinic", f"physician:{npi}", "review", due, f"{key}-cr-2")
+    assert page.goto(foreign).status == 410
+    expired = links.review_url(settings, key, f"{key}-cr-2", npi, datetime.now(timezone.utc) - timedelta(days=30))
+    assert page.goto(expired).status == 410 and "operations have taken it over" in page.inner_text("main")
+    token = url.rsplit("/", 1)[1]
+    assert page.goto(f"{settings.api_base_url}/a/{token[:-4]}AAAA").status == 403
+
+    # an adverse event the clinic reports (mdco events report): its director acknowledges it on the page
+    event_id = json.loads(mdco(env, "events", "report", key, "--severity", "serious", "--summary",
+                               "patient fainted after an IV infusion", "--json").stdout)["event_id"]
+    url = Mailbox(settings).link(wf, "event", npi, event_id)
+    assert url, "the adverse-event e-mail carries its answer link"
+    assert page.goto(url).status == 200
+    body = page.inner_text("main")
+    assert "serious" in body and "patient fainted after an IV infusion" in body
+    shoot(page, shots, "13-adverse-event")
+    done = submit(page, "Acknowledge the event", {"Notes (optional)": "called the patient; recovered"})
+    assert f"serious adverse event was acknowledged by the physician with NPI {npi}" in done
+    shoot(page, shots, "14-adverse-event-acknowledged")
+    event = oversight.get_event(acts.engine, event_id)
+    assert (event["status"], event["acked_by"], event["ack_notes"]) == ("acknowledged", npi,
+                                                                        "called the patient; recovered")
+
+    async def watch_result() -> str:  # the event's watch heard it and ended without escalating
+        client = await connect(settings)
+        return await asyncio.wait_for(client.get_workflow_handle(f"adverse-event-{event_id}").result(), 60)
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API runs its own event loop in this thread
+        assert pool.submit(asyncio.run, watch_result()).result() == "acknowledged"
+    assert page.goto(url).status == 200 and "acknowledged by the physician" in page.inner_text("main")
+
+
+def test_the_retainer_share_comes_from_the_pricing_data_unless_configured():
+    from pydantic import ValidationError
+
+    from api.pages import physician_share_percent
+    from config import Settings
+    from domain.rules import price_table
+
+    assert physician_share_percent(Settings(physician_share_percent=None)) == price_table().physician_share_percent == 60
+    assert physician_share_percent(Settings(physician_share_percent=55)) == 55
+    with pytest.raises(ValidationError, match="physician_share_percent"):
+        Settings(physician_share_percent=101)

@@ -81,3 +81,24 @@ def test_nothing_to_do_when_launched_or_blocked():
 def test_demo_intakes_get_fresh_keys():
     intakes = demo_intakes(4, "r1")
     assert len({i["clinic_key"] for i in intakes}) == 4 and all("-r1-" in i["clinic_key"] for i in intakes)
+
+
+def test_one_pharmacy_declines_once_when_told_then_the_others_confirm():
+    pharmacies = [{"pharmacy_id": "ph-a", "status": "packet_sent"}, {"pharmacy_id": "ph-b", "status": "packet_sent"}]
+    st = status("pharmacy_coordination", "pharmacy", pharmacies=pharmacies)
+    memo, humans = Memo(), Humans(decline_pharmacy={WF})
+    assert next_actions(st, memo, humans) == [Action("pharmacy_decline", "ph-a")]
+    _record(memo, Action("pharmacy_decline", "ph-a"), ok=True)
+    pharmacies[0]["status"] = "declined"
+    pharmacies.append({"pharmacy_id": "ph-c", "status": "packet_sent"})  # the next qualifying one is asked
+    assert next_actions(st, memo, humans) == [Action("pharmacy", "ph-b"), Action("pharmacy", "ph-c")]
+    assert next_actions(st, Memo(), Humans()) == [Action("pharmacy", "ph-b"), Action("pharmacy", "ph-c")]
+
+
+def test_page_answers_and_the_api_cover_the_same_actions():
+    from starter.humans import PAGE_ANSWERS, _request
+
+    assert _request(Action("pharmacy_decline", "ph-a"), WF, Humans(pharmacy_reason="closed")) == (
+        f"/onboardings/{WF}/pharmacies/ph-a/decline", {"reason": "closed"})
+    for kind in PAGE_ANSWERS:  # every page answer also has its API call (the benches' mode)
+        assert _request(Action(kind, "x"), WF, Humans())[0].startswith(f"/onboardings/{WF}/")
