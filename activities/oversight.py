@@ -20,7 +20,8 @@ from domain import renewals
 from domain.codes import oversight_id_for
 from domain.intake import Intake
 from domain.messages import ChartReviewRequest, Notice
-from domain.oversight import AdverseEventWatch, ComplianceAlert, OffboardRecord, SweepRequest, SweepSummary
+from domain.oversight import (AdverseEventWatch, ComplianceAlert, OffboardRecord, ReviewBasis, SweepRequest,
+                              SweepSummary, review_basis)
 from domain.renewals import LAPSED, Credential
 from store import agreements, audit, exclusions, onboardings, oversight, roster
 from store.tables import now_utc
@@ -87,22 +88,36 @@ class OversightActivities:
         review_id = f"{req.clinic_key}-cr-{req.cycle}"
         opened = activity.info().started_time if activity.in_activity() else now_utc()
         monthly = int((onboardings.get_clinic(self.engine, req.clinic_key) or {}).get("monthly_patients") or 0)
-        charts = renewals.policy().chart_review.sample_charts(monthly, req.sample_percent)
-        oversight.open_review(self.engine, review_id, req.clinic_key, req.physician_npi, req.cycle, req.sample_percent,
+        basis = self.chart_review_basis(req.clinic_key, req.sample_percent)
+        charts = renewals.policy().chart_review.sample_charts(monthly, basis.percent)
+        oversight.open_review(self.engine, review_id, req.clinic_key, req.physician_npi, req.cycle, basis.percent,
                               min(opened, req.due_at), req.due_at, sample_charts=charts)
         audit.audit(self.engine, wf, "oversight", "chart_review_opened",
-                   detail={"cycle": req.cycle, "sample_percent": req.sample_percent, "sample_charts": charts,
-                           "monthly_patients": monthly, "due": req.due_at.isoformat()},
+                   detail={"cycle": req.cycle, "sample_percent": basis.percent, "sample_charts": charts,
+                           "monthly_patients": monthly, "due": req.due_at.isoformat(),
+                           "basis": basis.model_dump(exclude={"percent"})},
                    idem_key=f"{wf}:chart-review:{req.cycle}")
+        why = "; ".join(f"{st} {r['percent']}% every {r['cadence_days']} days ({r['basis']})"
+                        for st, r in basis.states.items())
+        why = f"Each state's own requirement: {why}; the strictest applies to the clinic.\n" if why else ""
         self._onb._mail(Notice(
             workflow_id=wf, key=f"chart-review-{req.cycle}", to_role="physician", to_id=req.physician_npi,
             subject=f"Chart review {req.cycle} for clinic {req.clinic_key}",
-            body=(f"Please review {charts} charts ({req.sample_percent}% of about {monthly} patients a month, at "
+            body=(f"{why}Please review {charts} charts ({basis.percent}% of about {monthly} patients a month, at "
                   f"least {renewals.policy().chart_review.min_sample_charts}) by {req.due_at.date().isoformat()}.\n\n"
                   "Record the charts reviewed, the deficiencies and your notes here:\n"
                   f"{links.review_url(self._onb.settings, req.clinic_key, review_id, req.physician_npi, req.due_at)}\n"
                   f"(or: mdco reviews submit {review_id} --npi {req.physician_npi} --charts N "
                   "--deficiencies K [--notes TEXT])\n")))
+
+    def chart_review_basis(self, clinic_key: str, planned_percent: int) -> ReviewBasis:
+        """Each clinic state's own chart-review requirement from the launched plan, and the strictest."""
+        launched = oversight.launched_onboarding(self.engine, clinic_key) or {}
+        plan_states = (launched.get("plan") or {}).get("states") or {}
+        clinic = onboardings.get_clinic(self.engine, clinic_key) or {}
+        cadence = ((launched.get("plan") or {}).get("chart_review") or {}).get("cadence_days") or 365
+        own = {st: (plan_states.get(st) or {}).get("chart_review") for st in clinic.get("states") or plan_states}
+        return review_basis({st: r for st, r in own.items() if r}, planned_percent, cadence)
 
     # ------------------------------------------------------------------ the daily sweep
     @activity.defn(name="compliance_sweep")

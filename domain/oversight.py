@@ -44,6 +44,29 @@ class SweepSummary(BaseModel):
     alerts: list[ComplianceAlert] = Field(default_factory=list)
 
 
+class ReviewBasis(BaseModel):
+    """Why a chart-review cycle samples what it does: each clinic state's own requirement (from the
+    launched plan) and the strictest over them, which applies to the whole clinic."""
+
+    percent: int
+    cadence_days: int
+    percent_set_by: list[str] = Field(default_factory=list)  # the states whose percentage it is
+    cadence_set_by: list[str] = Field(default_factory=list)  # the states whose cadence it is
+    states: dict[str, dict] = Field(default_factory=dict)  # state -> {percent, cadence_days, basis, source}
+
+
+def review_basis(state_reviews: dict[str, dict], planned_percent: int, planned_cadence_days: int) -> ReviewBasis:
+    """The strictest percentage (highest) and cadence (shortest) over the states' own requirements,
+    never looser than what the oversight was started with (a plan from before per-state requirements
+    has none: the planned values stand alone)."""
+    own = {st: r for st, r in sorted(state_reviews.items()) if r}
+    percent = max([planned_percent, *(r["percent"] for r in own.values())])
+    cadence = min([planned_cadence_days, *(r["cadence_days"] for r in own.values())])
+    return ReviewBasis(percent=percent, cadence_days=cadence, states=own,
+                       percent_set_by=[st for st, r in own.items() if r["percent"] == percent],
+                       cadence_set_by=[st for st, r in own.items() if r["cadence_days"] == cadence])
+
+
 class OffboardRecord(BaseModel):
     """The oversight of ``clinic_key`` ends: release, tell every party, terminate the agreements."""
 

@@ -204,3 +204,14 @@ def test_escalation_policy_is_checked():
         r.ChartReviewPolicy.model_validate({**data, "reminder_days": [3, 0]})
     with pytest.raises(ValueError, match="after the last reminder"):
         r.ChartReviewPolicy.model_validate({**data, "corrective_action_escalate_to_ops_after_days": 7})
+
+
+def test_the_review_basis_is_the_strictest_of_the_states_and_never_looser_than_planned():
+    from domain.oversight import review_basis
+
+    mo, tn = {"percent": 10, "cadence_days": 14, "basis": "law"}, {"percent": 20, "cadence_days": 30, "basis": "law"}
+    b = review_basis({"TN": tn, "MO": mo}, 10, 30)
+    assert (b.percent, b.cadence_days, b.percent_set_by, b.cadence_set_by) == (20, 14, ["TN"], ["MO"])
+    old = review_basis({}, 15, 30)  # a plan from before per-state requirements: the planned review stands
+    assert (old.percent, old.cadence_days, old.states) == (15, 30, {})
+    assert review_basis({"MO": mo}, 25, 7).percent_set_by == []  # the planned one is stricter than any state

@@ -292,3 +292,30 @@ def test_a_pharmacy_licence_climbs_the_ladder_and_its_lapse_suspends_that_pharma
     assert oversight.pharmacy_suspensions(engine, key) == []
     assert len(mailer.keys(f"oversight-{key}:pharmacy-lifted:")) == 4
     assert any(e["action"] == "pharmacy_reinstated" for e in audit.list_audit(engine, f"oversight-{key}"))
+
+
+def test_each_cycle_samples_the_strictest_of_the_clinic_states_own_chart_review_requirements(engine, world):
+    from domain.assessment import assess
+
+    acts, mailer = world
+    key = live_clinic(engine, 10, licence_expires=date(2031, 1, 1))
+    data = sample_intake(key)
+    data["states"] = ["MO", "TN", "TX"]  # MO: 10 % every 14 days; TN: 20 % every 30 days; TX: none (policy)
+    for m in data["midlevels"]:
+        m["state"] = "MO"
+    intake = Intake.model_validate(data)
+    onboardings.upsert_clinic(engine, intake)
+    plan = assess(intake, TODAY)
+    onboardings.save_plan(engine, f"onboarding-{key}", plan)
+    # an oversight started with a looser review than its states now require samples the strictest anyway
+    ActivityEnvironment().run(acts.open_chart_review, ChartReviewRequest(
+        clinic_key=key, physician_npi=npi_for(10), cycle=1, sample_percent=10, due_at=NOW + timedelta(days=7)))
+    (review,) = oversight.list_reviews(engine, key)
+    assert (review["sample_percent"], review["sample_charts"]) == (20, 70)  # 20 % of 350 patients a month
+    (opened,) = [e for e in audit.list_audit(engine, f"oversight-{key}") if e["action"] == "chart_review_opened"]
+    basis = opened["detail"]["basis"]
+    assert (basis["cadence_days"], basis["percent_set_by"], basis["cadence_set_by"]) == (14, ["TN"], ["MO"])
+    assert {st: (r["percent"], r["cadence_days"], r["basis"]) for st, r in basis["states"].items()} == {
+        "MO": (10, 14, "law"), "TN": (20, 30, "law"), "TX": (10, 30, "policy")}
+    assert "Tenn. Comp. R." in basis["states"]["TN"]["source"]
+    assert plan.chart_review.percent == 20 and plan.chart_review.cadence_days == 14  # the workflow's timer
