@@ -112,6 +112,7 @@ def _state_plan(intake: Intake, st: str, day: date, dea: bool) -> tuple[StatePla
             plan.director_local = True
             plan.director_board_certifications = sorted({*plan.director_board_certifications,
                                                          *note.director_board_certifications})
+            plan.director_within_miles = note.director_within_miles or plan.director_within_miles
     if roles[MidlevelRole.RN]:
         plan.notes.append("RNs act under standing orders and delegation; they do not count against ratio caps")
     return plan, findings, on_site_reason

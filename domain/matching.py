@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from domain.codes import CareModel, MidlevelRole, Service
+from domain.geo import miles_between, same_county
 from domain.identifiers import valid_npi
 from domain.intake import Intake
 from domain.onboarding import MatchResult, OversightPlan
@@ -42,6 +43,8 @@ class _Need:
     exclude_npis: frozenset[str]
     #: state, the boards one of which its rule requires of a local director (certified or eligible)
     boards: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: state, miles, the office ZIPs there: a local director's practice ZIP within the miles (or same county)
+    near: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
 
 
 def _need(intake: Intake, plan: OversightPlan, exclude_npis: set[str] | frozenset[str], margin_days: int) -> _Need:
@@ -64,6 +67,8 @@ def _need(intake: Intake, plan: OversightPlan, exclude_npis: set[str] | frozense
         exclude_npis=frozenset(exclude_npis),
         boards=tuple((st, tuple(plan.states[st].director_board_certifications)) for st in local
                      if plan.states[st].director_board_certifications),
+        near=tuple((st, miles, tuple(loc.zip for loc in intake.locations if loc.state == st)) for st in local
+                   if (miles := plan.states[st].director_within_miles)),
     )
 
 
@@ -147,7 +152,17 @@ def ineligibility(doc: PhysicianRecord, need: _Need, *, first_only: bool = False
         if not holds_board(doc, boards, need.start):
             add(f"{st}: the director of this office must be board certified or eligible in "
                 f"{' or '.join(b.replace('_', ' ') for b in boards)}")
+    for st, miles, offices in need.near:
+        far = [z for z in offices if doc.practice_zip and not _near(doc.practice_zip, z, miles)]
+        if far:
+            add(f"{st}: primary practice ZIP {doc.practice_zip} is more than {miles} miles from the office at "
+                f"{', '.join(far)} and outside its county (a contiguous county: ops confirm and assign by hand)")
     return reasons
+
+
+def _near(practice: str, office: str, miles: int) -> bool:
+    distance = miles_between(practice, office)
+    return same_county(practice, office) or (distance is not None and distance <= miles)
 
 
 def rank(physicians: list[PhysicianRecord], intake: Intake, plan: OversightPlan, *,

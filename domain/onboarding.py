@@ -109,6 +109,8 @@ class StatePlan(BaseModel):
     director_local: bool = False
     #: ... and hold one of these boards, certified or eligible (empty: any)
     director_board_certifications: list[str] = Field(default_factory=list)
+    #: ... with a primary practice within this many miles of each office there (or in its county)
+    director_within_miles: int | None = None
     #: the state's own chart-review requirement (the plan's chart_review is the strictest over the states)
     chart_review: StateChartReview | None = None
     notes: list[str] = Field(default_factory=list)

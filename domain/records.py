@@ -46,6 +46,8 @@ class PhysicianRecord(_Record):
     malpractice_expires: date
     board_certifications: list[str] = Field(default_factory=list)
     telehealth: bool = False
+    #: optional roster column ``practice_zip``: the ZIP of the primary practice location (distance rules)
+    practice_zip: str | None = None
     #: optional roster column ``supervised_midlevels`` (``STATE:COUNT;...``)
     supervised_midlevels: dict[str, int] = Field(default_factory=dict)
     excluded: bool = False  # OIG LEIE match by NPI

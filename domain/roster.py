@@ -17,7 +17,9 @@ from typing import Any, Callable, Literal
 from pydantic import ValidationError
 
 from domain.codes import JURISDICTIONS, Capability, PharmacyKind, Service
+from domain.geo import known_zip
 from domain.identifiers import valid_dea, valid_npi
+from domain.intake import ZIP
 from domain.records import PHARMACY_COMPLIANCE_COLUMNS, PharmacyRecord, PhysicianRecord, RowError
 
 Format = Literal["csv", "json"]
@@ -26,7 +28,7 @@ PHYSICIAN_COLUMNS = (
     "npi", "first_name", "last_name", "degree", "email", "phone", "home_state", "licenses", "dea",
     "therapies", "max_clinics", "active_clinics", "malpractice_expires", "board_certifications", "telehealth",
 )
-PHYSICIAN_OPTIONAL = ("supervised_midlevels",)
+PHYSICIAN_OPTIONAL = ("supervised_midlevels", "practice_zip")
 #: JSON objects may leave out the fields that are allowed to be empty.
 PHYSICIAN_JSON_DEFAULTS = {"dea": [], "board_certifications": [], "supervised_midlevels": {}}
 
@@ -218,6 +220,18 @@ def _attestations(value: Any) -> dict[str, date]:
     return out
 
 
+def _practice_zip(value: Any) -> str | None:
+    """An empty cell is no ZIP; otherwise a 5-digit ZIP (or ZIP+4) the USPS dataset knows."""
+    text = _text(value, required=False)
+    if not text:
+        return None
+    if not ZIP.match(text):
+        raise ValueError(f"{text!r} is not a 5-digit ZIP code (or ZIP+4)")
+    if not known_zip(text):
+        raise ValueError(f"{text} is not a known US ZIP code")
+    return text[:5]
+
+
 def _midlevel_counts(value: Any) -> dict[str, int]:
     """``STATE:COUNT;...`` (or a JSON object ``{"TX": 2}``)."""
     pairs: list[tuple[Any, Any]]
@@ -296,6 +310,7 @@ def physician_from_fields(raw: dict[str, Any]) -> tuple[PhysicianRecord | None, 
     v["telehealth"] = _run("telehealth", lambda: _bool(raw.get("telehealth")), errors)
     v["supervised_midlevels"] = _run(
         "supervised_midlevels", lambda: _midlevel_counts(raw.get("supervised_midlevels") or {}), errors)
+    v["practice_zip"] = _run("practice_zip", lambda: _practice_zip(raw.get("practice_zip")), errors)
     return _build(PhysicianRecord, v, errors)
 
 

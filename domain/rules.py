@@ -75,6 +75,8 @@ class StateNote(Fact[str]):
     on_site_care_requires_local_physician: bool = False
     #: ... and holds one of these boards (certified or eligible), as the roster spells them
     director_board_certifications: list[str] = Field(default_factory=list)
+    #: ... and practises within this many miles of each office (or in the office's county)
+    director_within_miles: int | None = Field(default=None, ge=1)
 
 
 def _no_overlap(entries: list[Fact[Any]]) -> list[Fact[Any]]:

@@ -61,7 +61,7 @@ def _duplicates(values: Iterable[str]) -> list[str]:
 # ---------------------------------------------------------------- physicians
 _PHYSICIAN_COLUMNS = (
     "first_name", "last_name", "degree", "email", "phone", "home_state", "max_clinics", "active_clinics",
-    "malpractice_expires", "board_certifications", "telehealth", "supervised_midlevels",
+    "malpractice_expires", "board_certifications", "telehealth", "supervised_midlevels", "practice_zip",
 )
 
 

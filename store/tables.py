@@ -81,6 +81,7 @@ class Physician(SQLModel, table=True):
     board_certifications: list[str] = Field(default_factory=list, sa_type=JSON)
     telehealth: bool = False
     supervised_midlevels: dict[str, int] = Field(default_factory=dict, sa_type=JSON)
+    practice_zip: str | None = Field(default=None, max_length=5)  # optional roster column (distance rules)
     excluded: bool = False
     exclusion_review: bool = False
     updated_at: datetime = Field(default_factory=now_utc, sa_type=UtcDateTime)
@@ -400,6 +401,25 @@ class CorrectiveAction(SQLModel, table=True):
     closed_by: str | None = None  # the director's NPI
     close_notes: str | None = None
     escalated: str | None = None  # the last escalation of an overdue action: director, director+<d>, ops
+
+
+class ProtocolReview(SQLModel, table=True):
+    """The annual protocol review: the clinic's director re-approves the protocol texts in force, bound to
+    the SHA-256s they had when the review opened (``<clinic_key>-pr-<n>``)."""
+
+    __tablename__ = "protocol_reviews"
+
+    review_id: str = Field(primary_key=True)
+    clinic_key: str = Field(index=True, max_length=64)
+    workflow_id: str  # the launched placement whose protocols are re-approved
+    physician_npi: str
+    sha256s: list[str] = Field(default_factory=list, sa_type=JSON)
+    opened_at: datetime = Field(sa_type=UtcDateTime)
+    due_at: datetime = Field(sa_type=UtcDateTime)
+    status: str = "open"  # open | approved
+    approved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    approved_by: str | None = None
+    escalated: str | None = None  # director, director+<d>, ops
 
 
 class AdverseEventRecord(SQLModel, table=True):

@@ -135,6 +135,28 @@ def test_florida_skin_care_office_needs_a_board_certified_director_nearby_for_on
     assert rank([doc(home_state="GA", licenses=lic)], tele, assess(tele, AS_OF)).candidates
 
 
+def test_florida_director_practises_within_25_miles_or_in_the_offices_county():
+    """§458.348(4)(c)'s distance, from the roster's optional practice_zip (centroid miles, or the same county)."""
+    lic = [{"state": "FL", "number": "1", "expires": "2028-01-01"}]
+    intake = make_intake(states=["FL"], care_model="hybrid", services=["neurotoxins"],
+                         locations=[{"state": "FL", "city": "Miami", "zip": "33131"}],
+                         midlevels=[{"name": "Chris", "role": "PA", "state": "FL", "license_number": "PA1"}])
+    plan = assess(intake, AS_OF)
+    assert plan.states["FL"].director_within_miles == 25
+
+    def reasons(practice_zip):
+        d = doc(home_state="FL", licenses=lic, board_certifications=["dermatology"], practice_zip=practice_zip)
+        result = rank([d], intake, plan)
+        return result.excluded[0].reasons if result.excluded else []
+
+    assert reasons("33133") == []  # Coconut Grove, ~3 miles
+    assert reasons("33030") == []  # Homestead: ~28 miles, but Miami-Dade County like the office
+    assert reasons("33401") == [  # West Palm Beach: ~66 miles, Palm Beach County
+        "FL: primary practice ZIP 33401 is more than 25 miles from the office at 33131 and outside its county "
+        "(a contiguous county: ops confirm and assign by hand)"]
+    assert reasons(None) == []  # not on file: the home state stands in, and the plan note asks ops to confirm
+
+
 def test_caps_count_only_the_roles_they_name():
     """FL caps PAs (10) by statute, its APRNs fall under the policy cap (4) until verified; CA caps NPs
     furnishing (4) and PAs (8) apart; TX counts both (7)."""

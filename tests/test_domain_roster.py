@@ -102,6 +102,16 @@ def test_optional_supervised_midlevels_column():
     assert [(e.line, e.reason.split(":")[0]) for e in errors] == [(3, "supervised_midlevels")]
 
 
+def test_optional_practice_zip_column():
+    text = (f"{HEADER},practice_zip\n{GOOD},33131\n{row(npi='1245319599', dea='')},\n"
+            f"{row(npi='1234567901', dea='')},3313\n{row(npi='1234567919', dea='')},00000\n")
+    records, errors = parse_physicians(text, "csv")
+    assert [r.practice_zip for r in records] == ["33131", None]  # an empty cell: no practice ZIP on file
+    assert [(e.line, e.reason) for e in errors] == [
+        (4, "practice_zip: '3313' is not a 5-digit ZIP code (or ZIP+4)"),
+        (5, "practice_zip: 00000 is not a known US ZIP code")]
+
+
 def test_json_roster_with_lists_and_objects():
     data = [
         {"npi": "1234567893", "first_name": "Ana", "last_name": "Cruz", "degree": "MD", "email": "ana@md.example",

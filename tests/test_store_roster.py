@@ -40,6 +40,15 @@ def test_import_creates_then_updates_without_duplicates(engine) -> None:
     assert roster.get_physician(engine, npi_for(99)) is None
 
 
+def test_practice_zip_round_trips_and_an_import_without_it_clears_it(engine) -> None:
+    with_zip = physician_record(1, ("FL",), practice_zip="33131")
+    roster.upsert_physicians(engine, [with_zip, physician_record(2, ("FL",))])
+    assert roster.get_physician(engine, npi_for(1)).practice_zip == "33131"
+    assert [p.practice_zip for p in roster.list_physicians(engine, ["FL"])] == ["33131", None]
+    roster.upsert_physicians(engine, [physician_record(1, ("FL",))])  # the file no longer carries it
+    assert roster.get_physician(engine, npi_for(1)).practice_zip is None
+
+
 def test_failed_import_changes_nothing(engine) -> None:
     before = [physician_record(n, ("TX",)) for n in range(1, 4)]
     roster.upsert_physicians(engine, before)
