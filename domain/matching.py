@@ -144,7 +144,7 @@ def ineligibility(doc: PhysicianRecord, need: _Need, *, first_only: bool = False
     for st, roles, cap, new in need.caps:
         would = new + doc.supervised_midlevels.get(st, 0)  # the roster does not split by role: all count
         if would > cap:
-            add(f"ratio cap: {st} allows {cap} {roles} per physician; would supervise {would}")
+            add(f"ratio cap: the {st} plan allows {cap} {roles} per physician; would supervise {would}")
     if need.needs_local and doc.home_state not in need.local_states:
         add(f"home state {doc.home_state} is not a clinic location state ({', '.join(sorted(need.local_states))}),"
             " required for on-site oversight")

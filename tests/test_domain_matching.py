@@ -71,7 +71,7 @@ def test_an_eligible_physician_is_a_candidate_with_score_parts():
     ({"active_clinics": 5}, "at capacity (5/5 clinics)"),
     ({"telehealth": False}, "not available for telehealth"),
     ({"npi": "1234567890"}, "invalid NPI"),
-    ({"supervised_midlevels": {"TX": 7}}, "ratio cap: TX allows 7 NP/PA per physician; would supervise 8"),
+    ({"supervised_midlevels": {"TX": 7}}, "ratio cap: the TX plan allows 7 NP/PA per physician; would supervise 8"),
 ])
 def test_each_hard_rule_names_its_reason(changes, reason):
     assert reason in reasons_for(doc(**changes))
@@ -167,18 +167,18 @@ def test_caps_count_only_the_roles_they_name():
     assert plan.states["FL"].ratio_caps == {"PA": 10, "NP": 4}
     assert rank([doc(home_state="FL", licenses=lic, supervised_midlevels={"FL": 1})], intake, plan).candidates
     assert rank([doc(home_state="FL", licenses=lic, supervised_midlevels={"FL": 2})], intake, plan).excluded[0].reasons == [
-        "ratio cap: FL allows 4 NP per physician; would supervise 5"]
+        "ratio cap: the FL plan allows 4 NP per physician; would supervise 5"]
     busy = doc(home_state="FL", licenses=lic, supervised_midlevels={"FL": 9})
     pa = make_intake(states=["FL"], services=["neurotoxins"], care_model="telehealth", locations=[],
                      midlevels=[{"name": "P", "role": "PA", "state": "FL", "license_number": "PA1"},
                                 {"name": "Q", "role": "PA", "state": "FL", "license_number": "PA2"}])
     assert rank([busy], pa, assess(pa, AS_OF)).excluded[0].reasons == [
-        "ratio cap: FL allows 10 PA per physician; would supervise 11"]
+        "ratio cap: the FL plan allows 10 PA per physician; would supervise 11"]
     ca_lic = [{"state": "CA", "number": "1", "expires": "2028-01-01"}]
     ca = make_intake(states=["CA"], services=["neurotoxins"], care_model="telehealth", locations=[],
                      midlevels=[{"name": f"N{i}", "role": "NP", "state": "CA", "license_number": f"AP{i}"} for i in range(2)])
     over = rank([doc(home_state="CA", licenses=ca_lic, supervised_midlevels={"CA": 3})], ca, assess(ca, AS_OF))
-    assert over.excluded[0].reasons == ["ratio cap: CA allows 4 NP per physician; would supervise 5"]
+    assert over.excluded[0].reasons == ["ratio cap: the CA plan allows 4 NP per physician; would supervise 5"]
 
 
 def test_ranking_order_ties_history_exclusions_and_top():
