@@ -89,6 +89,10 @@ async def test_invalid_intake_lists_every_problem_and_starts_nothing(api: Api, u
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "(body)"
     r = await api.http.post("/onboardings", json=["a list"])
     assert r.status_code == 422 and r.json()["errors"] == [{"field": "(intake)", "reason": "must be a JSON object"}]
+    # valid once coerced ("350" for a number) but not as its JSON schema types it: refused, nothing started
+    r = await api.http.post("/onboardings", json=sample_intake(unique_key, monthly_patients="350"))
+    assert r.status_code == 422 and [p["field"] for p in r.json()["errors"]] == ["monthly_patients"], r.json()
+    assert (await api.http.get(f"/onboardings/{unique_key}")).status_code == 404
 
 
 async def test_bad_parameters_are_one_problem_document_listing_each(api: Api):
