@@ -45,7 +45,9 @@ log = logging.getLogger("mdco.worker")
 def worker_tuning(settings: Settings) -> dict:
     """The ``Worker`` knobs from ``MDCO_WORKER_*`` (cache size, concurrent tasks, pollers, sandbox)."""
     runner = {}
-    if settings.worker_sandbox_passthrough_all:  # modules shared by all runs: workflow code keeps no module state
+    # off by default and best left off: passing the workflow modules through too lets workflow code call
+    # datetime.now() unchecked and share module state between runs (BENCHMARKS.md, worker memory)
+    if settings.worker_sandbox_passthrough_all:
         runner["workflow_runner"] = SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
     return dict(**runner, max_cached_workflows=settings.worker_max_cached_workflows,
