@@ -31,7 +31,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from api import links, service
-from api.errors import send_problem
+from api.errors import MEDIA_TYPE as PROBLEM_TYPE, send_problem
 from api.idempotency import use_key
 from domain.codes import Stage, oversight_id_for
 
@@ -401,8 +401,10 @@ def install(app: FastAPI, settings) -> None:
               responses={303: {"description": "done; the page shows what was done"},
                          403: {"description": "tampered link or missing CSRF field", **html},
                          409: {"description": "the onboarding refused the answer", **html},
-                         422: {"description": "a form field it cannot use (named on the page); nothing changed",
-                               **html},
+                         422: {"description": "a form field it cannot use (an HTML page naming it), or a token "
+                                              "that is not one (problem details); nothing changed",
+                               "content": {"text/html": {}, PROBLEM_TYPE: {
+                                   "schema": {"$ref": "#/components/schemas/Problem"}}}},
                          410: {"description": "expired or withdrawn request", **html},
                          413: {"description": "body over 1 MiB"},
                          429: {"description": "too many answers (per link, per address); see Retry-After", **html},
