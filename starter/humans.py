@@ -421,16 +421,19 @@ class Driver:
             self.tally.rate_limited += 1
         return r.status_code == 200
 
-
     async def _answer_page(self, wf: str, action: Action) -> bool | None:
         page, decision = PAGE_ANSWERS[action.kind]
         url = self.mailbox.link(wf, page, action.target)
         if url is None:
             return None
         reason = {"decline": self.humans.decline_reason, "pharmacy_decline": self.humans.pharmacy_reason}
-        ok = await answer_page(url, decision, {"reason": reason[action.kind]} if action.kind in reason else None)
+        try:
+            ok = await answer_page(url, decision, {"reason": reason[action.kind]} if action.kind in reason else None)
+        except httpx.TransportError:  # the API restarting or stalled: the next status read tries again
+            self.tally.transport_errors += 1
+            return None
         if ok is None:
-            self.tally.rate_limited += 1
+            self.tally.rate_limited += 1  # 429, or 503 (nothing recorded): tried again later
         return ok
 
 
