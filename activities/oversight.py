@@ -9,7 +9,7 @@ pharmacy ids and credential kinds only.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 from temporalio import activity
@@ -161,6 +161,7 @@ class OversightActivities:
         self._rescreen(clinics, today, now, summary)
         self._escalate_reviews(now, summary)
         self._escalate_actions(now, summary)
+        self._protocol_reviews(clinics, now, summary)
         self._escalate_events(now, summary)
         log.info("compliance sweep %s: %d clinics, %d credentials, %d notices, %d suspended", today, summary.clinics,
                  summary.credentials, summary.notices, len(summary.suspended))
@@ -199,12 +200,18 @@ class OversightActivities:
                    for r in oversight.list_reviews(self.engine, clinic_key)]
         events = [{k: e[k] for k in ("event_id", "severity", "status", "reported_at", "ack_due_at", "acked_at")}
                   for e in oversight.list_events(self.engine, clinic_key)]
+        protocol_reviews = [{**{k: p[k] for k in ("review_id", "sha256s", "opened_at", "due_at", "approved_at",
+                                                  "approved_by", "escalated")},
+                             "status": "approved" if p["status"] == "approved" else
+                             "overdue" if now > p["due_at"] else "open"}
+                            for p in oversight.protocol_reviews(self.engine, clinic_key)]
         views = self.renewals(now.date(), clinic_key) if clinic.get("status") == "active" else []
         return {"workflow_id": oversight_id_for(clinic_key), "clinic_key": clinic_key, "status": state,
                 "physician_npi": clinic.get("physician_npi"), "suspended_states": suspended,
                 "suspended_pharmacies": [{k: p[k] for k in ("pharmacy_id", "state", "since", "reason")}
                                          for p in oversight.pharmacy_suspensions(self.engine, clinic_key)],
                 "replacement_workflow_id": replacing, "chart_reviews": reviews, "adverse_events": events,
+                "protocol_reviews": protocol_reviews,
                 "renewals": [v.model_dump(mode="json", exclude={"clinics"}) for v in views]}
 
     def _send_renewal(self, cred: Credential, step: renewals.Step, clinics: list[str], today: date) -> None:
@@ -365,29 +372,80 @@ class OversightActivities:
 
     def _escalate_actions(self, now: datetime, summary: SweepSummary) -> None:
         """An open corrective action past its due date reminds the director on the policy's days, then ops."""
-        rule = renewals.policy().chart_review
-        for action in oversight.overdue_actions(self.engine, now):
-            level = rule.action_escalation((now - action["due_at"]).days, action["escalated"] or "")
+        summary.actions_escalated += self._escalate_overdue(
+            oversight.overdue_actions(self.engine, now), now, renewals.policy().chart_review.action_escalation,
+            "action_id", "corrective action", "action", oversight.mark_action_escalated,
+            lambda a: (f"({a['deficiencies']} deficient charts in review {a['review_id']})",
+                       f"Close it with what was done: mdco reviews close-action {a['action_id']} "
+                       f"--npi {a['physician_npi']} --notes TEXT"))
+
+    def _escalate_overdue(self, rows: list[dict], now: datetime, level_of, id_key: str, what: str, slug: str,
+                          mark, describe) -> int:
+        """Remind the director of each overdue row, or tell ops, at the step ``level_of`` says (each step
+        once); ``describe(row)`` gives what the row is about and what the director should do."""
+        done = 0
+        for row in rows:
+            level = level_of((now - row["due_at"]).days, row["escalated"] or "")
             if level is None:
                 continue
-            wf, aid = oversight_id_for(action["clinic_key"]), action["action_id"]
-            subject = f"Corrective action {aid} is overdue (due {action['due_at'].date().isoformat()})"
-            body = (f"The corrective action {aid} of clinic {action['clinic_key']} ({action['deficiencies']} "
-                    f"deficient charts in review {action['review_id']}) was due {action['due_at'].isoformat()} and "
-                    "is still open.\n")
+            wf, rid = oversight_id_for(row["clinic_key"]), row[id_key]
+            about, todo = describe(row)
+            subject = f"{what.capitalize()} {rid} is overdue (due {row['due_at'].date().isoformat()})"
+            body = (f"The {what} {rid} of clinic {row['clinic_key']} {about} was due {row['due_at'].isoformat()} "
+                    "and is still open.\n")
             if level == "ops":
-                notice = Notice(workflow_id=wf, key=f"action-overdue-ops-{aid}", to_role="ops", subject=subject,
+                notice = Notice(workflow_id=wf, key=f"{slug}-overdue-ops-{rid}", to_role="ops", subject=subject,
                                 body=body)
             else:
-                notice = Notice(workflow_id=wf, key=f"action-overdue-{level}-{aid}", to_role="physician",
-                                to_id=action["physician_npi"], subject=subject,
-                                body=f"{body}Close it with what was done: mdco reviews close-action {aid} "
-                                     f"--npi {action['physician_npi']} --notes TEXT\n")
+                notice = Notice(workflow_id=wf, key=f"{slug}-overdue-{level}-{rid}", to_role="physician",
+                                to_id=row["physician_npi"], subject=subject, body=f"{body}{todo}\n")
             self._onb._mail(notice)
-            oversight.mark_action_escalated(self.engine, aid, level)
-            audit.audit(self.engine, wf, "compliance-sweep", "corrective_action_escalated",
-                       detail={"action_id": aid, "level": level}, idem_key=f"{wf}:{aid}:esc:{level}")
-            summary.actions_escalated += 1
+            mark(self.engine, rid, level)
+            audit.audit(self.engine, wf, "compliance-sweep", f"{what.replace(' ', '_')}_escalated",
+                       detail={id_key: rid, "level": level}, idem_key=f"{wf}:{rid}:esc:{level}")
+            done += 1
+        return done
+
+    # ------------------------------------------------------------------ the annual protocol review
+    def _protocol_reviews(self, clinics: list[dict], now: datetime, summary: SweepSummary) -> None:
+        """A policy interval (a year) after the last approval of a live clinic's protocols, open a review:
+        the director re-approves the texts in force, bound to their SHA-256s; overdue ones escalate."""
+        rule = renewals.policy().protocol_review
+        for clinic in clinics:
+            launched = oversight.launched_onboarding(self.engine, clinic["key"])
+            director = clinic.get("physician_npi")
+            docs = onboardings.protocol_documents(self.engine, launched["workflow_id"]) if launched else []
+            reviews = oversight.protocol_reviews(self.engine, clinic["key"])
+            if not docs or not director or any(r["status"] == "open" for r in reviews):
+                continue
+            approvals = [r["approved_at"] for r in reviews if r["approved_at"]] or \
+                [d["approved_at"] for d in docs if d["approved_at"]] or [launched["launched_at"] or now]
+            opens = rule.opens_at(max(approvals))
+            if now < opens:
+                continue
+            review_id = f"{clinic['key']}-pr-{len(reviews) + 1}"
+            due = now + timedelta(days=rule.due_days)
+            sha256s = sorted(d["sha256"] for d in docs)
+            if not oversight.open_protocol_review(self.engine, review_id, clinic["key"], launched["workflow_id"],
+                                                  director, sha256s, now, due):
+                continue
+            wf = oversight_id_for(clinic["key"])
+            audit.audit(self.engine, wf, "compliance-sweep", "protocol_review_opened",
+                       detail={"review_id": review_id, "sha256s": sha256s, "due": due.isoformat(),
+                               "last_approved": max(approvals).isoformat()}, idem_key=f"{wf}:{review_id}:opened")
+            listing = "".join(f"  {d['service']} {d['template_version']} sha256 {d['sha256']}\n" for d in docs)
+            self._onb._mail(Notice(
+                workflow_id=wf, key=f"protocol-review-{review_id}", to_role="physician", to_id=director,
+                subject=f"Annual protocol review for clinic {clinic['key']}: re-approve by {due.date().isoformat()}",
+                body=(f"A year has passed since the protocols of clinic {clinic['key']} were approved. Read them "
+                      f"(mdco protocols show {launched['workflow_id']}) and re-approve these texts:\n{listing}"
+                      f"mdco oversight reapprove-protocols {clinic['key']} --npi {director}\n")))
+            summary.protocol_reviews_opened += 1
+        summary.protocol_reviews_escalated += self._escalate_overdue(
+            oversight.overdue_protocol_reviews(self.engine, now), now, rule.escalation, "review_id",
+            "protocol review", "protocol-review", oversight.mark_protocol_review_escalated,
+            lambda r: ("(the annual re-approval of its protocols)",
+                       f"Re-approve: mdco oversight reapprove-protocols {r['clinic_key']} --npi {r['physician_npi']}"))
 
     def _escalate_events(self, now: datetime, summary: SweepSummary) -> None:
         """A back-stop for ``AdverseEventWorkflow``: any event past its deadline still open goes to ops."""

@@ -40,6 +40,8 @@ class SweepSummary(BaseModel):
     leie_entries: int = 0  # size of the list re-screened against (0: none imported yet)
     reviews_escalated: int = 0
     actions_escalated: int = 0  # overdue corrective actions reminded or escalated to ops
+    protocol_reviews_opened: int = 0  # annual protocol re-approvals asked of directors
+    protocol_reviews_escalated: int = 0
     events_escalated: int = 0
     alerts: list[ComplianceAlert] = Field(default_factory=list)
 

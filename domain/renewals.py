@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from typing import Literal, Union
@@ -150,6 +150,30 @@ class ChartReviewPolicy(_Sourced):
         return min(wanted, monthly_patients) if monthly_patients > 0 else self.min_sample_charts
 
 
+class ProtocolReviewPolicy(_Sourced):
+    """The annual protocol review: re-approval ``interval_days`` after the last approval, due ``due_days``
+    after it opens; overdue, the director is reminded on ``reminder_days`` past due, then ops are told."""
+
+    interval_days: int = Field(gt=0)
+    due_days: int = Field(gt=0)
+    reminder_days: list[int] = Field(min_length=1)
+    escalate_to_ops_after_days: int = Field(ge=0)
+
+    _reminders = field_validator("reminder_days")(_reminder_days)
+
+    @model_validator(mode="after")
+    def _ops_after_reminders(self) -> "ProtocolReviewPolicy":
+        if self.escalate_to_ops_after_days <= self.reminder_days[-1]:
+            raise ValueError("ops are told after the last reminder (escalate_to_ops_after_days > reminder days)")
+        return self
+
+    def opens_at(self, last_approved: datetime) -> datetime:
+        return last_approved + timedelta(days=self.interval_days)
+
+    def escalation(self, days_late: int, done: str) -> str | None:
+        return escalation_due(days_late, done, self.reminder_days, self.escalate_to_ops_after_days)
+
+
 class OversightPolicy(_Sourced):
     version: int
     ladder: Ladder
@@ -157,6 +181,7 @@ class OversightPolicy(_Sourced):
     agreement_term: AgreementTerm
     adverse_events: AdverseEventPolicy
     chart_review: ChartReviewPolicy
+    protocol_review: ProtocolReviewPolicy
 
     def ack_deadline(self, severity: Severity) -> timedelta:
         return timedelta(hours=self.adverse_events.ack_deadline_hours[severity])

@@ -330,12 +330,73 @@ def _overdue(engine: Engine, model: type, now: datetime) -> list[dict]:
 
 
 def mark_action_escalated(engine: Engine, action_id: str, level: str) -> bool:
+    return _mark_escalated(engine, t.CorrectiveAction, "action_id", action_id, level)
+
+
+def _mark_escalated(engine: Engine, model: type, id_column: str, row_id: str, level: str) -> bool:
+    """Record the last escalation of an open overdue row; True when the row was open."""
     _escalation_level(level)
-    ca = sql_table(t.CorrectiveAction)
+    table = sql_table(model)
 
     def work(s: Session) -> bool:
-        return s.exec(update(ca).where(ca.c.action_id == action_id, ca.c.status == "open")
+        return s.exec(update(table).where(table.c[id_column] == row_id, table.c.status == "open")
                       .values(escalated=level)).rowcount == 1
+
+    return run(engine, work)
+
+
+# ---------------------------------------------------------------- the annual protocol review
+def open_protocol_review(engine: Engine, review_id: str, clinic_key: str, workflow_id: str, npi: str,
+                         sha256s: list[str], opened_at: datetime, due_at: datetime) -> bool:
+    """Open the clinic's protocol review ``review_id`` for the documents ``sha256s``; True the first time."""
+    require(review_id, "review_id")
+    if not sha256s:
+        raise ValueError("sha256s: a protocol review needs the documents it re-approves")
+    pr = sql_table(t.ProtocolReview)
+
+    def work(s: Session) -> bool:
+        stmt = insert_for(s)(pr).values(review_id=review_id, clinic_key=clinic_key, workflow_id=workflow_id,
+                                        physician_npi=npi, sha256s=sorted(sha256s), opened_at=opened_at,
+                                        due_at=due_at, status="open")
+        return s.exec(stmt.on_conflict_do_nothing(index_elements=[pr.c.review_id])
+                      .returning(pr.c.review_id)).first() is not None
+
+    return run(engine, work, retry_on=retry_race)
+
+
+def protocol_reviews(engine: Engine, clinic_key: str) -> list[dict]:
+    return _clinic_rows(engine, t.ProtocolReview, clinic_key, t.ProtocolReview.opened_at)
+
+
+def overdue_protocol_reviews(engine: Engine, now: datetime) -> list[dict]:
+    return _overdue(engine, t.ProtocolReview, now)
+
+
+def mark_protocol_review_escalated(engine: Engine, review_id: str, level: str) -> bool:
+    return _mark_escalated(engine, t.ProtocolReview, "review_id", review_id, level)
+
+
+def reapprove_protocols(engine: Engine, clinic_key: str, npi: str, sha256s: list[str], at: datetime) -> dict:
+    """The clinic's director re-approves the protocols of its open review, bound to the SHA-256s read:
+    they must be exactly the review's documents (else refused: the texts changed since they were read).
+    Anyone but the director is refused; re-approving again returns the first approval."""
+    require(npi, "npi")
+
+    def work(s: Session) -> dict:
+        rows = s.exec(select_rows(t.ProtocolReview).where(t.ProtocolReview.clinic_key == clinic_key)
+                      .order_by(t.ProtocolReview.opened_at.desc()).with_for_update()).all()  # type: ignore[union-attr]
+        if not rows:
+            raise NotFound(f"clinic_key {clinic_key}: no protocol review has opened for this clinic")
+        row = rows[0]
+        clinic = s.get(t.Clinic, clinic_key)
+        if clinic is None or npi != clinic.physician_npi:
+            raise Refused(f"NPI {npi} is not the medical director of clinic {clinic_key}")
+        if row.status == "open":
+            if sorted(sha256s) != sorted(row.sha256s):
+                raise Refused(f"sha256: the protocols changed since you read them (re-approve {', '.join(row.sha256s)})")
+            row.status, row.approved_at, row.approved_by = "approved", at, npi
+            s.add(row)
+        return row_dict(row)
 
     return run(engine, work)
 
@@ -471,5 +532,6 @@ __all__ = ["Refused", "live_clinics", "launched_onboarding", "mark_offboarded", 
            "lift_pharmacy", "pharmacy_suspensions", "review_status", "open_review", "get_review",
            "submit_review", "corrective_actions", "corrective_action_status", "list_reviews",
            "count_overdue_reviews", "overdue_reviews", "mark_review_escalated", "close_action", "overdue_actions",
-           "mark_action_escalated", "report_event", "get_event",
+           "mark_action_escalated", "open_protocol_review", "protocol_reviews", "overdue_protocol_reviews",
+           "mark_protocol_review_escalated", "reapprove_protocols", "report_event", "get_event",
            "ack_event", "escalate_event", "record_medwatch", "list_events"]

@@ -19,7 +19,7 @@ from store import agreements, oversight, roster
 from store.tables import now_utc
 from tests.esign_fixtures import free_port
 from tests.db_fixtures import npi_for
-from tests.test_oversight_sweep import live_clinic
+from tests.test_oversight_sweep import approved_protocols, live_clinic
 
 pytestmark = pytest.mark.timeout(420)  # ~30 CLI subprocesses; about 3 min on a loaded 2-core machine
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +56,17 @@ def test_renewals_status_reviews_events_offboard_and_packet(engine, cli, tmp_pat
         npi_for(11), "TX", 20, 30, [])
     assert cli("renewals", "--within", "-1").returncode == 2
 
+    sha256s = approved_protocols(engine, key, npi_for(11), now_utc() - timedelta(days=400))
     swept = cli("oversight", "sweep")
     assert swept.returncode == 0, swept.stderr
-    assert json.loads(swept.stdout)["notices"] >= 1
+    assert json.loads(swept.stdout)["notices"] >= 1 and json.loads(swept.stdout)["protocol_reviews_opened"] >= 1
+    # the annual protocol review: the director only, bound to the SHA-256s of the texts in force
+    assert cli("oversight", "reapprove-protocols", key, "--npi", npi_for(12)).returncode == 2
+    stale = cli("oversight", "reapprove-protocols", key, "--npi", npi_for(11), "--sha256", sha256s[0])
+    assert stale.returncode == 2 and "changed since you read them" in stale.stderr
+    assert oversight.protocol_reviews(engine, key)[0]["status"] == "open"
+    again = cli("oversight", "reapprove-protocols", key, "--npi", npi_for(11))
+    assert again.returncode == 0 and f"{key}-pr-1 approved" in again.stdout, again.stderr
     status = json.loads(cli("oversight", "status", f"oversight-{key}", "--json").stdout)
     assert {"workflow_id", "clinic_key", "status", "physician_npi", "suspended_states", "replacement_workflow_id",
             "chart_reviews", "adverse_events", "renewals"} <= set(status)

@@ -319,3 +319,55 @@ def test_each_cycle_samples_the_strictest_of_the_clinic_states_own_chart_review_
         "MO": (10, 14, "law"), "TN": (20, 30, "law"), "TX": (10, 30, "policy")}
     assert "Tenn. Comp. R." in basis["states"]["TN"]["source"]
     assert plan.chart_review.percent == 20 and plan.chart_review.cadence_days == 14  # the workflow's timer
+
+
+def approved_protocols(engine, key: str, npi: str, at: datetime) -> list[str]:
+    """Two protocols of the clinic's launched placement, approved by its director at ``at``."""
+    import hashlib
+
+    wf, sha256s = f"onboarding-{key}", []
+    for service in ("glp1_weight_loss", "testosterone_hrt"):
+        body = f"{service} protocol for {key}"
+        sha = hashlib.sha256(body.encode()).hexdigest()
+        onboardings.save_protocol(engine, wf, service, "v1", body, sha)
+        sha256s.append(sha)
+    assert onboardings.approve_protocols(engine, wf, npi, at) == 2
+    return sorted(sha256s)
+
+
+def test_a_year_after_approval_the_director_re_approves_the_protocols_bound_to_their_sha256s(engine, world):
+    acts, mailer = world
+    rule = oversight.policy().protocol_review  # a year, 30 days to re-approve, reminders 0 and 7, ops from 14
+    key = live_clinic(engine, 12, licence_expires=date(2031, 1, 1))
+    approved = NOW - timedelta(days=rule.interval_days) + timedelta(days=2)
+    sha256s = approved_protocols(engine, key, npi_for(12), approved)
+    acts.sweep(TODAY, NOW)
+    assert oversight.protocol_reviews(engine, key) == []  # two days short of a year: not yet
+    opened_at = NOW + timedelta(days=2)
+    assert acts.sweep(opened_at.date(), opened_at).protocol_reviews_opened >= 1
+    (review,) = oversight.protocol_reviews(engine, key)
+    assert (review["review_id"], review["sha256s"], review["status"]) == (f"{key}-pr-1", sha256s, "open")
+    assert review["due_at"] == opened_at + timedelta(days=rule.due_days)
+    assert len(mailer.keys(f"protocol-review-{key}-pr-1")) == 1
+    assert acts.sweep(opened_at.date(), opened_at).protocol_reviews_opened == 0  # one open review at a time
+    # overdue: reminders, then ops, each once
+    for d in [*rule.reminder_days, rule.escalate_to_ops_after_days]:
+        at = review["due_at"] + timedelta(days=d, hours=1)
+        assert acts.sweep(at.date(), at).protocol_reviews_escalated >= 1
+        assert acts.sweep(at.date(), at).protocol_reviews_escalated == 0
+    assert [len(mailer.keys(f"protocol-review-overdue-{lvl}-{key}-pr-1"))
+            for lvl in ("director", f"director+{rule.reminder_days[1]}", "ops")] == [1, 1, 1]
+    assert acts.oversight_status(key, at)["protocol_reviews"][0]["status"] == "overdue"
+    # only the director, only bound to the review's SHA-256s; nothing changed by a refusal
+    with pytest.raises(oversight.Refused, match="not the medical director"):
+        oversight.reapprove_protocols(engine, key, npi_for(13), sha256s, at)
+    with pytest.raises(oversight.Refused, match="changed since you read them"):
+        oversight.reapprove_protocols(engine, key, npi_for(12), sha256s[:1], at)
+    assert oversight.protocol_reviews(engine, key)[0]["status"] == "open"
+    done = oversight.reapprove_protocols(engine, key, npi_for(12), list(reversed(sha256s)), at)
+    assert (done["status"], done["approved_by"], done["approved_at"]) == ("approved", npi_for(12), at)
+    # the next review opens a year after this re-approval, not after the first approval
+    assert acts.sweep((at + timedelta(days=30)).date(), at + timedelta(days=30)).protocol_reviews_opened == 0
+    year_on = at + timedelta(days=rule.interval_days, hours=1)
+    acts.sweep(year_on.date(), year_on)
+    assert [r["review_id"] for r in oversight.protocol_reviews(engine, key)] == [f"{key}-pr-1", f"{key}-pr-2"]
