@@ -107,7 +107,11 @@ def measure(n: int, timeout: float, poll_s: float, busy: int) -> dict:
         driver = TimedDriver(settings, Humans(), subject="bench", poll_s=poll_s)
         load_before = load_average()
         started = time.monotonic()
-        asyncio.run(driver.run(demo_intakes(n, run_id), timeout=timeout))
+        stuck = ""
+        try:
+            asyncio.run(driver.run(demo_intakes(n, run_id), timeout=timeout))
+        except TimeoutError as exc:  # the answers timed so far still count; say which did not get there
+            stuck = str(exc)[:1000]
         elapsed = time.monotonic() - started
         progress(f"{n} launched in {elapsed:.1f} s, {len(driver.samples)} answers timed")
         load_after = load_average()
@@ -120,7 +124,7 @@ def measure(n: int, timeout: float, poll_s: float, busy: int) -> dict:
         "by_kind": {k: figures([s for s in driver.samples if s["kind"] == k]) for k in kinds},
         f"by_kind_with_at_least_{busy}_in_flight": {k: figures([s for s in busy_samples if s["kind"] == k])
                                                     for k in kinds},
-        "not_seen_in_time": driver.unseen[:20],
+        "not_seen_in_time": driver.unseen[:20], "not_launched_in_time": stuck,
         "load_average": {"before": load_before, "after": load_after},
     }
 

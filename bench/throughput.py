@@ -122,7 +122,7 @@ def start_floor_worker(settings, log: Path) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "bench.floor", "--address", settings.temporal_address,
                              "--task-queue", FLOOR_QUEUE], cwd=PROJECT_ROOT, env=env, stdout=open(log, "w"),
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # a loaded machine takes a while to import the SDK
     while "polling" not in log.read_text():
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"floor worker did not start: {log.read_text()[-2000:]}")
