@@ -366,3 +366,35 @@ def test_the_retainer_share_comes_from_the_pricing_data_unless_configured():
     assert physician_share_percent(Settings(physician_share_percent=55)) == 55
     with pytest.raises(ValidationError, match="physician_share_percent"):
         Settings(physician_share_percent=101)
+
+
+def test_the_simulated_humans_answer_on_the_pages_from_their_mails(seeded):
+    """``Humans(via_pages=True)`` (what ``mdco demo`` plays): offers, protocols and pharmacy requests
+    answered on the pages, so the audit names the physicians and pharmacies themselves (the API mode
+    records ops acting on their behalf); the first physician and the first pharmacy decline with reasons."""
+    import asyncio
+
+    from starter.humans import Driver, Humans
+    from store import audit
+    from store.db import engine_from_settings
+
+    settings, _ = seeded
+    key = f"pages-humans-{uuid.uuid4().hex[:8]}"
+    wf = f"onboarding-{key}"
+    intake = json.loads((DEMO_DIR / "intakes" / "glow-austin.json").read_text())
+    intake["clinic_key"] = key
+    humans = Humans(via_pages=True, decline_first={wf}, decline_pharmacy={wf})
+    driver = Driver(settings, humans, subject="pages-test", mail_since=time.time() - 1)
+    st = asyncio.run(driver.run([intake], until=lambda s: s["stage"] == "agreements", timeout=240))[wf]
+    assert [o["reason"] for o in st["offers"] if o["status"] == "declined"] == [humans.decline_reason]
+    declined = [p for p in st["pharmacies"] if p["status"] == "declined"]
+    assert [p["decline_reason"] for p in declined] == [humans.pharmacy_reason]
+    assert {p["status"] for p in st["pharmacies"] if p not in declined} == {"confirmed"}
+    actors = {e["action"]: e["actor"] for e in audit.list_audit(engine_from_settings(settings), wf)}
+    assert actors["offer_declined"].startswith("physician:") and actors["offer_accepted"] == f"physician:{st['physician_npi']}"
+    assert actors["protocols_approved"] == f"physician:{st['physician_npi']}"
+    assert actors["pharmacy_declined"] == f"pharmacy:{declined[0]['pharmacy_id']}"
+    assert actors["pharmacy_confirmed"].startswith("pharmacy:")
+    assert driver.tally.actions["pharmacy_decline"] == 1 and driver.tally.actions["decline"] == 1
+    with httpx.Client(base_url=settings.api_base_url, timeout=30, headers=auth_headers(settings, "ops", "olga")) as api:
+        assert api.post(f"/onboardings/{wf}/cancel", json={"reason": "test over"}).status_code == 200
