@@ -422,25 +422,6 @@ class ProtocolReview(SQLModel, table=True):
     escalated: str | None = None  # director, director+<d>, ops
 
 
-class ProtocolReview(SQLModel, table=True):
-    """The annual protocol review: the clinic's director re-approves the protocol texts in force, bound to
-    the SHA-256s they had when the review opened (``<clinic_key>-pr-<n>``)."""
-
-    __tablename__ = "protocol_reviews"
-
-    review_id: str = Field(primary_key=True)
-    clinic_key: str = Field(index=True, max_length=64)
-    workflow_id: str  # the launched placement whose protocols are re-approved
-    physician_npi: str
-    sha256s: list[str] = Field(default_factory=list, sa_type=JSON)
-    opened_at: datetime = Field(sa_type=UtcDateTime)
-    due_at: datetime = Field(sa_type=UtcDateTime)
-    status: str = "open"  # open | approved
-    approved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
-    approved_by: str | None = None
-    escalated: str | None = None  # director, director+<d>, ops
-
-
 class AdverseEventRecord(SQLModel, table=True):
     """An adverse event the clinic reported and its acknowledgement by the medical director."""
 
