@@ -94,9 +94,21 @@ async def play(settings: Settings, clinics: list[Clinic], timeout: float, consol
     return True
 
 
+OFFER_MARKS = (("accepted", "✓"), ("declined", "✗"), ("open", " open"), ("expired", " expired"),
+               ("withdrawn", " withdrawn"))
+PHARMACY_MARKS = (("confirmed", "✓"), ("declined", "✗"), ("packet_sent", " asked"))
+
+
+def _counts(items: list[dict], marks: tuple[tuple[str, str], ...]) -> str:
+    """``1✓ 1✗ 2 withdrawn``: how many items are in each status (the table must fit 150 columns)."""
+    return " ".join(f"{sum(i['status'] == k for i in items)}{mark}" for k, mark in marks
+                    if any(i["status"] == k for i in items))
+
+
 def render(clinics: list[Clinic]) -> Table:
     """One row per onboarding: progress through the six stages and what it waits on."""
-    table = Table(title="mdco demo — onboardings (stage ● done, ◐ current, ○ ahead)")
+    table = Table(title="mdco demo — onboardings (stage ● done, ◐ current, ○ ahead; offers ✓ accepted, ✗ declined; "
+                        "pharmacies ✓ confirmed, ✗ declined)")
     for column in ("onboarding", "progress", "stage", "SLA", "waiting on", "physician", "offers", "pharmacies",
                    "envelopes"):
         table.add_column(column, no_wrap=True)
@@ -105,13 +117,8 @@ def render(clinics: list[Clinic]) -> Table:
         current = st.get("stage", "")
         idx = len(STAGES) if current == "launched" else (STAGES.index(current) if current in STAGES else -1)
         progress = "".join("●" if i < idx else ("◐" if i == idx else "○") for i in range(len(STAGES)))
-        offers = st.get("offers", [])
-        offer_text = ", ".join(f"{sum(o['status'] == k for o in offers)} {k}" for k in
-                               ("open", "accepted", "declined", "expired", "withdrawn") if any(o["status"] == k for o in offers))
-        pharmacies = st.get("pharmacies", [])
-        pharmacy_text = ", ".join(f"{sum(p['status'] == k for p in pharmacies)} {label}" for k, label in
-                                  (("packet_sent", "asked"), ("confirmed", "confirmed"), ("declined", "declined"))
-                                  if any(p["status"] == k for p in pharmacies))
+        offer_text = _counts(st.get("offers", []), OFFER_MARKS)
+        pharmacy_text = _counts(st.get("pharmacies", []), PHARMACY_MARKS)
         envelopes = st.get("envelopes", [])
         env_text = f"{sum(e['status'] == 'completed' for e in envelopes)}/{len(envelopes)} signed" if envelopes else ""
         table.add_row(c.intake["clinic_key"], progress, current, st.get("sla_status", ""), st.get("waiting_on", ""),
