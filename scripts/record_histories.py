@@ -626,6 +626,48 @@ async def cycles_done(r: Rec, oversight: str, at_least: int, within: float = 90)
     return status
 
 
+async def triggered_sweep(r: Rec):
+    """Ops trigger the ``mdco-compliance-sweep`` Schedule now (Temporal UI): its run and summary."""
+    schedule = r.client.get_schedule_handle(COMPLIANCE_SCHEDULE_ID)
+    before = {a.action.workflow_id for a in (await schedule.describe()).info.recent_actions}
+    await schedule.trigger()
+    deadline = time.monotonic() + 30
+    while not (started := [a.action for a in (await schedule.describe()).info.recent_actions
+                           if a.action.workflow_id not in before]):
+        check(time.monotonic() < deadline, "the triggered sweep started within 30 s")
+        await asyncio.sleep(0.3)
+    sweep = r.client.get_workflow_handle(started[0].workflow_id, run_id=started[0].first_execution_run_id,
+                                         result_type=SweepSummary)
+    return sweep, await asyncio.wait_for(sweep.result(), 60)
+
+
+async def sweep_starts_replacement(r: Rec) -> WorkflowHistory:
+    """Release 4 (issue 9): a New Hampshire clinic's director's licence is re-imported as expired
+    yesterday; the triggered sweep suspends NH, signals the oversight run and, behind
+    ``sweep-starts-replacement-v1``, starts the replacement placement itself (``start_replacement``);
+    the oversight run shows ``replacing``."""
+    await import_roster(r, roster_csv([nh_director("2029-10-31", 0)]))
+    raw = clinic_in("NH", "granite-keene-replaced", "Granite Aesthetics Keene LLC", "Keene", "03431")
+    wf = await r.start_intake(raw, timing(chart_review_every=60), fanout=1)
+    oversight = await launched_with_oversight(r, wf)
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
+    await import_roster(r, roster_csv([nh_director(yesterday, 1)]))
+    sweep, summary = await triggered_sweep(r)
+    check(summary.suspended == ["granite-keene-replaced:NH"], f"the sweep suspended NH for the clinic: {summary}")
+    handle = r.client.get_workflow_handle(oversight)
+    deadline = time.monotonic() + 30
+    while (state := await handle.query(OversightWorkflow.compliance, result_type=OversightCompliance)).status \
+            != "replacing":
+        check(time.monotonic() < deadline, f"the oversight run shows the replacement within 30 s: {state}")
+        await asyncio.sleep(0.3)
+    history = await r.history(sweep.id, sweep.run_id)
+    check(patches.SWEEP_STARTS_REPLACEMENT in patch_markers(history), "patch sweep-starts-replacement marked")
+    check(any(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+              and e.activity_task_scheduled_event_attributes.activity_type.name == "start_replacement"
+              for e in history.events), "the sweep started the replacement (start_replacement)")
+    return history
+
+
 async def compliance_lapse(r: Rec) -> tuple[WorkflowHistory, WorkflowHistory]:
     """A New Hampshire clinic launches with a director licensed there; a roster re-import then shows the
     licence expired yesterday. Ops trigger the ``mdco-compliance-sweep`` Schedule now (Temporal UI): the
@@ -639,17 +681,7 @@ async def compliance_lapse(r: Rec) -> tuple[WorkflowHistory, WorkflowHistory]:
     first_run = (await handle.describe()).run_id
     yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     await import_roster(r, roster_csv([nh_director(yesterday, 1)]))
-    schedule = r.client.get_schedule_handle(COMPLIANCE_SCHEDULE_ID)
-    before = {a.action.workflow_id for a in (await schedule.describe()).info.recent_actions}
-    await schedule.trigger()
-    deadline = time.monotonic() + 30
-    while not (started := [a.action for a in (await schedule.describe()).info.recent_actions
-                           if a.action.workflow_id not in before]):
-        check(time.monotonic() < deadline, "the triggered sweep started within 30 s")
-        await asyncio.sleep(0.3)
-    sweep = r.client.get_workflow_handle(started[0].workflow_id, run_id=started[0].first_execution_run_id,
-                                         result_type=SweepSummary)
-    summary = await asyncio.wait_for(sweep.result(), 60)
+    sweep, summary = await triggered_sweep(r)
     check(summary.suspended == ["granite-nashua-lapse:NH"] and [a.kind for a in summary.alerts] == ["lapse"],
           f"the sweep suspended NH for the clinic: {summary}")
     state = await handle.query(OversightWorkflow.compliance, result_type=OversightCompliance)
@@ -788,6 +820,9 @@ SCENARIOS = [
     Scenario(("onboarding_reoffer_at_expiry",), reoffer_at_expiry, releases=V4),
     # release 4: the protocol packet signed through the e-sign envelope machinery (issue 11)
     Scenario(("onboarding_protocol_packet_signed",), protocol_packet_signed, releases=V4),
+    # release 4: the sweep starts the replacement placement itself (issue 9); the sweep covers every live
+    # clinic: a stack of its own
+    Scenario(("compliance_sweep_starts_replacement",), sweep_starts_replacement, releases=V4, own_stack=True),
 ]
 
 
