@@ -125,6 +125,20 @@ def expected_audit(history, inputs: dict[int, dict]) -> Counter:
     return decisions + Counter(a for a, *_ in keyed)
 
 
+async def until_closed(settings, wfs: list[str], timeout: float = 120.0) -> None:
+    """Wait (at most ``timeout``) until the runs have closed: a status says ``launched`` as the stage is
+    entered, before its last activities (the stage's own audit entry among them) have run."""
+    from temporalio.client import Client, WorkflowExecutionStatus
+
+    client = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    deadline = time.monotonic() + timeout
+    for wf in wfs:
+        while time.monotonic() < deadline:
+            if (await client.get_workflow_handle(wf).describe()).status != WorkflowExecutionStatus.RUNNING:
+                break
+            await asyncio.sleep(0.5)
+
+
 async def audit_inputs(settings, wfs: list[str]) -> dict[str, tuple[object, dict[int, dict]]]:
     """Each run's history and its audit-writing activities' inputs, decrypted and parsed."""
     from temporalio.api.enums.v1 import EventType
@@ -133,6 +147,7 @@ async def audit_inputs(settings, wfs: list[str]) -> dict[str, tuple[object, dict
     from mdco_temporal.client import data_converter
 
     codec = data_converter(settings).payload_codec
+    await until_closed(settings, wfs)
     out = {}
     for wf, history in (await fetch_histories(settings, wfs)).items():
         inputs = {}
