@@ -7,6 +7,7 @@ replayed, expired and other directors' links are tried. Screenshots of every pag
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import re
 import shutil
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -245,6 +247,13 @@ def test_forms_need_their_csrf_field_bodies_are_bounded_and_headers_are_set(seed
         assert http.get(f"{settings.api_base_url}/a/{signature}").status_code == 403
 
 
+def run_async(coro):
+    """Run ``coro`` to its end in a thread of its own: Playwright's sync API keeps an event loop running in
+    this one while the module's browser is open."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def submit(page, button: str, fields: dict[str, str]) -> str:
     """Fill the labelled fields, press ``button``; the text of the page that follows."""
     for label, value in fields.items():
@@ -276,9 +285,6 @@ def clinic_under_oversight(settings) -> tuple[str, str, object]:
 
 
 def test_the_director_reviews_charts_and_acknowledges_an_event_in_a_browser(seeded, page, shots):
-    import asyncio
-    from concurrent.futures import ThreadPoolExecutor
-
     from domain.messages import ChartReviewRequest
     from mdco_temporal.client import connect
     from store import oversight
@@ -350,8 +356,7 @@ def test_the_director_reviews_charts_and_acknowledges_an_event_in_a_browser(seed
         client = await connect(settings)
         return await asyncio.wait_for(client.get_workflow_handle(f"adverse-event-{event_id}").result(), 60)
 
-    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API runs its own event loop in this thread
-        assert pool.submit(asyncio.run, watch_result()).result() == "acknowledged"
+    assert run_async(watch_result()) == "acknowledged"
     assert page.goto(url).status == 200 and "acknowledged by the physician" in page.inner_text("main")
 
 
@@ -372,8 +377,6 @@ def test_the_simulated_humans_answer_on_the_pages_from_their_mails(seeded):
     """``Humans(via_pages=True)`` (what ``mdco demo`` plays): offers, protocols and pharmacy requests
     answered on the pages, so the audit names the physicians and pharmacies themselves (the API mode
     records ops acting on their behalf); the first physician and the first pharmacy decline with reasons."""
-    import asyncio
-
     from starter.humans import Driver, Humans
     from store import audit
     from store.db import engine_from_settings
@@ -385,7 +388,7 @@ def test_the_simulated_humans_answer_on_the_pages_from_their_mails(seeded):
     intake["clinic_key"] = key
     humans = Humans(via_pages=True, decline_first={wf}, decline_pharmacy={wf})
     driver = Driver(settings, humans, subject="pages-test", mail_since=time.time() - 1)
-    st = asyncio.run(driver.run([intake], until=lambda s: s["stage"] == "agreements", timeout=240))[wf]
+    st = run_async(driver.run([intake], until=lambda s: s["stage"] == "agreements", timeout=240))[wf]
     assert [o["reason"] for o in st["offers"] if o["status"] == "declined"] == [humans.decline_reason]
     declined = [p for p in st["pharmacies"] if p["status"] == "declined"]
     assert [p["decline_reason"] for p in declined] == [humans.pharmacy_reason]
