@@ -26,6 +26,8 @@ import statistics
 import sys
 import time
 
+import httpx
+
 from bench.chaos import seed_roster
 from bench.throughput import bench_stack, load_average, progress
 from starter.humans import Action, Driver, launched
@@ -69,7 +71,10 @@ class TimedDriver(Driver):
             return ok
         answered = time.perf_counter()
         while time.perf_counter() - sent < self.give_up_s:
-            r = await api.get(f"/onboardings/{wf}")
+            try:
+                r = await api.get(f"/onboardings/{wf}")
+            except httpx.TransportError:  # no answer in time: counted as unseen if it never shows
+                continue
             if r.status_code == 200 and reflected(action, r.json()):
                 seen = time.perf_counter()
                 self.samples.append({"kind": action.kind, "ms": (seen - sent) * 1000,
