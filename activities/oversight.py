@@ -362,9 +362,12 @@ class OversightActivities:
             if level == "ops":
                 self._onb._mail(Notice(workflow_id=wf, key=f"review-overdue-ops-{review['review_id']}", to_role="ops",
                                        subject=subject, body=body))
-            else:
+            else:  # the director's reminder carries the review's answer link again
+                link = links.review_url(self._onb.settings, review["clinic_key"], review["review_id"],
+                                        review["physician_npi"], review["due_at"])
                 self._onb._mail(Notice(workflow_id=wf, key=f"review-overdue-{again}{review['review_id']}",
-                                       to_role="physician", to_id=review["physician_npi"], subject=subject, body=body))
+                                       to_role="physician", to_id=review["physician_npi"], subject=subject,
+                                       body=f"{body}\nRecord it here:\n{link}\n"))
             oversight.mark_review_escalated(self.engine, review["review_id"], level)
             audit.audit(self.engine, wf, "compliance-sweep", f"chart_review_escalated_{level}",
                        detail={"review_id": review["review_id"]}, idem_key=f"{wf}:{review['review_id']}:esc:{level}")

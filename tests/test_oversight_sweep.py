@@ -13,6 +13,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.onboarding import OnboardingActivities
 from activities.oversight import OversightActivities
+from api import links
 from config import Settings
 from domain.exclusions import LeieEntry
 from domain.intake import Intake
@@ -31,9 +32,11 @@ NOW = datetime(2027, 3, 1, 6, 0, tzinfo=timezone.utc)
 @dataclass
 class FakeMailer:
     sent: list[tuple[list[str], str, str]] = field(default_factory=list)
+    bodies: dict[str, str] = field(default_factory=dict)  # by message key
 
     def send(self, to, subject, body, *, message_id_key=""):
         self.sent.append((list(to), subject, message_id_key))
+        self.bodies[message_id_key] = body
 
     def keys(self, contains: str = "") -> list[str]:
         return [k for _, _, k in self.sent if contains in k]
@@ -138,6 +141,11 @@ def test_overdue_reviews_escalate_to_the_director_then_ops(engine, world):
     assert review["review_id"] == f"{key}-cr-1"
     assert acts.sweep(TODAY, NOW).reviews_escalated >= 1
     assert oversight.get_review(engine, f"{key}-cr-1")["escalated"] == "director"
+    (reminder,) = [b for k, b in mailer.bodies.items() if f"review-overdue-{key}-cr-1" in k]
+    (url,) = [w for w in reminder.split() if "/a/" in w]  # the reminder carries the review's answer link
+    link = links.read(acts._onb.settings, url.rsplit("/", 1)[1])
+    assert (link.workflow_id, link.party, link.action, link.ref) == (f"oversight-{key}", f"physician:{npi_for(4)}",
+                                                                     "review", f"{key}-cr-1")
     assert acts.sweep(TODAY, NOW).reviews_escalated == 0
     assert acts.sweep(TODAY + timedelta(days=7), NOW + timedelta(days=7)).reviews_escalated >= 1
     assert oversight.get_review(engine, f"{key}-cr-1")["escalated"] == "ops"
