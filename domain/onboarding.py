@@ -35,6 +35,9 @@ class Timing(BaseModel):
     roster_retry_max: timedelta = timedelta(days=1)  # waits on the roster back off up to this
     max_history_events: int = 10_000  # continue-as-new past this (or when the server suggests it)
     offer_rounds_max: int = 3  # rounds of offers per onboarding (later rounds re-ask silent physicians)
+    #: the director's deadline to acknowledge an adverse event, by severity; a severity not given takes
+    #: the policy's (oversight_policy.yaml: minor 72 h, serious 24 h, sentinel 1 h)
+    event_ack: dict[Literal["minor", "serious", "sentinel"], timedelta] = Field(default_factory=dict)
 
     @classmethod
     def demo(cls) -> "Timing":

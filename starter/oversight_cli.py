@@ -12,7 +12,7 @@ import asyncio
 import json
 import sys
 import uuid
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Optional
 
@@ -235,6 +235,24 @@ def reviews_close_action(action_id: str, npi: str = typer.Option(..., "--npi"),
     out.print(f"corrective action {action_id} closed by NPI {row['closed_by']}", highlight=False)
 
 
+async def ack_deadline(client, clinic_key: str, severity: str):
+    """The acknowledgement deadline of an adverse event of ``severity`` from the Timing of the clinic's
+    running oversight (``OversightWorkflow.ack_deadline``); None: the policy's applies (no oversight
+    running, or its Timing sets none)."""
+    from temporalio.client import WorkflowQueryFailedError
+    from temporalio.service import RPCError
+
+    from domain.codes import oversight_id_for
+    from workflows.oversight import OversightWorkflow
+
+    try:
+        seconds = await client.get_workflow_handle(oversight_id_for(clinic_key)).query(
+            OversightWorkflow.ack_deadline, severity)
+    except (RPCError, WorkflowQueryFailedError):
+        return None
+    return timedelta(seconds=seconds) if seconds else None
+
+
 @events_app.command("report")
 def events_report(id: str, severity: str = typer.Option(..., "--severity", help="minor | serious | sentinel"),
                   summary: str = typer.Option(..., "--summary"), as_json: bool = typer.Option(False, "--json")) -> None:
@@ -254,7 +272,8 @@ def events_report(id: str, severity: str = typer.Option(..., "--severity", help=
         _fail("--summary: must not be empty")
     clinic = _clinic(id)
     at = now_utc()
-    due = at + policy().ack_deadline(severity)  # type: ignore[arg-type]
+    due = at + (asyncio.run(_temporal(lambda client: ack_deadline(client, clinic["key"], severity)))
+                or policy().ack_deadline(severity))  # type: ignore[arg-type]
     event_id = f"{clinic['key']}-ae-{uuid.uuid4().hex[:8]}"
     try:
         row = oversight.report_event(_engine(), event_id, clinic["key"], severity, summary.strip(), at, due)

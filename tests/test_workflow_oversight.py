@@ -50,3 +50,22 @@ async def test_chart_reviews_follow_the_plan_cadence_and_history_stays_bounded(t
         assert len(status.open_reviews) == 12  # the open reviews travelled through continue-as-new too
         assert status.open_reviews[-1] == f"{unique_key}-cr-{status.cycles_done}"
         await handle.signal(OversightWorkflow.end_engagement, "test over")
+
+
+async def test_the_event_acknowledgement_deadline_comes_from_the_clinics_timing_else_the_policy(
+        time_env, task_queue, unique_key):
+    from domain.renewals import policy
+    from starter.oversight_cli import ack_deadline
+
+    world = FakeWorld()
+    async with Worker(time_env.client, task_queue=task_queue, workflows=[OversightWorkflow],
+                      activities=world.activities(), activity_executor=ThreadPoolExecutor(4)):
+        await time_env.client.start_workflow(
+            OversightWorkflow.run,
+            OversightInput(clinic_key=unique_key, physician_npi="1000000001", states=["TX"],
+                           timing=Timing(event_ack={"sentinel": timedelta(minutes=20)})),
+            id=f"oversight-{unique_key}", task_queue=task_queue)
+        assert await ack_deadline(time_env.client, unique_key, "sentinel") == timedelta(minutes=20)
+        assert await ack_deadline(time_env.client, unique_key, "serious") is None  # the policy's 24 h applies
+        assert await ack_deadline(time_env.client, f"{unique_key}-none", "sentinel") is None  # no oversight running
+    assert policy().ack_deadline("serious") == timedelta(hours=24)

@@ -128,6 +128,13 @@ class OversightWorkflow:
         return self._status()
 
     @workflow.query
+    def ack_deadline(self, severity: str) -> float | None:
+        """Seconds the director has to acknowledge an adverse event of ``severity`` under this clinic's
+        Timing; None: the policy's deadline applies (a query: no command, replays unchanged)."""
+        left = self._inp.timing.event_ack.get(severity)  # type: ignore[call-overload]
+        return left.total_seconds() if left is not None else None
+
+    @workflow.query
     def compliance(self) -> OversightCompliance:
         return OversightCompliance(clinic_key=self._inp.clinic_key, status=self._state(),
                                    suspended_states=list(self._suspended), alerts=list(self._alerts),
