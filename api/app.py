@@ -95,6 +95,11 @@ class ReasonBody(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, description="why; kept in the audit log")
 
 
+class ConfirmBody(BaseModel):
+    account_number: str = Field(default="", max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$",
+                                description="the prescriber account number the pharmacy opened for the director")
+
+
 class DeclineBody(BaseModel):
     reason: str = Field(min_length=1, max_length=500, description="why the pharmacy declines; told to ops")
 
@@ -370,9 +375,11 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
     @app.post("/onboardings/{workflow_id}/pharmacies/{pharmacy_id}/confirm", tags=["answers"],
               response_model=ActionResponse, summary="A pharmacy confirms the prescriber account",
               responses={404: {"description": "unknown id"}, 409: {"description": "pharmacy not awaited"}})
-    async def confirm_pharmacy(workflow_id: str = _id_path(), pharmacy_id: str = Path(pattern=PHARMACY_PATTERN),
+    async def confirm_pharmacy(body: ConfirmBody | None = None, workflow_id: str = _id_path(),
+                               pharmacy_id: str = Path(pattern=PHARMACY_PATTERN),
                                client: Client = Depends(temporal)) -> ActionResponse:
-        result = await service.confirm_pharmacy(client, workflow_id, pharmacy_id, on_behalf_of=auth.current_actor())
+        result = await service.confirm_pharmacy(client, workflow_id, pharmacy_id, on_behalf_of=auth.current_actor(),
+                                                account_number=body.account_number if body else "")
         return ActionResponse(workflow_id=normalize_workflow_id(workflow_id), result=result)
 
     @app.post("/onboardings/{workflow_id}/pharmacies/{pharmacy_id}/decline", tags=["ops"],

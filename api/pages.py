@@ -263,7 +263,11 @@ class PageData:
             await service.approve_protocols(client, wf, party, sha256s=[d["sha256"] for d in docs])
             return None
         if self.link.action == "pharmacy" and decision == "confirm":
-            await service.confirm_pharmacy(client, wf, party)
+            account = form.get("account_number", "").strip()
+            if not account or len(account) > 64 or not account.isprintable():
+                raise FormError("Prescriber account number: enter the account your pharmacy opened "
+                                "(at most 64 characters).")
+            await service.confirm_pharmacy(client, wf, party, account_number=account)
             return None
         if self.link.action == "pharmacy" and decision == "decline":
             reason = form.get("reason", "").strip()

@@ -328,9 +328,12 @@ async def resend_agreements(client: Client, id_or_key: str, reason: str, actor: 
                          _message(ResendRequest, reason=reason, actor=actor), str)
 
 
-async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str, *, on_behalf_of: str = "") -> str:
-    """A pharmacy confirms the prescriber account. Checked against the status first because a
-    signal cannot be refused: an unexpected pharmacy is ``Rejected`` here instead of ignored."""
+async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str, *, on_behalf_of: str = "",
+                           account_number: str = "") -> str:
+    """A pharmacy confirms the prescriber account (with its number). Checked against the status first
+    because a signal cannot be refused: an unexpected pharmacy is ``Rejected`` here instead of ignored."""
+    confirmation = _message(PharmacyConfirmation, pharmacy_id=pharmacy_id, on_behalf_of=on_behalf_of,
+                            account_number=account_number.strip())
     status = await get_status(client, id_or_key)
     assignment = next((p for p in status.pharmacies if p.pharmacy_id == pharmacy_id), None)
     if assignment is None or status.stage != Stage.pharmacy_coordination:
@@ -340,8 +343,7 @@ async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str, *, 
         return "already_confirmed"
     handle = _handle(client, id_or_key)
     try:
-        await handle.signal(OnboardingWorkflow.confirm_pharmacy,
-                            PharmacyConfirmation(pharmacy_id=pharmacy_id, on_behalf_of=on_behalf_of))
+        await handle.signal(OnboardingWorkflow.confirm_pharmacy, confirmation)
     except RPCError as err:
         if _is_not_found(err):
             await _raise_missing_or_closed(handle)

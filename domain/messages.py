@@ -216,6 +216,9 @@ class RetryRequest(BaseModel):
 class PharmacyConfirmation(BaseModel):
     pharmacy_id: str
     on_behalf_of: str = ""  # ops:<sub> when ops confirm for the pharmacy
+    #: the prescriber account the pharmacy opened for the director (what the clinic orders under);
+    #: optional so confirmations sent before it existed still deserialize
+    account_number: str = Field(default="", max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
 
 
 class PharmacyDecline(BaseModel):

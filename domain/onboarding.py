@@ -211,6 +211,7 @@ class PharmacyAssignment(BaseModel):
     status: Literal["packet_sent", "confirmed", "declined"] = "packet_sent"
     decline_reason: str = ""
     replaced: bool = False  # a declined pharmacy's services went to the next qualifying one
+    account_number: str = ""  # the prescriber account the pharmacy confirmed (empty: not given)
 
 
 class AgreementSpec(BaseModel):

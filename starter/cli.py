@@ -387,11 +387,12 @@ def _protocols_shown(id: str) -> list[dict]:
 
 
 @pharmacy_app.command("confirm")
-def pharmacy_confirm(id: str, pharmacy: str = typer.Option(..., "--pharmacy")) -> None:
+def pharmacy_confirm(id: str, pharmacy: str = typer.Option(..., "--pharmacy"),
+                     account: str = typer.Option("", "--account", help="the prescriber account number opened")) -> None:
     """A pharmacy confirms the prescriber account."""
     from api import service
 
-    out.print(_call(service.confirm_pharmacy, id, pharmacy))
+    out.print(_call(service.confirm_pharmacy, id, pharmacy, account_number=account))
 
 
 @pharmacy_app.command("decline")

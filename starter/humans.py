@@ -17,6 +17,7 @@ and :class:`Driver` (asyncio, one task per onboarding, all concurrent, for the d
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import json
 import re
@@ -156,6 +157,11 @@ def _record(memo: Memo, action: Action, ok: bool) -> None:
             memo.done.add("protocols")
 
 
+def prescriber_account(wf: str, pharmacy_id: str) -> str:
+    """The account number a simulated pharmacy opens for this onboarding's director (stable per pair)."""
+    return "RX-" + hashlib.sha256(f"{wf}:{pharmacy_id}".encode()).hexdigest()[:10].upper()
+
+
 def _request(action: Action, wf: str, humans: Humans) -> tuple[str, dict | None]:
     """The API call of an action (path, JSON body); not for ``sign`` or a CLI plan approval."""
     if action.kind == "plan":
@@ -167,7 +173,8 @@ def _request(action: Action, wf: str, humans: Humans) -> tuple[str, dict | None]
     if action.kind == "protocols":
         return f"/onboardings/{wf}/protocols/approve", {"npi": action.target}
     if action.kind == "pharmacy":
-        return f"/onboardings/{wf}/pharmacies/{action.target}/confirm", None
+        return (f"/onboardings/{wf}/pharmacies/{action.target}/confirm",
+                {"account_number": prescriber_account(wf, action.target)})
     raise ValueError(f"no API call for {action.kind}")
 
 
@@ -426,9 +433,11 @@ class Driver:
         url = self.mailbox.link(wf, page, action.target)
         if url is None:
             return None
-        reason = {"decline": self.humans.decline_reason, "pharmacy_decline": self.humans.pharmacy_reason}
+        fields = {"decline": {"reason": self.humans.decline_reason},
+                  "pharmacy_decline": {"reason": self.humans.pharmacy_reason},
+                  "pharmacy": {"account_number": prescriber_account(wf, action.target)}}
         try:
-            ok = await answer_page(url, decision, {"reason": reason[action.kind]} if action.kind in reason else None)
+            ok = await answer_page(url, decision, fields.get(action.kind))
         except httpx.TransportError:  # the API restarting or stalled: the next status read tries again
             self.tally.transport_errors += 1
             return None

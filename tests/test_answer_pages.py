@@ -196,6 +196,12 @@ def test_people_answer_from_their_mails_in_a_browser(seeded, page, shots):
         for i, (notice, url) in enumerate(sorted(packets.items())):
             assert page.goto(url).status == 200
             assert accepter in page.inner_text("main")
+            if i == 0:  # no account number: refused with the field named, nothing changed
+                page.get_by_role("button", name="Confirm the prescriber account").click()
+                page.wait_for_load_state()
+                assert "Prescriber account number:" in page.inner_text("main")
+                assert page.goto(url).status == 200
+            page.get_by_label(re.compile("^Prescriber account number")).fill(f"RX-{i}-4471")
             shoot(page, shots, f"07-pharmacy-{i}")
             page.get_by_role("button", name="Confirm the prescriber account").click()
             page.wait_for_load_state()
@@ -203,6 +209,8 @@ def test_people_answer_from_their_mails_in_a_browser(seeded, page, shots):
             shoot(page, shots, f"08-pharmacy-{i}-confirmed")
         st = poll(api, wf, lambda s: s["stage"] == "agreements")
         assert [p["status"] for p in st["pharmacies"] if p["pharmacy_id"] != decliner_rx] == ["confirmed"] * len(packets)
+        assert sorted(p["account_number"] for p in st["pharmacies"] if p["pharmacy_id"] != decliner_rx) == [
+            f"RX-{i}-4471" for i in range(len(packets))]
 
         # tampered and expired links
         token = protocols_link.rsplit("/", 1)[1]

@@ -181,10 +181,14 @@ async def test_walk_to_launch_through_http_with_signed_webhooks(api: Api, unique
     assert [p["pharmacy_id"] for p in st["pharmacies"]] == ["austin-rx"] and st["pharmacies"][0]["status"]
     r = await api.http.post(f"/onboardings/{wf_id}/pharmacies/other-rx/confirm")
     assert r.status_code == 409 and "other-rx" in r.json()["detail"]
-    r = await api.http.post(f"/onboardings/{wf_id}/pharmacies/austin-rx/confirm")
+    r = await api.http.post(f"/onboardings/{wf_id}/pharmacies/austin-rx/confirm", json={"account_number": "a\x07b"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "account_number"  # nothing signalled
+    assert (await api.http.get(f"/onboardings/{wf_id}")).json()["pharmacies"][0]["status"] == "packet_sent"
+    r = await api.http.post(f"/onboardings/{wf_id}/pharmacies/austin-rx/confirm", json={"account_number": "ARX-5521"})
     assert r.status_code == 200 and r.json()["result"] == "confirmed"
 
     st = await api.until(wf_id, lambda s: s["stage"] == "agreements" and s["waiting_on"] == "signers")
+    assert st["pharmacies"][0]["account_number"] == "ARX-5521"
     assert [e["status"] for e in st["envelopes"] if e["agreement_kind"] == "protocol_packet"] == ["completed"]
     envelopes = [e for e in st["envelopes"] if e["agreement_kind"] != "protocol_packet"]  # stage 5's
     assert {e["agreement_kind"] for e in envelopes} == {"medical_director", "collaborative_practice_TX"}

@@ -770,11 +770,12 @@ class OnboardingWorkflow:
         if assignment is None or assignment.status != "packet_sent":
             return  # unknown, repeated or declined-then-confirmed answers change nothing
         assignment.status = "confirmed"
+        assignment.account_number = confirmation.account_number
         self._note(f"pharmacy {confirmation.pharmacy_id} confirmed the prescriber account")
         await self._best_effort("record_decision", DecisionRecord(  # a signal handler must not fail the run
             workflow_id=self._wf_id, actor=_party(f"pharmacy:{confirmation.pharmacy_id}", confirmation.on_behalf_of),
-            action="pharmacy_confirmed",
-            at=workflow.now()))
+            action="pharmacy_confirmed", at=workflow.now(),
+            detail={"account_number": confirmation.account_number} if confirmation.account_number else {}))
 
     # ------------------------------------------------------------------ stage 5
     async def _sign_agreements(self) -> None:
