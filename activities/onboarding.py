@@ -222,12 +222,12 @@ class OnboardingActivities:
         self._mail(Notice(
             workflow_id=req.workflow_id, key=f"packet-{a.pharmacy_id}" + (f"-r{req.revision}" if req.revision else ""), to_role="pharmacy", to_id=a.pharmacy_id,
             subject=f"Prescriber packet: {clinic.get('name', req.clinic_key)} ({a.kind.value})",
+            # the director's licence and DEA numbers stay behind the signed link (the page), never in mail
             body=(f"Please open a prescriber account for {physician.display_name} (NPI {physician.npi}) "
                   f"supervising {clinic.get('name', req.clinic_key)}.\n"
-                  f"Licences: {', '.join(f'{l.state} {l.number}' for l in physician.licenses)}\n"
-                  f"DEA: {', '.join(f'{d.state} {d.number}' for d in physician.dea) or 'none'}\n"
                   f"Services: {', '.join(s.value for s in a.services)}\n\n"
-                  "Confirm the prescriber account here:\n" +
+                  "The director's licences and DEA registrations are on this page, where you confirm the "
+                  "account with its number or decline it:\n" +
                   links.url(self.settings, req.workflow_id, f"pharmacy:{a.pharmacy_id}", "pharmacy",
                             activity.info().started_time + links.OPEN_REQUEST_TTL) + "\n")))
 

@@ -176,7 +176,14 @@ def test_people_answer_from_their_mails_in_a_browser(seeded, page, shots):
         packets = mailed_links(settings, wf, "pharmacy")
         assert len(packets) == len(st["pharmacies"])
         decliner_rx, url = sorted(packets.items())[0]
+        # the director's credentials travel behind the signed link (the page), never in the mail body
         assert page.goto(url).status == 200
+        shown = page.locator("dt:text-is('Licences') + dd").inner_text()
+        licence_numbers = [held.split(" ", 1)[1] for held in shown.split(", ")]
+        packet_mail = [m.read_text(errors="replace") for m in settings.mail_dir.glob("*.eml")]
+        packet_mail = [body for body in packet_mail if "Prescriber packet" in body]
+        assert licence_numbers and packet_mail
+        assert not any(number in body for number in licence_numbers for body in packet_mail)
         page.get_by_role("button", name="Decline the request").click()  # no reason: refused, nothing changed
         page.wait_for_load_state()
         assert "Reason:" in page.inner_text("main")
