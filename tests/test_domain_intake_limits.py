@@ -97,7 +97,10 @@ def test_external_ids_fit_for_the_longest_clinic_key():
 
     intake = _all_agreements_intake("k" * limits.CLINIC_KEY_MAX)
     specs = agreements_for(intake, assess(intake, date(2026, 11, 1)))
-    assert len(JURISDICTIONS) == 51 and len(specs) == 1 + 51 + 1
+    # the medical-director agreement + one per state (Texas: its prescriptive-authority agreement alone,
+    # Tex. Occ. Code §157.0512, since one suffices there)
+    assert len(JURISDICTIONS) == 51 and len(specs) == 1 + 51
+    assert [s.agreement_kind for s in specs].count("prescriptive_authority_TX") == 1
     assert max(len(s.agreement_kind) for s in specs) == len(limits.LONGEST_AGREEMENT_KIND)
     assert max(len(s.template_version) for s in specs) <= len(limits.LONGEST_TEMPLATE_VERSION)
     workflow_ids = [workflow_id_for(intake.clinic_key), workflow_id_for(intake.clinic_key) + "-r99"]

@@ -48,7 +48,9 @@ async def test_silent_physicians_get_a_second_round_on_the_real_stack(stack, tmp
     status = None
     for _ in range(200):
         status = await service.get_status(client, wf)
-        if status.offer_round == 2 and sum(o.status == "open" for o in status.offers) == 2:
+        # each silent physician is re-offered when their own offer expires (reoffer-at-expiry-v1): wait
+        # until both round-2 offers are open, not only the first
+        if {(o.npi, o.round) for o in status.offers if o.status == "open"} == {(n, 2) for n in npis}:
             break
         await asyncio.sleep(0.2)
     assert status is not None and status.offer_round == 2, status
