@@ -148,8 +148,8 @@ def run_demo(settings: Settings, *, keep: bool, timeout: float, console: Console
         link = oversight_after_launch(settings, [c.intake["clinic_key"] for c in clinics], console) if ok else None
         summary(settings, clinics, stack, console, ok, time.monotonic() - started)
         if link:
-            console.print(f"Open in a browser, as the director, a chart review waiting for its answer: {link}",
-                          highlight=False, markup=False)
+            console.print("Open in a browser, as the director, a chart review waiting for its answer:")
+            console.print(link, highlight=False, markup=False, soft_wrap=True)  # one line: copyable whole
             if not keep:
                 console.print("(the stack stops now; run `mdco demo --keep` to open the link while it runs)")
     finally:
