@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     worker_shutdown_grace_s: float = 30.0  # on SIGTERM: stop polling, let running activities finish this long
     # worker tuning (worker.worker_tuning; figures in BENCHMARKS.md): workflows kept in memory between tasks
     # (an evicted one is replayed from its history on its next task), concurrent tasks, pollers per kind
-    worker_max_cached_workflows: int = 250
+    worker_max_cached_workflows: int = 150
     worker_max_concurrent_workflow_tasks: int = 100
     worker_max_concurrent_activities: int = 16
     worker_workflow_task_pollers: int = 5

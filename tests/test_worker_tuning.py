@@ -10,7 +10,7 @@ from worker import worker_tuning
 
 def test_defaults_bound_the_workflow_cache():
     tuning = worker_tuning(Settings())
-    assert tuning["max_cached_workflows"] == 250  # 2,000 open: 327 MiB instead of ~520 (BENCHMARKS.md)
+    assert tuning["max_cached_workflows"] == 150  # 2,000 open: 283 MiB (250: 327, 1000: ~520; BENCHMARKS.md)
     assert tuning["max_concurrent_activities"] == 16
     assert tuning["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(5)
     assert "workflow_runner" not in tuning  # the SDK's default sandbox
