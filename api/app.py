@@ -26,6 +26,7 @@ from api.idempotency import IdempotencyKeyMiddleware
 from config import Settings, get_settings
 from domain.codes import SlaStatus, Stage, normalize_workflow_id
 from domain.intake import Intake, Problem, parse_intake
+from domain.messages import AccountNumber
 from domain.onboarding import OfferAnswer, OnboardingStatus
 from esign.connect import verify_signature
 from observability import api as observability
@@ -96,8 +97,8 @@ class ReasonBody(BaseModel):
 
 
 class ConfirmBody(BaseModel):
-    account_number: str = Field(default="", max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$",
-                                description="the prescriber account number the pharmacy opened for the director")
+    account_number: AccountNumber = Field(
+        default="", description="the prescriber account number the pharmacy opened for the director")
 
 
 class DeclineBody(BaseModel):

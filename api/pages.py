@@ -33,6 +33,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from api import links, service
 from api.errors import MEDIA_TYPE as PROBLEM_TYPE, send_problem
 from api.idempotency import use_key
+from domain import limits
 from domain.codes import Stage, oversight_id_for
 
 log = logging.getLogger("mdco.api.pages")
@@ -264,9 +265,9 @@ class PageData:
             return None
         if self.link.action == "pharmacy" and decision == "confirm":
             account = form.get("account_number", "").strip()
-            if not account or len(account) > 64 or not account.isprintable():
+            if not account or len(account) > limits.ACCOUNT_NUMBER_MAX or not account.isprintable():
                 raise FormError("Prescriber account number: enter the account your pharmacy opened "
-                                "(at most 64 characters).")
+                                f"(at most {limits.ACCOUNT_NUMBER_MAX} characters).")
             await service.confirm_pharmacy(client, wf, party, account_number=account)
             return None
         if self.link.action == "pharmacy" and decision == "decline":

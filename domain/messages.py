@@ -7,9 +7,11 @@ workflow history holds as little PII as the intake itself requires.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from domain import limits
 from domain.codes import Service, Stage
 from domain.intake import Intake
 from domain.onboarding import AgreementSpec, OversightPlan, PharmacyAssignment, Replacement
@@ -213,12 +215,16 @@ class RetryRequest(BaseModel):
     actor: str = "ops"
 
 
+#: a prescriber account number: bounded, no control characters (empty: not given); the API body uses it too
+AccountNumber = Annotated[str, Field(max_length=limits.ACCOUNT_NUMBER_MAX, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
 class PharmacyConfirmation(BaseModel):
     pharmacy_id: str
     on_behalf_of: str = ""  # ops:<sub> when ops confirm for the pharmacy
     #: the prescriber account the pharmacy opened for the director (what the clinic orders under);
     #: optional so confirmations sent before it existed still deserialize
-    account_number: str = Field(default="", max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")
+    account_number: AccountNumber = ""
 
 
 class PharmacyDecline(BaseModel):
