@@ -337,6 +337,8 @@ class OnboardingActivities:
             self._hand_over(req)
             return
         onboardings.activate_clinic(self.engine, req.clinic_key, req.npi, req.at)
+        # the oversight about to start keeps this Timing's protocol-review interval (its chart reviews say it again)
+        oversight_store.set_protocol_review_every(self.engine, req.clinic_key, req.protocol_review_every)
         onboardings.record_onboarding(self.engine, req.workflow_id, req.clinic_key, stage=Stage.launched.value,
                                launched_at=req.at, physician_npi=req.npi)
         audit.audit(self.engine, req.workflow_id, "workflow", "clinic_launched", at=req.at,

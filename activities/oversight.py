@@ -92,6 +92,8 @@ class OversightActivities:
         charts = renewals.policy().chart_review.sample_charts(monthly, basis.percent)
         oversight.open_review(self.engine, review_id, req.clinic_key, req.physician_npi, req.cycle, basis.percent,
                               min(opened, req.due_at), req.due_at, sample_charts=charts)
+        # the oversight's Timing sets when the annual protocol review opens (the sweep reads it per clinic)
+        oversight.set_protocol_review_every(self.engine, req.clinic_key, req.protocol_review_every)
         audit.audit(self.engine, wf, "oversight", "chart_review_opened",
                    detail={"cycle": req.cycle, "sample_percent": basis.percent, "sample_charts": charts,
                            "monthly_patients": monthly, "due": req.due_at.isoformat(),
@@ -411,8 +413,9 @@ class OversightActivities:
 
     # ------------------------------------------------------------------ the annual protocol review
     def _protocol_reviews(self, clinics: list[dict], now: datetime, summary: SweepSummary) -> None:
-        """A policy interval (a year) after the last approval of a live clinic's protocols, open a review:
-        the director re-approves the texts in force, bound to their SHA-256s; overdue ones escalate."""
+        """An interval after the last approval of a live clinic's protocols (its oversight's
+        ``Timing.protocol_review_every``, else the policy's year), open a review: the director re-approves
+        the texts in force, bound to their SHA-256s; overdue ones escalate."""
         rule = renewals.policy().protocol_review
         for clinic in clinics:
             launched = oversight.launched_onboarding(self.engine, clinic["key"])
@@ -423,7 +426,7 @@ class OversightActivities:
                 continue
             approvals = [r["approved_at"] for r in reviews if r["approved_at"]] or \
                 [d["approved_at"] for d in docs if d["approved_at"]] or [launched["launched_at"] or now]
-            opens = rule.opens_at(max(approvals))
+            opens = rule.opens_at(max(approvals), oversight.protocol_review_every(clinic))
             if now < opens:
                 continue
             review_id = f"{clinic['key']}-pr-{len(reviews) + 1}"
@@ -435,12 +438,14 @@ class OversightActivities:
             wf = oversight_id_for(clinic["key"])
             audit.audit(self.engine, wf, "compliance-sweep", "protocol_review_opened",
                        detail={"review_id": review_id, "sha256s": sha256s, "due": due.isoformat(),
-                               "last_approved": max(approvals).isoformat()}, idem_key=f"{wf}:{review_id}:opened")
+                               "last_approved": max(approvals).isoformat(), "interval_days": (opens - max(approvals)) / timedelta(days=1)},
+                       idem_key=f"{wf}:{review_id}:opened")
             listing = "".join(f"  {d['service']} {d['template_version']} sha256 {d['sha256']}\n" for d in docs)
             self._onb._mail(Notice(
                 workflow_id=wf, key=f"protocol-review-{review_id}", to_role="physician", to_id=director,
                 subject=f"Annual protocol review for clinic {clinic['key']}: re-approve by {due.date().isoformat()}",
-                body=(f"A year has passed since the protocols of clinic {clinic['key']} were approved. Read them "
+                body=(f"The protocols of clinic {clinic['key']} were last approved on {max(approvals).date().isoformat()}: "
+                      f"their annual review is due. Read them "
                       f"(mdco protocols show {launched['workflow_id']}) and re-approve these texts:\n{listing}"
                       f"mdco oversight reapprove-protocols {clinic['key']} --npi {director}\n")))
             summary.protocol_reviews_opened += 1

@@ -6,7 +6,7 @@ workflow history holds as little PII as the intake itself requires.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, Field
@@ -169,6 +169,8 @@ class LaunchRequest(BaseModel):
     pharmacy_ids: list[str]
     at: datetime
     replaces: Replacement | None = None  # a replacement hands over: old capacity released, parties told
+    #: the onboarding's Timing.protocol_review_every, kept for the clinic's oversight (None: the policy's)
+    protocol_review_every: timedelta | None = None
 
 
 class CancelRecord(BaseModel):
@@ -186,6 +188,8 @@ class ChartReviewRequest(BaseModel):
     cycle: int
     sample_percent: int
     due_at: datetime
+    #: the oversight's Timing.protocol_review_every, kept per clinic for the sweep (None: the policy's)
+    protocol_review_every: timedelta | None = None
 
 
 # ---------------------------------------------------------------- answers from humans

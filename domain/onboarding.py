@@ -38,6 +38,9 @@ class Timing(BaseModel):
     #: the director's deadline to acknowledge an adverse event, by severity; a severity not given takes
     #: the policy's (oversight_policy.yaml: minor 72 h, serious 24 h, sentinel 1 h)
     event_ack: dict[Literal["minor", "serious", "sentinel"], timedelta] = Field(default_factory=dict)
+    #: the annual protocol review opens this long after the last approval of the clinic's protocols;
+    #: None -> the policy's interval (oversight_policy.yaml protocol_review.interval_days: a year)
+    protocol_review_every: timedelta | None = None
 
     @classmethod
     def demo(cls) -> "Timing":
@@ -49,6 +52,8 @@ class Timing(BaseModel):
             agreement_expiry=timedelta(seconds=600), reconcile_after=timedelta(seconds=60),
             reconcile_min_gap=timedelta(seconds=15), chart_review_every=timedelta(seconds=60),
             chart_review_deadline=timedelta(seconds=30),
+            # a month of oversight is a minute: the year before the protocol review is twelve of them
+            protocol_review_every=timedelta(seconds=720),
         )
 
 

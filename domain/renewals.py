@@ -167,8 +167,10 @@ class ProtocolReviewPolicy(_Sourced):
             raise ValueError("ops are told after the last reminder (escalate_to_ops_after_days > reminder days)")
         return self
 
-    def opens_at(self, last_approved: datetime) -> datetime:
-        return last_approved + timedelta(days=self.interval_days)
+    def opens_at(self, last_approved: datetime, every: timedelta | None = None) -> datetime:
+        """When the next review opens: ``every`` (the clinic's Timing) after the last approval, else the
+        policy's ``interval_days``."""
+        return last_approved + (every if every is not None else timedelta(days=self.interval_days))
 
     def escalation(self, days_late: int, done: str) -> str | None:
         return escalation_due(days_late, done, self.reminder_days, self.escalate_to_ops_after_days)

@@ -193,7 +193,8 @@ def open_first_review(settings: Settings, acts, clinic_key: str, npi: str, perce
 
     review_id = f"{clinic_key}-cr-1"
     acts.open_chart_review(ChartReviewRequest(clinic_key=clinic_key, physician_npi=npi, cycle=1, sample_percent=percent,
-                                              due_at=now_utc() + Timing.demo().chart_review_deadline))
+                                              due_at=now_utc() + Timing.demo().chart_review_deadline,
+                                              protocol_review_every=Timing.demo().protocol_review_every))
     review = oversight.get_review(acts.engine, review_id) or {}
     url = Mailbox(settings, since=time.time() - 120).link(oversight_id_for(clinic_key), "review", npi, review_id)
     return review_id, int(review.get("sample_charts") or 5), url

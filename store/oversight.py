@@ -346,6 +346,28 @@ def _mark_escalated(engine: Engine, model: type, id_column: str, row_id: str, le
 
 
 # ---------------------------------------------------------------- the annual protocol review
+def set_protocol_review_every(engine: Engine, clinic_key: str, every: timedelta | None) -> bool:
+    """Keep the clinic's protocol-review interval from its oversight's Timing (None: the policy's);
+    True when the clinic exists. Idempotent."""
+    if every is not None and every <= timedelta(0):
+        raise ValueError(f"protocol_review_every: {every} is not a positive duration")
+    cl = sql_table(t.Clinic)
+    seconds = every.total_seconds() if every is not None else None
+
+    def work(s: Session) -> bool:
+        return s.exec(update(cl).where(cl.c.key == clinic_key)
+                      .values(protocol_review_every_seconds=seconds)).rowcount == 1
+
+    return run(engine, work)
+
+
+def protocol_review_every(clinic: dict) -> timedelta | None:
+    """The protocol-review interval ``clinic`` (a clinics row) keeps from its oversight's Timing; None:
+    the policy's (``ProtocolReviewPolicy.opens_at``)."""
+    seconds = clinic.get("protocol_review_every_seconds")
+    return timedelta(seconds=seconds) if seconds else None
+
+
 def open_protocol_review(engine: Engine, review_id: str, clinic_key: str, workflow_id: str, npi: str,
                          sha256s: list[str], opened_at: datetime, due_at: datetime) -> bool:
     """Open the clinic's protocol review ``review_id`` for the documents ``sha256s``; True the first time."""
@@ -533,5 +555,6 @@ __all__ = ["Refused", "live_clinics", "launched_onboarding", "mark_offboarded", 
            "submit_review", "corrective_actions", "corrective_action_status", "list_reviews",
            "count_overdue_reviews", "overdue_reviews", "mark_review_escalated", "close_action", "overdue_actions",
            "mark_action_escalated", "open_protocol_review", "protocol_reviews", "overdue_protocol_reviews",
-           "mark_protocol_review_escalated", "reapprove_protocols", "report_event", "get_event",
+           "mark_protocol_review_escalated", "reapprove_protocols", "set_protocol_review_every",
+           "protocol_review_every", "report_event", "get_event",
            "ack_event", "escalate_event", "record_medwatch", "list_events"]

@@ -62,6 +62,9 @@ class Clinic(SQLModel, table=True):
     status: str = Field(default="pending", index=True)  # pending | active | cancelled
     activated_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     physician_npi: str | None = Field(default=None, index=True)
+    #: the clinic's Timing.protocol_review_every, in seconds, as its oversight last reported it (NULL:
+    #: the policy's interval); the sweep opens the annual protocol review this long after the last approval
+    protocol_review_every_seconds: float | None = None
 
 
 # ---------------------------------------------------------------- physicians

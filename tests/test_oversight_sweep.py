@@ -379,3 +379,33 @@ def test_a_year_after_approval_the_director_re_approves_the_protocols_bound_to_t
     year_on = at + timedelta(days=rule.interval_days, hours=1)
     acts.sweep(year_on.date(), year_on)
     assert [r["review_id"] for r in oversight.protocol_reviews(engine, key)] == [f"{key}-pr-1", f"{key}-pr-2"]
+
+
+def test_the_protocol_review_interval_comes_from_the_clinics_timing_else_the_policy(engine, world):
+    """The oversight's Timing.protocol_review_every reaches the store through the chart-review activity's
+    input; the sweep opens the review that long after the approval. A Timing without one: the policy's year."""
+    acts, mailer = world
+    rule = oversight.policy().protocol_review
+    key = live_clinic(engine, 14, licence_expires=date(2031, 1, 1))
+    approved = NOW - timedelta(days=100)
+    approved_protocols(engine, key, npi_for(14), approved)
+    cycle = ChartReviewRequest(clinic_key=key, physician_npi=npi_for(14), cycle=1, sample_percent=10,
+                               due_at=NOW + timedelta(days=14), protocol_review_every=timedelta(days=90))
+    ActivityEnvironment().run(acts.open_chart_review, cycle)
+    assert onboardings.get_clinic(engine, key)["protocol_review_every_seconds"] == timedelta(days=90).total_seconds()
+    acts.sweep(TODAY, NOW)  # 100 days after the approval, the clinic's interval 90 days: opened
+    (review,) = oversight.protocol_reviews(engine, key)
+    opened = [e for e in audit.list_audit(engine, f"oversight-{key}") if e["action"] == "protocol_review_opened"]
+    assert review["opened_at"] == NOW and opened[0]["detail"]["interval_days"] == 90
+    done = oversight.reapprove_protocols(engine, key, npi_for(14), review["sha256s"], NOW)
+    # the next cycle's Timing sets none: the policy's interval (a year) after the re-approval
+    ActivityEnvironment().run(acts.open_chart_review, cycle.model_copy(update={"cycle": 2, "protocol_review_every": None}))
+    assert onboardings.get_clinic(engine, key)["protocol_review_every_seconds"] is None
+    day_91 = done["approved_at"] + timedelta(days=91)
+    acts.sweep(day_91.date(), day_91)
+    assert len(oversight.protocol_reviews(engine, key)) == 1
+    year_on = done["approved_at"] + timedelta(days=rule.interval_days)
+    acts.sweep(year_on.date(), year_on)
+    assert [r["opened_at"] for r in oversight.protocol_reviews(engine, key)] == [NOW, year_on]
+    with pytest.raises(ValueError, match="protocol_review_every"):
+        oversight.set_protocol_review_every(engine, key, timedelta(0))

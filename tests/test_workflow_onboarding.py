@@ -79,7 +79,7 @@ async def play_to_launch(h: Harness, handle: WorkflowHandle, npi: str, *, accept
 
 
 async def test_happy_path_reaches_launch(harness: Harness, unique_key):
-    handle = await harness.start(unique_key)
+    handle = await harness.start(unique_key, timing=Timing(protocol_review_every=timedelta(days=200)))
     st = await until(handle, lambda s: s.stage == "matching" and s.offers)
     assert st.waiting_on == "physician" and st.sla_status == "on_track"
     npi = st.offers[0].npi
@@ -89,7 +89,8 @@ async def test_happy_path_reaches_launch(harness: Harness, unique_key):
                                                            "collaborative_practice_TX"}
     assert all(e.status == "completed" for e in final.envelopes)
     assert final.oversight_workflow_id == f"oversight-{unique_key}"
-    assert len(harness.world.called("launch_clinic")) == 1
+    (launch,) = harness.world.called("launch_clinic")
+    assert launch.protocol_review_every == timedelta(days=200)  # the clinic's oversight keeps its Timing's interval
     desc = await harness.env.client.get_workflow_handle(final.oversight_workflow_id).describe()
     assert desc.status.name == "RUNNING"  # oversight outlives the onboarding
     await harness.env.client.get_workflow_handle(final.oversight_workflow_id).terminate("test done")

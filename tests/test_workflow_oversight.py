@@ -23,7 +23,8 @@ async def test_chart_reviews_follow_the_plan_cadence_and_history_stays_bounded(t
         handle = await time_env.client.start_workflow(
             OversightWorkflow.run,
             OversightInput(clinic_key=unique_key, physician_npi="1000000001", states=["TX"],
-                           chart_review=ChartReview(percent=20, cadence_days=30), timing=Timing()),
+                           chart_review=ChartReview(percent=20, cadence_days=30),
+                           timing=Timing(protocol_review_every=timedelta(days=400))),
             id=f"oversight-{unique_key}", task_queue=task_queue)
         await time_env.sleep(timedelta(days=29))
         status = await handle.query(OversightWorkflow.status, result_type=OversightStatus)
@@ -37,6 +38,7 @@ async def test_chart_reviews_follow_the_plan_cadence_and_history_stays_bounded(t
         assert status.cycles_done == 1
         (review,) = world.called("open_chart_review")
         assert review.sample_percent == 20 and review.cycle == 1
+        assert review.protocol_review_every == timedelta(days=400)  # the Timing's interval, kept per clinic
         # a year later the run continued as new: same workflow id, fresh history, counter carried over
         await time_env.sleep(timedelta(days=30 * CYCLES_PER_RUN))
         for _ in range(50):

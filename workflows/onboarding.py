@@ -939,7 +939,8 @@ class OnboardingWorkflow:
         replacement = self._inp.replacement
         await self._act("launch_clinic", LaunchRequest(
             workflow_id=self._wf_id, clinic_key=self._intake.clinic_key, npi=self._physician,
-            pharmacy_ids=sorted(self._pharmacies), at=workflow.now(), replaces=replacement))
+            pharmacy_ids=sorted(self._pharmacies), at=workflow.now(), replaces=replacement,
+            protocol_review_every=self._timing.protocol_review_every))
         self._launching = True  # from here a cancel is refused: offboarding ends a live clinic
         if replacement is not None:
             await self._hand_over(replacement)

@@ -63,7 +63,8 @@ class OversightWorkflow:
                 "open_chart_review",
                 ChartReviewRequest(clinic_key=inp.clinic_key, physician_npi=self._inp.physician_npi,
                                    cycle=self._cycles, sample_percent=inp.chart_review.percent,
-                                   due_at=workflow.now() + inp.timing.chart_review_deadline),
+                                   due_at=workflow.now() + inp.timing.chart_review_deadline,
+                                   protocol_review_every=inp.timing.protocol_review_every),
                 **options_for("open_chart_review").kwargs())
             self._open = (self._open + [review_id])[-12:]
         await workflow.wait_condition(workflow.all_handlers_finished)
