@@ -52,6 +52,10 @@ class Timing(BaseModel):
             agreement_expiry=timedelta(seconds=600), reconcile_after=timedelta(seconds=60),
             reconcile_min_gap=timedelta(seconds=15), chart_review_every=timedelta(seconds=60),
             chart_review_deadline=timedelta(seconds=30),
+            # adverse-event acknowledgement, hours as ten seconds like the SLA (72 h, 24 h); a sentinel
+            # event's hour gets 30 s so a person watching the demo can still acknowledge it
+            event_ack={"minor": timedelta(seconds=720), "serious": timedelta(seconds=240),
+                       "sentinel": timedelta(seconds=30)},
             # a month of oversight is a minute: the year before the protocol review is twelve of them
             protocol_review_every=timedelta(seconds=720),
         )

@@ -215,3 +215,18 @@ def test_the_review_basis_is_the_strictest_of_the_states_and_never_looser_than_p
     old = review_basis({}, 15, 30)  # a plan from before per-state requirements: the planned review stands
     assert (old.percent, old.cadence_days, old.states) == (15, 30, {})
     assert review_basis({"MO": mo}, 25, 7).percent_set_by == []  # the planned one is stricter than any state
+
+
+def test_the_demo_timings_acknowledgement_deadlines_keep_the_policys_order_and_are_shorter():
+    from domain.onboarding import Timing
+
+    policy = {sev: timedelta(hours=h) for sev, h in r.policy().adverse_events.ack_deadline_hours.items()}
+    demo = Timing.demo().event_ack
+    assert set(demo) == set(policy) == {"minor", "serious", "sentinel"}
+    assert demo["sentinel"] < demo["serious"] < demo["minor"]
+    assert policy["sentinel"] < policy["serious"] < policy["minor"]
+    assert all(timedelta(0) < demo[sev] < policy[sev] for sev in policy)
+    assert Timing().event_ack == {}  # production: the policy's deadlines
+    every = Timing.demo().protocol_review_every
+    assert every is not None and every < timedelta(days=r.policy().protocol_review.interval_days)
+    assert Timing().protocol_review_every is None
