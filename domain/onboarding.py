@@ -35,6 +35,11 @@ class Timing(BaseModel):
     roster_retry_max: timedelta = timedelta(days=1)  # waits on the roster back off up to this
     max_history_events: int = 10_000  # continue-as-new past this (or when the server suggests it)
     offer_rounds_max: int = 3  # rounds of offers per onboarding (later rounds re-ask silent physicians)
+    #: SLA-pressure widening (patch sla-burst-v1): once the first offer expired unanswered, every eligible
+    #: physician not yet offered is offered too, up to this many open offers at once (at least the fan-out);
+    #: 0 or None: no burst (one more open offer per expired one, up to 10). 15: the smallest of 10/15/20 whose
+    #: event model places >= 99.9 % within 12 h at fan-out 3 and pool 20 (BENCHMARKS.md, issue 13)
+    offer_burst_max: int | None = Field(default=15, ge=0, le=100)
     #: the director's deadline to acknowledge an adverse event, by severity; a severity not given takes
     #: the policy's (oversight_policy.yaml: minor 72 h, serious 24 h, sentinel 1 h)
     event_ack: dict[Literal["minor", "serious", "sentinel"], timedelta] = Field(default_factory=dict)
@@ -305,6 +310,7 @@ class OnboardingCarry(BaseModel):
     waiting_reason: str = ""
     runs: int = 1
     envelopes: list[EnvelopeView] = Field(default_factory=list)  # the signed protocol packet, once stage 3 ends
+    offers_widened: bool = False  # ops were told the offers widened (sla-burst-v1): not told again
 
 
 class OversightInput(BaseModel):

@@ -212,7 +212,7 @@ async def test_capacity_race_lost_answer(harness: Harness, unique_key):
 
 async def test_each_expired_offer_widens_the_fanout(harness: Harness, unique_key):
     harness.world.roster = [f"100000000{i}" for i in range(1, 9)]
-    handle = await harness.start(unique_key, fanout=2)
+    handle = await harness.start(unique_key, fanout=2, timing=Timing(offer_burst_max=0))  # no SLA burst
     await until(handle, lambda s: len(s.offers) == 2)
     await harness.env.sleep(timedelta(hours=4, minutes=1))
     st = await until(handle, lambda s: sum(o.status == "open" for o in s.offers) == 4)

@@ -93,6 +93,8 @@ class OnboardingWorkflow:
         self._past_offers: list[OfferView] = []  # offers a later round superseded
         self._round = 1
         self._reoffer_at_expiry = False  # patch REOFFER_AT_EXPIRY marked: rounds are per physician
+        self._burst = False  # patch SLA_BURST marked: widened to offer_burst_max open offers
+        self._burst_told = False  # ops were told of the widening (once per onboarding)
         self._offers_version = 0
         self._physician: str | None = None
         self._protocols: list[ProtocolView] = []
@@ -129,6 +131,7 @@ class OnboardingWorkflow:
             self._roster_waits = carry.roster_waits
             self._waiting_on, self._waiting_reason = carry.waiting_on, carry.waiting_reason
             self._notified_gap = (carry.told_ops, carry.roster_version) if carry.told_ops else None
+            self._burst_told = carry.offers_widened
 
     # ------------------------------------------------------------------ run
     @workflow.run
@@ -234,7 +237,7 @@ class OnboardingWorkflow:
             timeline=self._timeline[-200:], roster_version=self._roster_version, roster_waits=self._roster_waits,
             told_ops=self._notified_gap[0] if self._notified_gap and self._notified_gap[1] == self._roster_version
             else "", waiting_on=self._waiting_on, waiting_reason=self._waiting_reason, runs=self._runs + 1,
-            envelopes=list(self._envelopes.values()))
+            envelopes=list(self._envelopes.values()), offers_widened=self._burst_told)
 
     def _refuse_if_cancelling(self) -> None:
         if self._cancel is not None:
@@ -291,6 +294,7 @@ class OnboardingWorkflow:
         while self._physician is None:
             open_offers = [o for o in self._offers.values() if o.status == "open"]
             wanted = self._parallel_offers() - len(open_offers)
+            unwidened = self._widened_per_expiry() - len(open_offers)  # what the rule without the burst sends
             if wanted > 0:
                 self._roster_asked = self._roster_version  # an import from here on must wake a roster wait
                 again = self._reofferable()
@@ -298,11 +302,15 @@ class OnboardingWorkflow:
                     workflow_id=self._wf_id, intake=self._intake, plan=self._plan,
                     exclude_npis=[n for n in self._not_to_ask() if n not in again] + self._outgoing(), top=wanted,
                     reoffer_npis=again), result_type=MatchResult)
+                sent = 0
                 for cand in result.candidates[:wanted]:
                     if self._physician is not None:
                         break  # accepted while the fan-out was going out: send no more
                     await self._send_offer(cand.npi)
+                    sent += 1
                 open_offers = [o for o in self._offers.values() if o.status == "open"]
+                if self._burst and not self._burst_told and sent > max(unwidened, 0):
+                    await self._tell_widened(len(open_offers))
                 if not open_offers:
                     if await self._start_next_round():
                         continue
@@ -328,10 +336,50 @@ class OnboardingWorkflow:
                     body="Another physician accepted this placement first. Thank you for your time."))
 
     def _parallel_offers(self) -> int:
-        """How many offers may be open at once: the fan-out, plus one for every offer that expired
-        unanswered (up to MAX_PARALLEL_OFFERS), so a quiet roster widens the search before the SLA."""
+        """How many offers may be open at once: the fan-out until an offer expired unanswered; then,
+        with patch SLA_BURST and ``Timing.offer_burst_max`` set, up to that cap (every eligible physician
+        not yet offered, the SLA being at risk), else one more per expired offer (``_widened_per_expiry``)."""
+        if self._sla_burst():
+            return max(self._inp.offer_fanout, self._timing.offer_burst_max or 0)
+        return self._widened_per_expiry()
+
+    def _widened_per_expiry(self) -> int:
+        """The fan-out plus one for every offer that expired unanswered (up to MAX_PARALLEL_OFFERS), so a
+        quiet roster widens the search before the SLA (the rule before patch SLA_BURST, or without a cap)."""
         expired = sum(o.status == "expired" for o in self._all_offers())
         return min(MAX_PARALLEL_OFFERS, self._inp.offer_fanout + expired)
+
+    def _sla_burst(self) -> bool:
+        """SLA-pressure widening is on: an offer expired unanswered (the earliest point the 12 h promise
+        is at risk) and a burst cap is set. The patch is asked only then, as ``_reofferable`` does, so
+        histories without an expiry (or recorded before the patch) replay unchanged; once marked, it stays."""
+        if self._burst:
+            return True
+        if not self._timing.offer_burst_max or not any(o.status == "expired" for o in self._all_offers()):
+            return False
+        if not workflow.patched(patches.SLA_BURST):
+            return False
+        self._burst = True
+        return True
+
+    async def _tell_widened(self, open_now: int) -> None:
+        """The burst sent more offers than one per expired offer would have: ops are told once (the
+        e-mail of a new round) and the audit log gets one ``offers_widened`` entry. Counts only, no NPI."""
+        self._burst_told = True
+        expired = sum(o.status == "expired" for o in self._all_offers())
+        what = (f"an offer expired unanswered, so the placement SLA is at risk: offers widened to {open_now} "
+                f"open at once (cap {self._timing.offer_burst_max})")
+        self._note(what)
+        await self._act("record_decision", DecisionRecord(
+            workflow_id=self._wf_id, actor="workflow", action="offers_widened", at=workflow.now(),
+            reason="the first offer expired unanswered",
+            detail={"open_offers": open_now, "cap": self._timing.offer_burst_max, "expired": expired}))
+        await self._notify(Notice(
+            workflow_id=self._wf_id, key="offers-widened", to_role="ops",
+            subject=f"Offers widened for {self._wf_id}",
+            body=(f"{expired} offer(s) expired unanswered; {what}. The first accept wins and the other offers "
+                  f"are withdrawn. Ranked candidates: `mdco match {self._wf_id} --explain`. "
+                  "Ops may still assign a physician by hand.")))
 
     def _all_offers(self) -> list[OfferView]:
         return self._past_offers + list(self._offers.values())

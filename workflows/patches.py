@@ -40,3 +40,7 @@ REOFFER_AT_EXPIRY = "reoffer-at-expiry-v1"
 #: Stage 3: once approved, the protocol packet goes out as a DocuSign envelope of its own kind (the director
 #: signs, each midlevel with an e-mail acknowledges); stage 3 ends only when it is completed.
 PROTOCOL_PACKET_SIGNED = "protocol-packet-signed-v1"
+#: SLA-pressure widening: once the first offer expired unanswered (nobody accepted), every eligible physician
+#: not yet offered is offered too, up to ``Timing.offer_burst_max`` open offers (fresh before re-offers);
+#: ops are told once (``offers_widened`` audit entry). Checked only at an expiry with a cap set.
+SLA_BURST = "sla-burst-v1"

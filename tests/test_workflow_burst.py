@@ -1,0 +1,91 @@
+"""SLA-pressure widening (patch sla-burst-v1): at the first offer that expired unanswered, every eligible
+physician not yet offered is offered too, up to ``Timing.offer_burst_max`` open offers; the first accept
+withdraws the rest; a decliner is never re-asked; ops are told once (time-skipping server)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from domain.messages import CancelRequest, PhysicianAnswer
+from domain.onboarding import Timing
+from tests.test_workflow_onboarding import Harness, harness, until  # noqa: F401  (harness: the fixture)
+from workflows import patches
+from workflows.onboarding import OnboardingWorkflow
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def npi(i: int) -> str:
+    return f"{1_000_000_000 + i}"
+
+
+async def burst_marked(handle) -> bool:
+    """The run's history holds the sla-burst-v1 patch marker."""
+    history = await handle.fetch_history()
+    return any(patches.SLA_BURST.encode() in p.data for e in history.events
+               if e.HasField("marker_recorded_event_attributes")
+               for payloads in e.marker_recorded_event_attributes.details.values() for p in payloads.payloads)
+
+
+def open_npis(st) -> set[str]:
+    return {o.npi for o in st.offers if o.status == "open"}
+
+
+async def test_first_expiry_widens_to_the_cap_then_one_accept_withdraws_the_rest(harness: Harness, unique_key):
+    harness.world.roster = [npi(i) for i in range(1, 21)]  # 20 eligible, ranked in this order
+    handle = await harness.start(unique_key, fanout=3, timing=Timing(offer_burst_max=8))
+    st = await until(handle, lambda s: len(s.offers) == 3)
+    assert open_npis(st) == {npi(1), npi(2), npi(3)}
+    await harness.env.sleep(timedelta(hours=1))
+    await handle.execute_update(OnboardingWorkflow.decline_offer, PhysicianAnswer(npi=npi(2)))
+    st = await until(handle, lambda s: npi(4) in open_npis(s))  # the fan-out stays 3 before any expiry
+    assert len(open_npis(st)) == 3
+    assert not any(n.key == "offers-widened" for n in harness.world.notices)
+
+    await harness.env.sleep(timedelta(hours=3, minutes=5))  # 1's and 3's offers expire unanswered at 4 h
+    st = await until(handle, lambda s: len(open_npis(s)) == 8)
+    assert open_npis(st) == {npi(i) for i in range(4, 12)}  # the cap: 4 still open + 7 fresh
+    assert {o.npi for o in st.offers if o.status == "expired"} == {npi(1), npi(3)}  # fresh before re-offers
+    assert [o.status for o in st.offers if o.npi == npi(2)] == ["declined"]
+    asks = harness.world.called("find_candidates")
+    assert [a.top for a in asks[:2]] == [3, 1]  # the fan-out, then one fresh offer for the decline
+    assert sum(a.top for a in asks[2:]) == 7  # up to the cap (3's offer may expire a moment after 1's)
+    assert all(npi(2) in a.exclude_npis for a in asks[1:])  # the decliner is never re-asked
+    widened = [n for n in harness.world.notices if n.key == "offers-widened"]
+    assert len(widened) == 1 and widened[0].to_role == "ops" and "8 open at once (cap 8)" in widened[0].body
+    audit = [d for d in harness.world.called("record_decision") if d.action == "offers_widened"]
+    assert len(audit) == 1 and audit[0].actor == "workflow"
+    assert audit[0].detail["open_offers"] == 8 and audit[0].detail["cap"] == 8 and audit[0].detail["expired"] in (1, 2)
+
+    await handle.execute_update(OnboardingWorkflow.decline_offer, PhysicianAnswer(npi=npi(5)))
+    st = await until(handle, lambda s: npi(12) in open_npis(s))  # one slot freed: one more fresh offer
+    assert len(open_npis(st)) == 8 and npi(5) not in open_npis(st)
+    sent = [r.npi for r in harness.world.called("send_offer")]
+    assert len(sent) == len(set(sent)) == 12  # nobody offered twice while fresh candidates were left
+    assert len([n for n in harness.world.notices if n.key == "offers-widened"]) == 1  # told once
+
+    answer = await handle.execute_update(OnboardingWorkflow.accept_offer, PhysicianAnswer(npi=npi(6)))
+    assert answer.accepted
+    st = await until(handle, lambda s: s.stage == "protocol_setup")
+    others = {npi(i) for i in (4, 7, 8, 9, 10, 11, 12)}
+    assert {o.npi for o in st.offers if o.status == "withdrawn"} == others
+    withdrawn = {n.to_id for n in harness.world.notices if n.key.startswith("offer-withdrawn-")}
+    assert withdrawn == others  # each gets the existing "offer withdrawn" notice
+    assert st.sla_status == "met" and st.physician_npi == npi(6)
+    await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
+    await handle.result()
+    assert await burst_marked(handle)
+
+
+async def test_without_a_cap_an_expiry_widens_by_one_and_the_patch_is_not_asked(harness: Harness, unique_key):
+    harness.world.roster = [npi(i) for i in range(1, 21)]
+    handle = await harness.start(unique_key, fanout=3, timing=Timing(offer_burst_max=None))
+    await until(handle, lambda s: len(s.offers) == 3)
+    await harness.env.sleep(timedelta(hours=4, minutes=5))
+    st = await until(handle, lambda s: len(open_npis(s)) == 6)  # 3 + 3 expired, no burst
+    assert not any(n.key == "offers-widened" for n in harness.world.notices)
+    await handle.execute_update(OnboardingWorkflow.cancel, CancelRequest(reason="test over"))
+    await handle.result()
+    assert not await burst_marked(handle)  # no cap: the patch is never asked
