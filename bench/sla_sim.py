@@ -17,12 +17,14 @@ history, as ``domain.matching.rank`` does: the share of a physician's closed off
 the scenario) that expired unanswered counts against them (no history counts 0.5), ties broken by
 a seeded per-clinic order. The history is kept by a replaced ``record_offer``.
 
-Each fan-out runs twice on the same clinics and the same draws: *before*
-(``Timing(offer_rounds_max=1)``: once everyone expired, the onboarding waits on the roster) and
-*after* (``Timing()``: later offer rounds re-offer the silent; since patch ``reoffer-at-expiry-v1``
-each as soon as their offer expires and nobody fresh is left). Reported per scenario: share placed
-within 12 h and 24 h, median and p95 time to match (of the matched), share never matched by the
-26 h horizon. Goals for fan-out 3 (after): ≥ 99.9 % within 12 h, median ≤ 2 h.
+Each fan-out runs once per variant on the same clinics and the same draws: *before*
+(``Timing(offer_rounds_max=1, offer_burst_max=0)``: once everyone expired, the onboarding waits on the
+roster), *no-burst* (``Timing(offer_burst_max=0)``: later offer rounds re-offer the silent, each as soon
+as their offer expires and nobody fresh is left, patch ``reoffer-at-expiry-v1``; one more open offer per
+expired one) and *after* (``Timing()``: the same plus, since patch ``sla-burst-v1``, up to
+``offer_burst_max`` open offers from the first expiry). Default: before and after. Reported per
+scenario: share placed within 12 h and 24 h, median and p95 time to match (of the matched), share never
+matched by the 26 h horizon. Goals for fan-out 3 (after): ≥ 99.9 % within 12 h, median ≤ 2 h.
 
 Capacity is unlimited (the race for slots is ``tests/test_matching_concurrency.py``); the other
 stage activities are the fakes of ``tests/fake_activities.py``.
@@ -72,8 +74,11 @@ TASK_TIMEOUT = timedelta(minutes=2)
 ROSTER, POOL, SILENT_SHARE = 60, 5, 0.25
 GOAL_12H_FANOUT3 = 0.999
 GOAL_MEDIAN_H_FANOUT3 = 2.0
-#: before: one round of offers (the old behaviour); after: the default Timing (later rounds).
-VARIANTS = {"before": Timing(offer_rounds_max=1), "after": Timing()}
+#: before: one round of offers (the old behaviour); no-burst: re-offer at expiry without the SLA burst
+#: (the "after" of commit 73fb703); after: the default Timing (later rounds and the burst).
+VARIANTS = {"before": Timing(offer_rounds_max=1, offer_burst_max=0), "no-burst": Timing(offer_burst_max=0),
+            "after": Timing()}
+DEFAULT_VARIANTS = ["before", "after"]
 #: pydantic's e-mail validation imports these lazily; inside the sandbox hundreds of workflows
 #: starting at once then contend for the import lock (deadlock detector). Pass them through.
 RUNNER = SandboxedWorkflowRunner(
@@ -288,11 +293,12 @@ async def run_scenario(roster: Roster, onboardings: int, fanout: int, label: str
 async def simulate(onboardings: int, fanouts: list[int], seed: int, batch: int, *, roster_size: int = ROSTER,
                    pool: int = POOL, silent_share: float = SILENT_SHARE, variants: list[str] | None = None) -> dict:
     roster = Roster(seed, roster_size, pool, silent_share)
-    variants = variants or list(VARIANTS)
+    variants = variants or DEFAULT_VARIANTS
     results: dict = {"seed": seed, "answer_hours": [MIN_ANSWER_H, MAX_ANSWER_H], "p_accept": P_ACCEPT,
                      "offer_ttl_hours": Timing().offer_ttl.total_seconds() / 3600, "roster": roster_size,
                      "pool": pool, "silent_share": silent_share, "silent_physicians": len(roster.silent),
-                     "offer_rounds_max": {v: VARIANTS[v].offer_rounds_max for v in variants}, "fanouts": {}}
+                     "offer_rounds_max": {v: VARIANTS[v].offer_rounds_max for v in variants},
+                     "offer_burst_max": {v: VARIANTS[v].offer_burst_max or 0 for v in variants}, "fanouts": {}}
     for fanout in fanouts:
         results["fanouts"][str(fanout)] = {
             label: await run_scenario(roster, onboardings, fanout, label, batch) for label in variants}
@@ -312,7 +318,9 @@ def table(results: dict) -> str:
             "|---|---|---:|---:|---:|---:|---:|"]
     for fanout, per_variant in results["fanouts"].items():
         for label, r in per_variant.items():
-            rows.append(f"| {fanout} | {label} (max {results['offer_rounds_max'][label]}) | {r['matched_12h']:.1%} | "
+            burst = results.get("offer_burst_max", {}).get(label, 0)
+            rows.append(f"| {fanout} | {label} (max {results['offer_rounds_max'][label]}"
+                        f"{f', burst {burst}' if burst else ''}) | {r['matched_12h']:.1%} | "
                         f"{r['matched_24h']:.1%} | {r['median_hours']} h / {r['p95_hours']} h | "
                         f"{r['never_matched']:.1%} | {r['wall_s']} s |")
     goals = results.get("goals_fanout3_after")
@@ -333,7 +341,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--pool", type=int, default=POOL, help="eligible physicians per clinic")
     ap.add_argument("--silent-share", type=float, default=SILENT_SHARE, help="share of the roster that never answers")
     ap.add_argument("--variant", action="append", choices=list(VARIANTS),
-                    help="repeatable; default both: before (offer_rounds_max=1) and after (default Timing)")
+                    help="repeatable; default before (offer_rounds_max=1, no burst) and after (default Timing); "
+                         "no-burst: re-offer at expiry without the burst (offer_burst_max=0)")
     ap.add_argument("--json", dest="json_path", type=Path)
     args = ap.parse_args(argv)
     results = asyncio.run(simulate(args.onboardings, args.fanout or [1, 3], args.seed, args.batch,
