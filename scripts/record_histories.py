@@ -580,6 +580,36 @@ async def reoffer_at_expiry(r: Rec) -> WorkflowHistory:
     return history
 
 
+# ---------------------------------------------------------------- release 4: SLA-pressure widening (issue 13)
+#: Five New Hampshire physicians (the demo roster has nobody there) for the SLA-burst path.
+NH_NPIS = tuple(npi_with_check_digit(f"160300{i}01") for i in range(1, 6))
+
+
+async def sla_burst(r: Rec) -> WorkflowHistory:
+    """A New Hampshire clinic, fan-out 1, five eligible physicians, ``offer_burst_max`` 3: the first offer
+    expires unanswered and the offers widen at once to 3 open (the cap; nobody asked twice, one eligible
+    physician left unasked), ops told once; one of them accepts, the other two are withdrawn -> launched."""
+    await import_roster(r, roster_csv([
+        f"{npi},Hal{i},Granite,MD,hal{i}.granite@md.example,+1603555010{i},NH,NH:NH6030{i}:2029-10-31,,"
+        "neurotoxins;dermal_fillers;laser,5,0,2029-06-30,dermatology,true," for i, npi in enumerate(NH_NPIS)]))
+    raw = clinic_in("NH", "granite-burst", "Granite State Aesthetics LLC", "Concord", "03301")
+    wf = await r.start_intake(raw, timing(offer_ttl=8).model_copy(update={"offer_burst_max": 3}), fanout=1)
+    st = await r.play(wf, lambda s: len(offers(s, "open")) == 3, silent=("physician",))
+    check(len(offers(st, "expired")) == 1 and len(st["offers"]) == 4, f"widened to the cap: {st['offers']}")
+    check(len({o["npi"] for o in st["offers"]}) == 4, "nobody offered twice while fresh physicians were left")
+    winner = offers(st, "open")[0]["npi"]
+    await r.post(f"/onboardings/{wf}/offers/{winner}/accept")
+    history = await r.launched(wf)
+    st = await r.status(wf)
+    check(st["physician_npi"] == winner and len(offers(st, "withdrawn")) == 2, "one accept withdrew the other two")
+    check(noted(st, "offers widened to 3 open at once (cap 3)"), "the widening is on the timeline")
+    told = [s.strip() for s in subjects(r)]
+    check(told.count("Offers widened for " + wf) == 1, "ops told once")
+    check(told.count(f"Offer withdrawn: {raw['clinic_name']}") >= 2, "the withdrawn physicians told")
+    check(patches.SLA_BURST in patch_markers(history), "patch sla-burst marked")
+    return history
+
+
 # ---------------------------------------------------------------- release 4: the protocol packet signed (issue 11)
 async def protocol_packet_signed(r: Rec) -> WorkflowHistory:
     """The Austin clinic with its NP's e-mail: once the protocols are approved the protocol packet goes
@@ -818,6 +848,8 @@ SCENARIOS = [
              releases=V3),
     # release 4: an expired offer re-offered at once when nobody fresh is left (issue 13)
     Scenario(("onboarding_reoffer_at_expiry",), reoffer_at_expiry, releases=V4),
+    # release 4: at the first expired offer the offers widen up to Timing.offer_burst_max (issue 13)
+    Scenario(("onboarding_sla_burst",), sla_burst, releases=V4),
     # release 4: the protocol packet signed through the e-sign envelope machinery (issue 11)
     Scenario(("onboarding_protocol_packet_signed",), protocol_packet_signed, releases=V4),
     # release 4: the sweep starts the replacement placement itself (issue 9); the sweep covers every live
