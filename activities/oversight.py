@@ -124,7 +124,9 @@ class OversightActivities:
     # ------------------------------------------------------------------ the daily sweep
     @activity.defn(name="compliance_sweep")
     def compliance_sweep(self, req: SweepRequest) -> SweepSummary:
-        return self.sweep(req.as_of)
+        """The sweep at the activity's start time (the server's clock: the same as the wall clock in
+        production, the skipped clock in time-skipping tests), for ``req.as_of`` or that day."""
+        return self.sweep(req.as_of, activity.info().started_time)
 
     def sweep(self, as_of: date | None = None, now: datetime | None = None) -> SweepSummary:
         """One pass over every live clinic; safe to repeat (a second pass the same day sends nothing)."""
@@ -454,6 +456,19 @@ class OversightActivities:
             "protocol review", "protocol-review", oversight.mark_protocol_review_escalated,
             lambda r: ("(the annual re-approval of its protocols)",
                        f"Re-approve: mdco oversight reapprove-protocols {r['clinic_key']} --npi {r['physician_npi']}"))
+
+    def reapprove_protocols(self, clinic_key: str, npi: str, sha256s: list[str] | None, at: datetime) -> dict:
+        """The director re-approves the clinic's open protocol review (``mdco oversight reapprove-protocols``),
+        bound to ``sha256s`` (default: the ones the review asks), and it is audited. Refused (``Refused``,
+        ``NotFound``; nothing changed): not the director, other SHA-256s, no review opened."""
+        reviews = oversight.protocol_reviews(self.engine, clinic_key)
+        bound = list(sha256s) if sha256s else (reviews[-1]["sha256s"] if reviews else [])
+        row = oversight.reapprove_protocols(self.engine, clinic_key, npi, bound, at)
+        wf = oversight_id_for(clinic_key)
+        audit.audit(self.engine, wf, f"physician:{npi}", "protocols_reapproved", at=row["approved_at"],
+                    detail={"review_id": row["review_id"], "sha256s": row["sha256s"]},
+                    idem_key=f"{wf}:{row['review_id']}:approved")
+        return row
 
     def _escalate_events(self, now: datetime, summary: SweepSummary) -> None:
         """A back-stop for ``AdverseEventWorkflow``: any event past its deadline still open goes to ops."""

@@ -173,22 +173,14 @@ def oversight_reapprove_protocols(
 ) -> None:
     """The annual protocol review: the clinic's director re-approves the protocol texts in force, bound to
     their SHA-256s (anyone else, or other SHA-256s: refused, exit 2, nothing changed)."""
-    from domain.codes import oversight_id_for
-    from store import audit, oversight
     from store.common import NotFound
     from store.tables import now_utc
 
     clinic = _clinic(id)
-    reviews = oversight.protocol_reviews(_engine(), clinic["key"])
-    bound = list(sha256) if sha256 else (reviews[-1]["sha256s"] if reviews else [])
     try:
-        row = oversight.reapprove_protocols(_engine(), clinic["key"], npi, bound, now_utc())
+        row = _activities().reapprove_protocols(clinic["key"], npi, sha256, now_utc())
     except (NotFound, ValueError) as exc:
         _fail(str(exc))
-    wf = oversight_id_for(clinic["key"])
-    audit.audit(_engine(), wf, f"physician:{npi}", "protocols_reapproved", at=row["approved_at"],
-                detail={"review_id": row["review_id"], "sha256s": row["sha256s"]},
-                idem_key=f"{wf}:{row['review_id']}:approved")
     out.print(f"protocol review {row['review_id']} approved by NPI {row['approved_by']} "
               f"({len(row['sha256s'])} protocols)", highlight=False)
 

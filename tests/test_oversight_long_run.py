@@ -3,8 +3,11 @@ activities on SQLite (the mailer is the only fake: it stands for SMTP): monthly 
 director submits every other one; a deficient one opens a corrective action), the compliance sweep run
 weekly and daily around each expiry (the licence's full ladder, then a renewal re-imported; the
 agreement's term renewed twice, its ladder starting afresh at each new date; a midlevel's licence
-lapsing, which suspends nothing), continue-as-new every 12 cycles, and every run's history stays
-bounded. (A lapse that suspends a state starts a replacement placement: tests/test_workflow_replacement.py.)"""
+lapsing, which suspends nothing), the annual protocol review (opened a year after the approval, the
+director re-approves it, the next one a year after that is left and escalates to the director, then ops),
+continue-as-new every 12 cycles, and every run's history stays bounded. The sweep runs at the server's
+(skipped) clock. (A lapse that suspends a state starts a replacement placement:
+tests/test_workflow_replacement.py.)"""
 
 from __future__ import annotations
 
@@ -20,10 +23,10 @@ from activities.oversight import OversightActivities
 from config import Settings
 from domain.onboarding import ChartReview, OversightInput, OversightStatus, Timing
 from domain.oversight import OversightCompliance, SweepRequest, SweepSummary
-from store import agreements, oversight, roster
+from store import agreements, audit, oversight, roster
 from store.db import init_db, make_engine
 from tests.db_fixtures import npi_for
-from tests.test_oversight_sweep import FakeMailer, live_clinic
+from tests.test_oversight_sweep import FakeMailer, approved_protocols, live_clinic
 from workflows.compliance import ComplianceSweepWorkflow
 from workflows.oversight import CYCLES_PER_RUN, OversightWorkflow
 
@@ -33,11 +36,14 @@ YEARS_DAYS = 730
 MAX_EVENTS_PER_RUN = 2_000
 
 
-def sweep_days(expiries: list[int]) -> list[int]:
-    """Weekly, and every day from 15 days before each expiry to the day after (the ladder's last steps)."""
+def sweep_days(expiries: list[int], protocol_days: list[int]) -> list[int]:
+    """Weekly, every day from 15 days before each expiry to the day after (the ladder's last steps), and
+    every day around each protocol-review date (opening, re-approval, due and escalation days)."""
     days = set(range(0, YEARS_DAYS + 1, 7))
     for day in expiries:
         days |= set(range(max(day - 15, 0), min(day + 2, YEARS_DAYS + 1)))
+    for day in protocol_days:
+        days |= set(range(max(day - 2, 0), min(day + 3, YEARS_DAYS + 1)))
     return sorted(days)
 
 
@@ -62,10 +68,23 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
     wf, npi = f"onboarding-{key}", npi_for(1)
     mailer = FakeMailer()
     acts = OversightActivities(OnboardingActivities(Settings(var_dir=tmp_path / "var"), engine, mailer=mailer))
-    acts.sweep(start)  # the first sweep stores the agreement's default renewal date
+    # the director approved the protocols 60 days before: the first annual review opens on day 305
+    started_at = await time_env.get_current_time()
+    approved_at = started_at - timedelta(days=60)
+    sha256s = approved_protocols(engine, key, npi, approved_at)
+    year = timedelta(days=oversight.policy().protocol_review.interval_days)  # Timing() sets none: the policy's
+    rule = oversight.policy().protocol_review
+    first_review_day, reapprove_day = 305, 312
+    second_review_day = reapprove_day + year.days  # 677: a year after the re-approval, not after the opening
+    second_due_day = second_review_day + rule.due_days
+    escalation_days = [second_due_day + d for d in [*rule.reminder_days, rule.escalate_to_ops_after_days]]
+    assert escalation_days[-1] <= YEARS_DAYS
+    acts.sweep(start, started_at)  # the first sweep stores the agreement's default renewal date
     term_day = (agreements.get_agreement(engine, wf, "medical_director")["renews_on"] - start).days
     licence_day, midlevel_day = 200, 400
     expiries = [licence_day, midlevel_day, term_day, term_day + 365]
+    protocol_days = [first_review_day, reapprove_day, second_review_day, *escalation_days]
+    reapproved: dict = {}
     submitted: set[str] = set()
     summaries: list[SweepSummary] = []
     with ThreadPoolExecutor(4) as executor:
@@ -76,7 +95,7 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
                 OversightInput(clinic_key=key, physician_npi=npi, states=["TX", "OK"],
                                chart_review=ChartReview(percent=10, cadence_days=30), timing=Timing()),
                 id=f"oversight-{key}", task_queue=task_queue)
-            for day in sweep_days(expiries):
+            for day in sweep_days(expiries, protocol_days):
                 now = await time_env.get_current_time()
                 target = start + timedelta(days=day)
                 if target > now.date():
@@ -101,6 +120,8 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
                         else lic for lic in p.licenses]})])
                 if day in (term_day, term_day + 365):  # the agreement renewed for another year
                     agreements.set_renewal_date(engine, wf, "medical_director", today + timedelta(days=365))
+                if day == reapprove_day:  # the director re-approves the first review (mdco oversight reapprove-protocols)
+                    reapproved = acts.reapprove_protocols(key, npi, None, await time_env.get_current_time())
             status = await handle.query(OversightWorkflow.status, result_type=OversightStatus)
             compliance = await handle.query(OversightWorkflow.compliance, result_type=OversightCompliance)
             await handle.signal(OversightWorkflow.end_engagement, "two years are up")
@@ -141,6 +162,27 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
     actions = oversight.corrective_actions(engine, key)
     assert [a["review_id"] for a in actions] == [r["review_id"] for r in reviews
                                                  if r["cycle"] % 4 == 1 and r["review_id"] in submitted]
+    # the annual protocol review: opened a year after the approval, re-approved by the director (bound to
+    # the texts' SHA-256s); the next opened a year after that re-approval, left, escalated director then ops
+    first, second = oversight.protocol_reviews(engine, key)
+    assert (first["review_id"], second["review_id"]) == (f"{key}-pr-1", f"{key}-pr-2")
+    assert timedelta(0) <= first["opened_at"] - (approved_at + year) < timedelta(days=1)
+    assert (first["status"], first["approved_by"], first["sha256s"]) == ("approved", npi, sha256s)
+    assert first["escalated"] is None and reapproved["review_id"] == first["review_id"]
+    assert timedelta(0) <= second["opened_at"] - (first["approved_at"] + year) < timedelta(days=1)
+    assert (second["status"], second["escalated"]) == ("open", "ops")
+    opened = [(s.as_of - start).days for s in summaries for _ in range(s.protocol_reviews_opened)]
+    assert opened == [first_review_day, second_review_day], opened
+    levels = ["director", f"director+{rule.reminder_days[1]}", "ops"]
+    assert [len(mailer.keys(f"protocol-review-overdue-{lvl}-{key}-pr-2")) for lvl in levels] == [1, 1, 1]
+    assert mailer.keys(f"protocol-review-overdue-director-{key}-pr-1") == []
+    escalated = [(s.as_of - start).days for s in summaries if s.protocol_reviews_escalated]
+    assert escalated == escalation_days, escalated
+    assert any(e["action"] == "protocols_reapproved" for e in audit.list_audit(engine, f"oversight-{key}"))
+    # missed chart reviews were reminded, then went to ops (on the server's clock)
+    last_sweep = max(s.as_of for s in summaries)
+    missed = [r for r in reviews if r["status"] != "submitted" and r["due_at"].date() + timedelta(days=8) <= last_sweep]
+    assert len(missed) >= 10 and all(r["escalated"] == "ops" for r in missed), [r["escalated"] for r in missed]
     # the end of the engagement: offboarded, the agreements terminated
     assert agreements.get_agreement(engine, wf, "medical_director")["status"] == "terminated"
     assert max(s.as_of for s in summaries) >= start + timedelta(days=YEARS_DAYS) - timedelta(days=7)

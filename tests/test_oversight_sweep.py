@@ -5,7 +5,7 @@ exclusion suspends states and tells every party, overdue reviews escalate, offbo
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -74,7 +74,9 @@ def live_clinic(engine, n: int, *, licence_expires: date, midlevel_expires: date
 def test_ladder_notices_go_once_per_step_and_a_moved_expiry_resets_the_ladder(engine, world):
     acts, mailer = world
     key = live_clinic(engine, 1, licence_expires=TODAY + timedelta(days=25), midlevel_expires=TODAY + timedelta(days=10))
-    summary = ActivityEnvironment().run(acts.compliance_sweep, SweepRequest(as_of=TODAY))
+    env = ActivityEnvironment()
+    env.info = replace(env.info, started_time=NOW)  # the sweep's clock is the activity's start (the server's)
+    summary = env.run(acts.compliance_sweep, SweepRequest(as_of=TODAY))
     assert summary.clinics >= 1 and summary.notices >= 2
     lic = [k for k in mailer.keys("renewal:license:") if npi_for(1) in k]
     # the 30-day step: holder and ops, not yet the clinic
