@@ -1,6 +1,8 @@
 """On the real dev server: the `mdco-compliance-sweep` Schedule is created idempotently (ops' pause kept),
-and a triggered run sweeps a real database with the real activities, suspends the state of a lapsed
-licence in the clinic's running oversight workflow, and the audit packet then holds the notices."""
+and a triggered run sweeps a real database with the real activities (registered as worker.py does,
+the replacement activity included), suspends the state of a lapsed licence in the clinic's running
+oversight workflow and starts a replacement placement for its director, and the audit packet then holds
+the notices."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 
 import pytest
-from temporalio.client import ScheduleOverlapPolicy
+from temporalio.client import ScheduleOverlapPolicy, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -20,8 +22,9 @@ from temporalio.worker import Worker
 from activities.audit_packet import build_packet
 from activities.onboarding import OnboardingActivities
 from activities.oversight import OversightActivities
+from activities.replacement import ReplacementActivities
 from config import Settings
-from domain.onboarding import ChartReview, OversightInput, Timing
+from domain.onboarding import ChartReview, OnboardingInput, OnboardingStatus, OversightInput, Timing
 from domain.oversight import OversightCompliance
 from mdco_temporal.client import ensure_search_attributes
 from mdco_temporal.schedules import COMPLIANCE_SCHEDULE_ID, ensure_compliance_schedule
@@ -30,10 +33,17 @@ from store import oversight
 from tests.db_fixtures import npi_for
 from tests.test_oversight_sweep import FakeMailer, live_clinic
 from workflows import search_attributes as sa
-from workflows.compliance import COMPLIANCE_WORKFLOWS
+from workflows.onboarding import OnboardingWorkflow
 from workflows.oversight import OversightWorkflow
+from worker import WORKFLOWS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+async def started_input(handle) -> OnboardingInput:
+    """The input the workflow was started with (its first history event)."""
+    (payload,) = (await handle.fetch_history()).events[0].workflow_execution_started_event_attributes.input.payloads
+    return pydantic_data_converter.payload_converter.from_payload(payload, OnboardingInput)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -58,28 +68,48 @@ async def test_the_schedule_runs_the_sweep_which_suspends_a_lapsed_state(engine,
 
         key = live_clinic(engine, 21, licence_expires=date.today() - timedelta(days=1))
         mailer = FakeMailer()
-        acts = OversightActivities(OnboardingActivities(Settings(var_dir=tmp_path / "var"), engine, mailer=mailer))
-        async with Worker(client, task_queue=queue, workflows=[OversightWorkflow, *COMPLIANCE_WORKFLOWS],
-                          activities=acts.all(), activity_executor=ThreadPoolExecutor(4)):
+        onboarding = OnboardingActivities(Settings(var_dir=tmp_path / "var", task_queue=queue), engine, mailer=mailer)
+        acts = OversightActivities(onboarding)
+        async with Worker(client, task_queue=queue, workflows=WORKFLOWS,
+                          activities=onboarding.all() + acts.all() + ReplacementActivities(onboarding, client).all(),
+                          activity_executor=ThreadPoolExecutor(4)):
             wf = await client.start_workflow(
                 OversightWorkflow.run,
                 OversightInput(clinic_key=key, physician_npi=npi_for(21), states=["TX", "OK"],
                                chart_review=ChartReview(), timing=Timing()),
                 id=f"oversight-{key}", task_queue=queue)
             await handle.trigger()
+            # the lapse suspends TX, then the sweep starts a replacement placement: "replacing"
+            replacement_id = f"onboarding-{key}-r1"
             for _ in range(150):
                 state = await wf.query(OversightWorkflow.compliance, result_type=OversightCompliance)
-                if state.status == "suspended":
+                if state.status == "replacing":
                     break
                 await asyncio.sleep(0.2)
-            assert state.status == "suspended" and state.suspended_states == ["TX"]
+            assert state.status == "replacing" and state.suspended_states == ["TX"]
             for _ in range(50):
                 attrs = (await wf.describe()).typed_search_attributes
-                if attrs.get(sa.OVERSIGHT_STATUS) == "suspended":
+                if attrs.get(sa.OVERSIGHT_STATUS) == "replacing":
                     break
                 await asyncio.sleep(0.2)
-            assert attrs.get(sa.OVERSIGHT_STATUS) == "suspended"
+            assert attrs.get(sa.OVERSIGHT_STATUS) == "replacing"
             assert [s["state"] for s in oversight.suspensions(engine, key)] == ["TX"]
+            # the replacement placement runs on the worker: same intake, the lapsed director outgoing
+            replacement = client.get_workflow_handle(replacement_id)
+            desc = await replacement.describe()
+            assert desc.status == WorkflowExecutionStatus.RUNNING and desc.workflow_type == "OnboardingWorkflow"
+            started = await started_input(replacement)
+            assert started.replacement is not None and started.replacement.outgoing_npi == npi_for(21)
+            assert started.started_by == "compliance-sweep" and started.intake.clinic_key == key
+            for _ in range(100):
+                status = await replacement.query(OnboardingWorkflow.status, result_type=OnboardingStatus)
+                if oversight.running_replacement(engine, key) == replacement_id:
+                    break
+                await asyncio.sleep(0.2)
+            assert oversight.running_replacement(engine, key) == replacement_id
+            assert status.stage.value not in ("launched", "cancelled", "blocked")
+            assert all(o.npi != npi_for(21) for o in status.offers)  # never offered to the outgoing director
+            await replacement.terminate("test over")
             await wf.signal(OversightWorkflow.end_engagement, "test over")
             await wf.result()
 
