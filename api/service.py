@@ -134,13 +134,11 @@ async def start_onboarding(client: Client, settings: Settings, intake: Intake, *
     return StartResult(wf_id, "started")
 
 
-async def start_replacement(client: Client, settings: Settings, engine: Any, id_or_key: str, reason: str, *,
-                            actor: str = "ops", timing: Timing | None = None,
-                            offer_fanout: int | None = None) -> StartResult:
-    """Start a replacement placement for a live clinic's director (same 12/24 h SLA, matching without
-    the outgoing physician, new protocols, pharmacies and agreements); the oversight workflow shows
-    ``replacing`` until it hands over. A replacement already under way is returned, not doubled."""
-    from store import onboardings, oversight
+def replacement_target(engine: Any, id_or_key: str, reason: str) -> tuple[str, dict]:
+    """The clinic key and clinic a replacement is asked for, checked in the store alone (so bad input is
+    refused even with Temporal down): ``Invalid`` without a reason, ``NotFound`` for no such clinic,
+    ``Rejected`` for a clinic not live under a medical director."""
+    from store import onboardings
 
     clinic_key = id_or_key.removeprefix("oversight-").removeprefix("onboarding-")
     if not reason.strip():
@@ -150,6 +148,18 @@ async def start_replacement(client: Client, settings: Settings, engine: Any, id_
         raise NotFound(f"no clinic {clinic_key}")
     if clinic.get("status") != "active" or not clinic.get("physician_npi"):
         raise Rejected(f"clinic {clinic_key} is not live under a medical director (status {clinic.get('status')})")
+    return clinic_key, clinic
+
+
+async def start_replacement(client: Client, settings: Settings, engine: Any, id_or_key: str, reason: str, *,
+                            actor: str = "ops", timing: Timing | None = None,
+                            offer_fanout: int | None = None) -> StartResult:
+    """Start a replacement placement for a live clinic's director (same 12/24 h SLA, matching without
+    the outgoing physician, new protocols, pharmacies and agreements); the oversight workflow shows
+    ``replacing`` until it hands over. A replacement already under way is returned, not doubled."""
+    from store import onboardings, oversight
+
+    clinic_key, clinic = replacement_target(engine, id_or_key, reason)
     running = oversight.running_replacement(engine, clinic_key)
     if running is not None:
         desc = await client.get_workflow_handle(running).describe()

@@ -462,6 +462,10 @@ def replace(id: str, reason: str = typer.Option(..., "--reason"),
     (ID: the clinic key or oversight-<clinic_key>); prints its workflow id."""
     from api import service
 
+    try:  # bad input is refused (exit 2, nothing started) before Temporal is asked, even when it is down
+        service.replacement_target(_engine(), id, reason)
+    except (service.Invalid, service.NotFound, service.Rejected) as exc:
+        _fail(str(exc), 2)
     result = _call(service.start_replacement, get_settings(), _engine(), id, reason, actor="ops:cli")
     if as_json:
         _print_json({"workflow_id": result.workflow_id, "status": result.status})

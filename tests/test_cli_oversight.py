@@ -136,6 +136,12 @@ def test_renewals_status_reviews_events_offboard_and_packet(engine, cli, tmp_pat
         assert json.loads(z.read("renewal_notices.json"))
         assert z.read(f"medwatch/{draft.name}") == draft.read_bytes()
 
+    # a replacement: bad input refused from the store alone (exit 2, Temporal down here, nothing started)
+    blank = cli("replace", key, "--reason", " ")
+    assert blank.returncode == 2 and "reason" in blank.stderr
+    assert cli("replace", "no-such-clinic", "--reason", "x").returncode == 2
+    assert oversight.running_replacement(engine, key) is None
+
     # offboarding (no oversight workflow running here: offboarded from the CLI itself)
     assert cli("offboard", key, "--reason", "").returncode == 2
     before = roster.get_physician(engine, npi_for(11)).active_clinics
@@ -144,3 +150,5 @@ def test_renewals_status_reviews_events_offboard_and_packet(engine, cli, tmp_pat
     assert roster.get_physician(engine, npi_for(11)).active_clinics == before - 1
     assert json.loads(cli("oversight", "status", key, "--json").stdout)["status"] == "offboarded"
     assert cli("offboard", key, "--reason", "again").returncode == 2  # no longer under oversight
+    gone = cli("replace", key, "--reason", "director leaving")
+    assert gone.returncode == 2 and "not live" in gone.stderr
