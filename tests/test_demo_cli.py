@@ -30,6 +30,9 @@ def test_demo_launches_three_and_prints_one_link_that_opens(tmp_path):
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
         assert "all 3 onboardings launched" in run.stdout
         assert run.stdout.count("protocol packet signed by NPI") == 3
+        # the oversight after launch: one chart review submitted on its page, one renewal notice sent
+        assert "and submitted it on the page" in run.stdout, run.stdout[-4000:]
+        assert re.search(r'"notices": [1-9]', run.stdout), run.stdout[-4000:]
         printed = re.search(r"a chart review waiting for its answer:\n(\S+)\n", run.stdout)
         assert printed and re.fullmatch(r"https?://\S+/a/[A-Za-z0-9_.-]+", printed[1]), run.stdout[-2000:]
         page = httpx.get(printed[1], timeout=30)
