@@ -24,6 +24,17 @@ class ComplianceAlert(BaseModel):
     suspended_pharmacies: list[str] = Field(default_factory=list)
 
 
+def replacement_reasons(alerts: list[ComplianceAlert]) -> dict[str, str]:
+    """The clinics whose states these alerts suspend, by key (sorted), each with the reason its replacement
+    placement is started for: the Schedule's sweep workflow and ``mdco oversight sweep`` both start them."""
+    reasons = {}
+    for clinic_key in sorted({a.clinic_key for a in alerts if a.suspended_states}):
+        reason = "; ".join(f"{a.kind} {a.credential_key}: {', '.join(a.suspended_states)} suspended"
+                           for a in alerts if a.clinic_key == clinic_key and a.suspended_states)
+        reasons[clinic_key] = reason[:500]
+    return reasons
+
+
 class SweepRequest(BaseModel):
     as_of: date | None = None  # the day to sweep for; None -> the activity's start date (UTC)
 

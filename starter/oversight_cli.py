@@ -121,13 +121,21 @@ def renewals(within: int = typer.Option(90, "--within", help="days ahead (defaul
 
 @oversight_app.command("sweep")
 def sweep(as_of: Optional[str] = typer.Option(None, "--as-of", help="YYYY-MM-DD (default today)")) -> None:
-    """Run the daily compliance sweep now (the code the `mdco-compliance-sweep` Schedule runs daily)."""
-    day = _day(as_of, "--as-of")
-    summary = _activities().sweep(day)
+    """Run the daily compliance sweep now (the code the `mdco-compliance-sweep` Schedule runs daily): the
+    alerts go to the clinics' oversight workflows and a clinic a lapse or exclusion suspended gets a
+    replacement placement, as the Schedule's run does."""
+    from domain.oversight import replacement_reasons
 
-    async def deliver(client):
+    day = _day(as_of, "--as-of")
+    acts = _activities()
+    summary = acts.sweep(day)
+    replacing = replacement_reasons(summary.alerts)
+    replacements: list[dict] = []
+
+    async def deliver(client) -> bool:
         from temporalio.service import RPCError
 
+        from activities.replacement import ReplacementActivities, ReplacementRequest
         from domain.codes import oversight_id_for
         from workflows.compliance import ALERT_SIGNAL
 
@@ -136,10 +144,18 @@ def sweep(as_of: Optional[str] = typer.Option(None, "--as-of", help="YYYY-MM-DD 
                 await client.get_workflow_handle(oversight_id_for(alert.clinic_key)).signal(ALERT_SIGNAL, alert)
             except RPCError:
                 err.print(f"oversight of {alert.clinic_key} not running: alert kept in the store", highlight=False)
+        starter = ReplacementActivities(acts._onb, client)  # the Schedule's start_replacement activity
+        for clinic_key, reason in replacing.items():
+            started = await starter.start_replacement(ReplacementRequest(clinic_key=clinic_key, reason=reason))
+            replacements.append({"clinic_key": clinic_key, **started.model_dump()})
+        return True
 
-    if summary.alerts:
-        asyncio.run(_temporal(deliver))
-    _json(summary.model_dump(mode="json", exclude={"alerts"}) | {"alerts": len(summary.alerts)})
+    if summary.alerts and not asyncio.run(_temporal(deliver)):
+        for clinic_key in replacing:
+            err.print(f"[yellow]warning:[/yellow] no replacement placement started for {clinic_key} (suspended): "
+                      f"start one with mdco replace {clinic_key} --reason TEXT", highlight=False)
+    _json(summary.model_dump(mode="json", exclude={"alerts"}) | {"alerts": len(summary.alerts),
+                                                                 "replacements": replacements})
 
 
 @oversight_app.command("status")

@@ -57,9 +57,13 @@ def test_renewals_status_reviews_events_offboard_and_packet(engine, cli, tmp_pat
     assert cli("renewals", "--within", "-1").returncode == 2
 
     sha256s = approved_protocols(engine, key, npi_for(11), now_utc() - timedelta(days=400))
+    lapsed = live_clinic(engine, 13, licence_expires=today - timedelta(days=1))  # TX suspended by this sweep
     swept = cli("oversight", "sweep")
     assert swept.returncode == 0, swept.stderr
     assert json.loads(swept.stdout)["notices"] >= 1 and json.loads(swept.stdout)["protocol_reviews_opened"] >= 1
+    # Temporal is down: the suspension is in the store, the replacement is left to ops, who are told how
+    assert f"{lapsed}:TX" in json.loads(swept.stdout)["suspended"] and json.loads(swept.stdout)["replacements"] == []
+    assert f"no replacement placement started for {lapsed}" in swept.stderr
     # the annual protocol review: the director only, bound to the SHA-256s of the texts in force
     assert cli("oversight", "reapprove-protocols", key, "--npi", npi_for(12)).returncode == 2
     stale = cli("oversight", "reapprove-protocols", key, "--npi", npi_for(11), "--sha256", sha256s[0])

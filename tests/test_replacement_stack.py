@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import date, timedelta
 
 import httpx
 import pytest
 
 from api.auth import auth_headers
 from starter.humans import act, demo_intakes, drive_to_launch, seed_demo_data
-from store import roster
+from store import agreements, roster
 from store.db import make_engine
 from tests.test_integration import mdco
 
@@ -65,3 +66,24 @@ def test_ops_replace_a_director_and_oversight_goes_on_with_the_new_one(stack):
     with httpx.Client(base_url=settings.api_base_url, timeout=30, headers=auth_headers(settings)) as api:
         refused = api.post(f"/clinics/no-such-clinic-{uuid.uuid4().hex[:4]}/replace", json={"reason": "x"})
     assert refused.status_code == 404
+
+
+def test_a_lapse_found_by_mdco_oversight_sweep_starts_a_replacement(stack):
+    """`mdco oversight sweep` does what the Schedule's run does: a lapse suspends and starts a replacement."""
+    settings, env = stack
+    seed_demo_data(settings)
+    (intake,) = demo_intakes(1, f"l{uuid.uuid4().hex[:6]}")
+    key = intake["clinic_key"]
+    drive_to_launch(settings, [intake])
+    engine = make_engine(settings.resolved_database_url)
+    # the medical-director agreement's term ended yesterday (this clinic's alone): every state suspended
+    agreements.set_renewal_date(engine, f"onboarding-{key}", "medical_director", date.today() - timedelta(days=1))
+    swept = json.loads(mdco(env, "oversight", "sweep").stdout)
+    (started,) = [r for r in swept["replacements"] if r["clinic_key"] == key]
+    assert (started["status"], started["workflow_id"]) == ("started", f"onboarding-{key}-r1")
+    st = oversight_status(env, key)
+    assert st["status"] == "replacing" and sorted(st["suspended_states"]) == sorted(intake["states"])
+    assert st["replacement_workflow_id"] == started["workflow_id"]
+    again = json.loads(mdco(env, "oversight", "sweep").stdout)  # suspended already: no second placement
+    assert [r for r in again["replacements"] if r["clinic_key"] == key] == []
+    mdco(env, "cancel", started["workflow_id"], "--reason", "test over")

@@ -19,7 +19,7 @@ from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from domain.codes import oversight_id_for
-    from domain.oversight import AdverseEventWatch, SweepRequest, SweepSummary
+    from domain.oversight import AdverseEventWatch, SweepRequest, SweepSummary, replacement_reasons
     from activities.replacement import ReplacementRequest, ReplacementStarted
     from workflows.activity_options import options_for
     from workflows.patches import SWEEP_STARTS_REPLACEMENT
@@ -41,13 +41,11 @@ class ComplianceSweepWorkflow:
                     ALERT_SIGNAL, alert)
             except FailureError:
                 workflow.logger.warning("oversight of %s not running: alert kept in the store", alert.clinic_key)
-        suspended = sorted({a.clinic_key for a in summary.alerts if a.suspended_states})
+        suspended = replacement_reasons(summary.alerts)
         if suspended and workflow.patched(SWEEP_STARTS_REPLACEMENT):
-            for clinic_key in suspended:  # a new director is sought at once (unless one is already sought)
-                reason = "; ".join(f"{a.kind} {a.credential_key}: {', '.join(a.suspended_states)} suspended"
-                                   for a in summary.alerts if a.clinic_key == clinic_key and a.suspended_states)
+            for clinic_key, reason in suspended.items():  # a new director is sought at once (unless already sought)
                 await workflow.execute_activity(
-                    "start_replacement", ReplacementRequest(clinic_key=clinic_key, reason=reason[:500]),
+                    "start_replacement", ReplacementRequest(clinic_key=clinic_key, reason=reason),
                     result_type=ReplacementStarted, **options_for("start_replacement").kwargs())
         return summary
 
