@@ -8,6 +8,7 @@ pharmacy ids and credential kinds only.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 
@@ -478,6 +479,29 @@ class OversightActivities:
                     summary.events_escalated += self.escalate(event["event_id"], now)
 
     # ------------------------------------------------------------------ adverse events
+    def report_event(self, clinic_key: str, severity: str, summary: str, at: datetime, due: datetime) -> dict:
+        """A clinic reports an adverse event (``mdco events report``): stored and audited, the director asked
+        by e-mail (with the answer link) to acknowledge it by ``due``, and a serious or sentinel one gets its
+        draft MedWatch 3500 summary; the event row, with ``medwatch`` (the draft's row, None for minor).
+        Refused (``Refused``, ``NotFound``, ``ValueError``; nothing stored): a bad severity or summary."""
+        from activities.medwatch import draft_medwatch
+
+        clinic = onboardings.get_clinic(self.engine, clinic_key) or {}
+        event_id = f"{clinic_key}-ae-{uuid.uuid4().hex[:8]}"
+        row = oversight.report_event(self.engine, event_id, clinic_key, severity, summary.strip(), at, due)
+        wf, npi = oversight_id_for(clinic_key), clinic.get("physician_npi") or ""
+        audit.audit(self.engine, wf, f"clinic:{clinic_key}", "adverse_event_reported",
+                    detail={"event_id": event_id, "severity": severity, "ack_due_at": due.isoformat()},
+                    idem_key=f"{wf}:event:{event_id}")
+        self._onb._mail(Notice(
+            workflow_id=wf, key=f"event-{event_id}", to_role="physician", to_id=npi,
+            subject=f"Adverse event ({severity}) at clinic {clinic_key}: acknowledge by {due.isoformat()}",
+            body=(f"{summary.strip()}\n\nAcknowledge it here:\n"
+                  f"{links.event_url(self._onb.settings, clinic_key, event_id, npi, due)}"
+                  f"\n(or: mdco events ack {event_id} --npi {npi} [--notes TEXT])\n")))
+        drafted = draft_medwatch(self.engine, self._onb.settings.documents_dir, event_id)  # serious/sentinel only
+        return {**row, "medwatch": drafted}
+
     @activity.defn(name="escalate_adverse_event")
     def escalate_adverse_event(self, watch: AdverseEventWatch) -> bool:
         return self.escalate(watch.event_id, activity.info().started_time)

@@ -31,6 +31,7 @@ from domain.messages import (
     RetryRequest,
 )
 from domain.onboarding import EnvelopeEvent, OfferAnswer, OnboardingInput, OnboardingStatus, Replacement, Timing
+from domain.oversight import AdverseEventWatch
 from esign.connect import parse_connect_event, verify_signature
 from workflows import search_attributes as sa
 from workflows.onboarding import OnboardingWorkflow
@@ -359,6 +360,15 @@ async def confirm_pharmacy(client: Client, id_or_key: str, pharmacy_id: str, *, 
             await _raise_missing_or_closed(handle)
         raise
     return "confirmed"
+
+
+async def start_event_watch(client: Client, settings: Settings, watch: AdverseEventWatch) -> None:
+    """Watch a reported adverse event: its ``AdverseEventWorkflow`` (``adverse-event-<event_id>``) escalates
+    it to ops at its deadline unless the director acknowledges it first."""
+    from workflows.compliance import AdverseEventWorkflow
+
+    await client.start_workflow(AdverseEventWorkflow.run, watch, id=f"adverse-event-{watch.event_id}",
+                                task_queue=settings.task_queue)
 
 
 async def stop_event_watch(client: Client, event_id: str) -> None:

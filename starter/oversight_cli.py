@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import uuid
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Optional
@@ -265,12 +264,9 @@ async def ack_deadline(client, clinic_key: str, severity: str):
 def events_report(id: str, severity: str = typer.Option(..., "--severity", help="minor | serious | sentinel"),
                   summary: str = typer.Option(..., "--summary"), as_json: bool = typer.Option(False, "--json")) -> None:
     """The clinic reports an adverse event; the director must acknowledge it before the severity's deadline."""
-    from api import links
-    from domain.codes import oversight_id_for
-    from domain.messages import Notice
+    from api.service import start_event_watch
     from domain.oversight import AdverseEventWatch
     from domain.renewals import policy
-    from store import audit, oversight
     from store.common import NotFound
     from store.tables import now_utc
 
@@ -282,34 +278,13 @@ def events_report(id: str, severity: str = typer.Option(..., "--severity", help=
     at = now_utc()
     due = at + (asyncio.run(_temporal(lambda client: ack_deadline(client, clinic["key"], severity)))
                 or policy().ack_deadline(severity))  # type: ignore[arg-type]
-    event_id = f"{clinic['key']}-ae-{uuid.uuid4().hex[:8]}"
     try:
-        row = oversight.report_event(_engine(), event_id, clinic["key"], severity, summary.strip(), at, due)
+        row = _activities().report_event(clinic["key"], severity, summary, at, due)
     except (NotFound, ValueError) as exc:
         _fail(str(exc))
-    wf = oversight_id_for(clinic["key"])
-    audit.audit(_engine(), wf, f"clinic:{clinic['key']}", "adverse_event_reported",
-                detail={"event_id": event_id, "severity": severity, "ack_due_at": due.isoformat()},
-                idem_key=f"{wf}:event:{event_id}")
-    acts = _activities()
-    acts._onb._mail(Notice(workflow_id=wf, key=f"event-{event_id}", to_role="physician", to_id=clinic["physician_npi"],
-                           subject=f"Adverse event ({severity}) at clinic {clinic['key']}: acknowledge by "
-                                   f"{due.isoformat()}",
-                           body=f"{summary.strip()}\n\nAcknowledge it here:\n"
-                                f"{links.event_url(get_settings(), clinic['key'], event_id, clinic['physician_npi'], due)}"
-                                f"\n(or: mdco events ack {event_id} --npi {clinic['physician_npi']} [--notes TEXT])\n"))
-
-    async def watch(client):
-        from workflows.compliance import AdverseEventWorkflow
-
-        await client.start_workflow(AdverseEventWorkflow.run, AdverseEventWatch(
-            event_id=event_id, clinic_key=clinic["key"], severity=severity, ack_due_at=due),  # type: ignore[arg-type]
-            id=f"adverse-event-{event_id}", task_queue=get_settings().task_queue)
-
-    from activities.medwatch import draft_medwatch
-
-    drafted = draft_medwatch(_engine(), get_settings().documents_dir, event_id)  # serious/sentinel only
-    asyncio.run(_temporal(watch))
+    event_id, drafted = row["event_id"], row["medwatch"]
+    asyncio.run(_temporal(lambda client: start_event_watch(client, get_settings(), AdverseEventWatch(
+        event_id=event_id, clinic_key=clinic["key"], severity=severity, ack_due_at=due))))  # type: ignore[arg-type]
     draft = drafted["medwatch_path"] if drafted else None
     if as_json:
         _json({"event_id": event_id, "severity": severity, "status": row["status"], "ack_due_at": due.isoformat(),

@@ -3,8 +3,10 @@ activities on SQLite (the mailer is the only fake: it stands for SMTP): monthly 
 director submits every other one; a deficient one opens a corrective action), the compliance sweep run
 weekly and daily around each expiry (the licence's full ladder, then a renewal re-imported; the
 agreement's term renewed twice, its ladder starting afresh at each new date; a midlevel's licence
-lapsing, which suspends nothing), the annual protocol review (opened a year after the approval, the
-director re-approves it, the next one a year after that is left and escalates to the director, then ops),
+lapsing, which suspends nothing), adverse events of each severity (the serious one acknowledged, the
+minor and the sentinel ones escalated to ops at their deadlines), the annual protocol review (opened a
+year after the approval, the director re-approves it, the next one a year after that is left and
+escalates to the director, then ops),
 continue-as-new every 12 cycles, and every run's history stays bounded. The sweep runs at the server's
 (skipped) clock. (A lapse that suspends a state starts a replacement placement:
 tests/test_workflow_replacement.py.)"""
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from temporalio.api.enums.v1 import EventType
@@ -22,12 +25,14 @@ from activities.onboarding import OnboardingActivities
 from activities.oversight import OversightActivities
 from config import Settings
 from domain.onboarding import ChartReview, OversightInput, OversightStatus, Timing
-from domain.oversight import OversightCompliance, SweepRequest, SweepSummary
+from api.service import start_event_watch, stop_event_watch
+from domain.oversight import AdverseEventWatch, OversightCompliance, SweepRequest, SweepSummary
+from starter.oversight_cli import ack_deadline
 from store import agreements, audit, oversight, roster
 from store.db import init_db, make_engine
 from tests.db_fixtures import npi_for
 from tests.test_oversight_sweep import FakeMailer, approved_protocols, live_clinic
-from workflows.compliance import ComplianceSweepWorkflow
+from workflows.compliance import COMPLIANCE_WORKFLOWS, ComplianceSweepWorkflow
 from workflows.oversight import CYCLES_PER_RUN, OversightWorkflow
 
 pytestmark = pytest.mark.timeout(420)
@@ -67,7 +72,8 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
                       midlevel_expires=start + timedelta(days=400))  # launched 200 days before 2027-03-01
     wf, npi = f"onboarding-{key}", npi_for(1)
     mailer = FakeMailer()
-    acts = OversightActivities(OnboardingActivities(Settings(var_dir=tmp_path / "var"), engine, mailer=mailer))
+    settings = Settings(var_dir=tmp_path / "var", task_queue=task_queue)
+    acts = OversightActivities(OnboardingActivities(settings, engine, mailer=mailer))
     # the director approved the protocols 60 days before: the first annual review opens on day 305
     started_at = await time_env.get_current_time()
     approved_at = started_at - timedelta(days=60)
@@ -85,10 +91,11 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
     expiries = [licence_day, midlevel_day, term_day, term_day + 365]
     protocol_days = [first_review_day, reapprove_day, second_review_day, *escalation_days]
     reapproved: dict = {}
+    event_day, events = 98, {}  # adverse events reported on a weekly sweep day, by severity
     submitted: set[str] = set()
     summaries: list[SweepSummary] = []
     with ThreadPoolExecutor(4) as executor:
-        async with Worker(client, task_queue=task_queue, workflows=[OversightWorkflow, ComplianceSweepWorkflow],
+        async with Worker(client, task_queue=task_queue, workflows=[OversightWorkflow, *COMPLIANCE_WORKFLOWS],
                           activities=acts.all(), activity_executor=executor):
             handle = await client.start_workflow(
                 OversightWorkflow.run,
@@ -120,6 +127,16 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
                         else lic for lic in p.licenses]})])
                 if day in (term_day, term_day + 365):  # the agreement renewed for another year
                     agreements.set_renewal_date(engine, wf, "medical_director", today + timedelta(days=365))
+                if day == event_day:  # mdco events report for each severity; the director acks the serious one
+                    at = await time_env.get_current_time()
+                    for severity in ("minor", "serious", "sentinel"):
+                        left = await ack_deadline(client, key, severity) or oversight.policy().ack_deadline(severity)
+                        events[severity] = acts.report_event(key, severity, f"a {severity} event", at, at + left)
+                        await start_event_watch(client, settings, AdverseEventWatch(
+                            event_id=events[severity]["event_id"], clinic_key=key, severity=severity,
+                            ack_due_at=at + left))
+                    oversight.ack_event(engine, events["serious"]["event_id"], npi, "patient seen", at)
+                    await stop_event_watch(client, events["serious"]["event_id"])
                 if day == reapprove_day:  # the director re-approves the first review (mdco oversight reapprove-protocols)
                     reapproved = acts.reapprove_protocols(key, npi, None, await time_env.get_current_time())
             status = await handle.query(OversightWorkflow.status, result_type=OversightStatus)
@@ -162,6 +179,19 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
     actions = oversight.corrective_actions(engine, key)
     assert [a["review_id"] for a in actions] == [r["review_id"] for r in reviews
                                                  if r["cycle"] % 4 == 1 and r["review_id"] in submitted]
+    # adverse events: the serious one acknowledged; the minor and sentinel ones escalated to ops at their
+    # deadlines by their watch workflows (the policy's 72 h and 1 h: this clinic's Timing sets none)
+    stored = {e["severity"]: e for e in oversight.list_events(engine, key)}
+    assert {s: e["status"] for s, e in stored.items()} == {
+        "minor": "escalated", "serious": "acknowledged", "sentinel": "escalated"}
+    for severity in ("minor", "sentinel"):
+        e = stored[severity]
+        assert e["ack_due_at"] - e["reported_at"] == oversight.policy().ack_deadline(severity)
+        assert timedelta(0) <= e["escalated_at"] - e["ack_due_at"] < timedelta(minutes=1)
+        assert len(mailer.keys(f"event-escalated-{e['event_id']}")) == 1
+    assert mailer.keys(f"event-escalated-{stored['serious']['event_id']}") == []
+    assert events["minor"]["medwatch"] is None
+    assert all(Path(events[s]["medwatch"]["medwatch_path"]).exists() for s in ("serious", "sentinel"))
     # the annual protocol review: opened a year after the approval, re-approved by the director (bound to
     # the texts' SHA-256s); the next opened a year after that re-approval, left, escalated director then ops
     first, second = oversight.protocol_reviews(engine, key)
