@@ -6,10 +6,10 @@ agreement's term renewed twice, its ladder starting afresh at each new date; a m
 lapsing, which suspends nothing), adverse events of each severity (the serious one acknowledged, the
 minor and the sentinel ones escalated to ops at their deadlines), the annual protocol review (opened a
 year after the approval, the director re-approves it, the next one a year after that is left and
-escalates to the director, then ops),
+escalates to the director, then ops), the director found on the imported OIG LEIE list near the end
+(every state suspended, a replacement placement started on the worker, oversight ``replacing``),
 continue-as-new every 12 cycles, and every run's history stays bounded. The sweep runs at the server's
-(skipped) clock. (A lapse that suspends a state starts a replacement placement:
-tests/test_workflow_replacement.py.)"""
+(skipped) clock. (A replacement played to its hand-over: tests/test_workflow_replacement.py.)"""
 
 from __future__ import annotations
 
@@ -23,16 +23,19 @@ from temporalio.worker import Worker
 
 from activities.onboarding import OnboardingActivities
 from activities.oversight import OversightActivities
+from activities.replacement import ReplacementActivities
 from config import Settings
 from domain.onboarding import ChartReview, OversightInput, OversightStatus, Timing
 from api.service import start_event_watch, stop_event_watch
+from domain.exclusions import LeieEntry
 from domain.oversight import AdverseEventWatch, OversightCompliance, SweepRequest, SweepSummary
 from starter.oversight_cli import ack_deadline
-from store import agreements, audit, oversight, roster
+from store import agreements, audit, exclusions, oversight, roster
 from store.db import init_db, make_engine
 from tests.db_fixtures import npi_for
 from tests.test_oversight_sweep import FakeMailer, approved_protocols, live_clinic
 from workflows.compliance import COMPLIANCE_WORKFLOWS, ComplianceSweepWorkflow
+from workflows.onboarding import OnboardingWorkflow
 from workflows.oversight import CYCLES_PER_RUN, OversightWorkflow
 
 pytestmark = pytest.mark.timeout(420)
@@ -73,7 +76,8 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
     wf, npi = f"onboarding-{key}", npi_for(1)
     mailer = FakeMailer()
     settings = Settings(var_dir=tmp_path / "var", task_queue=task_queue)
-    acts = OversightActivities(OnboardingActivities(settings, engine, mailer=mailer))
+    onboarding = OnboardingActivities(settings, engine, mailer=mailer)
+    acts = OversightActivities(onboarding)
     # the director approved the protocols 60 days before: the first annual review opens on day 305
     started_at = await time_env.get_current_time()
     approved_at = started_at - timedelta(days=60)
@@ -92,11 +96,14 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
     protocol_days = [first_review_day, reapprove_day, second_review_day, *escalation_days]
     reapproved: dict = {}
     event_day, events = 98, {}  # adverse events reported on a weekly sweep day, by severity
+    exclusion_day = 700  # the monthly LEIE list imported that day names the director
     submitted: set[str] = set()
     summaries: list[SweepSummary] = []
     with ThreadPoolExecutor(4) as executor:
-        async with Worker(client, task_queue=task_queue, workflows=[OversightWorkflow, *COMPLIANCE_WORKFLOWS],
-                          activities=acts.all(), activity_executor=executor):
+        async with Worker(client, task_queue=task_queue,
+                          workflows=[OnboardingWorkflow, OversightWorkflow, *COMPLIANCE_WORKFLOWS],
+                          activities=onboarding.all() + acts.all() + ReplacementActivities(onboarding, client).all(),
+                          activity_executor=executor):
             handle = await client.start_workflow(
                 OversightWorkflow.run,
                 OversightInput(clinic_key=key, physician_npi=npi, states=["TX", "OK"],
@@ -115,6 +122,10 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
                         oversight.submit_review(engine, rid, npi, review["sample_charts"],
                                                 1 if review["cycle"] % 4 == 1 else 0, "", review["due_at"])
                         submitted.add(rid)
+                if day == exclusion_day:  # ops import the month's OIG LEIE list: the director is on it
+                    exclusions.import_exclusions(engine, [LeieEntry(
+                        line=2, last_name="LAST1", first_name="FIRST1", mid_name="", business_name="", general="",
+                        specialty="", npi=npi, state="TX", excl_type="1128a1", excl_date=today)])
                 with time_env.auto_time_skipping_disabled():  # waiting on the sweep must not skip a month
                     summaries.append(await client.execute_workflow(
                         ComplianceSweepWorkflow.run, SweepRequest(as_of=today), id=f"sweep-{key}-{today}",
@@ -127,6 +138,8 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
                         else lic for lic in p.licenses]})])
                 if day in (term_day, term_day + 365):  # the agreement renewed for another year
                     agreements.set_renewal_date(engine, wf, "medical_director", today + timedelta(days=365))
+                if day == exclusion_day:  # every state suspended at once, a new director sought
+                    excluded = await handle.query(OversightWorkflow.compliance, result_type=OversightCompliance)
                 if day == event_day:  # mdco events report for each severity; the director acks the serious one
                     at = await time_env.get_current_time()
                     for severity in ("minor", "serious", "sentinel"):
@@ -141,6 +154,9 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
                     reapproved = acts.reapprove_protocols(key, npi, None, await time_env.get_current_time())
             status = await handle.query(OversightWorkflow.status, result_type=OversightStatus)
             compliance = await handle.query(OversightWorkflow.compliance, result_type=OversightCompliance)
+            replacement = client.get_workflow_handle(f"onboarding-{key}-r1")
+            placement = await replacement.describe()
+            await replacement.terminate("the engagement ends")  # the clinic is offboarded instead
             await handle.signal(OversightWorkflow.end_engagement, "two years are up")
             await handle.result()
             runs = await run_histories(client, handle.id)
@@ -154,7 +170,8 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
                for h in runs[:-1])
     assert runs[-1].events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
     signals = sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED for h in runs for e in h.events)
-    assert signals == sum(len(s.alerts) for s in summaries) + 1  # every alert reached it (+ end_engagement)
+    # every alert reached it (+ replacement_started, end_engagement)
+    assert signals == sum(len(s.alerts) for s in summaries) + 2
 
     # the licence's full ladder, each step once, then its renewal: nothing more for the new date (yet)
     notices = oversight.list_notices(engine, key)
@@ -166,10 +183,16 @@ async def test_two_years_of_oversight_keep_every_run_bounded(time_env, task_queu
     first_end, second_end = start + timedelta(days=term_day), start + timedelta(days=term_day + 365)
     assert [st for end, st in term if end == first_end] == ladder
     assert [st for end, st in term if end == second_end] == ladder
-    # the midlevel's licence lapsed: notices to the last step, nothing suspended, oversight active
+    # the midlevel's licence lapsed: notices to the last step, nothing suspended by it
     assert [n["step"] for n in notices if n["credential"] == "midlevel_license"] == [*ladder, "lapsed"]
-    assert oversight.suspensions(engine, key) == [] and compliance.status == "active"
-    assert not any(s.suspended for s in summaries)
+    # the LEIE exclusion suspended every state on its day (only then), and a replacement placement runs
+    assert [(s.as_of - start).days for s in summaries if s.suspended] == [exclusion_day]
+    assert [(s["state"], s["cause"]) for s in oversight.suspensions(engine, key)] == [
+        ("OK", f"exclusion:{npi}"), ("TX", f"exclusion:{npi}")]
+    assert (excluded.status, excluded.suspended_states) == ("replacing", ["OK", "TX"])
+    assert (compliance.status, compliance.suspended_states) == ("replacing", ["OK", "TX"])
+    assert placement.workflow_type == "OnboardingWorkflow" and placement.status.name == "RUNNING"
+    assert oversight.running_replacement(engine, key) == f"onboarding-{key}-r1"
 
     # chart reviews: every cycle opened once, every other one submitted, deficient ones with an action
     reviews = oversight.list_reviews(engine, key)
