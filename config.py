@@ -82,8 +82,12 @@ class Settings(BaseSettings):
     worker_max_cached_workflows: int = 150
     worker_max_concurrent_workflow_tasks: int = 100
     worker_max_concurrent_activities: int = 16
+    worker_max_concurrent_local_activities: int = 16  # the short writes answers wait on (own threads)
     worker_workflow_task_pollers: int = 5
     worker_activity_task_pollers: int = 5
+    # True: the pollers per kind scale with the server's backlog feedback (Temporal server >= 1.28), from 5
+    # up to the two counts above; False: exactly those counts
+    worker_pollers_autoscale: bool = False
     worker_sandbox_passthrough_all: bool = False  # True: the sandbox re-imports no module per workflow run
     log_format: str = "json"  # "json" (one object per line) | "text" (for a person at a terminal)
     log_level: str = "INFO"

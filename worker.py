@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Sequence
 
 from temporalio.client import Client
-from temporalio.worker import Interceptor, PollerBehaviorSimpleMaximum, Worker
+from temporalio.worker import Interceptor, PollerBehaviorAutoscaling, PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.errors import BusinessFailureInterceptor
@@ -53,8 +53,17 @@ def worker_tuning(settings: Settings) -> dict:
     return dict(**runner, max_cached_workflows=settings.worker_max_cached_workflows,
                 max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
-                workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_workflow_task_pollers),
-                activity_task_poller_behavior=PollerBehaviorSimpleMaximum(settings.worker_activity_task_pollers))
+                max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+                workflow_task_poller_behavior=_pollers(settings, settings.worker_workflow_task_pollers),
+                activity_task_poller_behavior=_pollers(settings, settings.worker_activity_task_pollers))
+
+
+def _pollers(settings: Settings, count: int) -> PollerBehaviorSimpleMaximum | PollerBehaviorAutoscaling:
+    """``count`` pollers, or (autoscale) as many as the server's backlog feedback asks for, up to ``count``:
+    with few fixed pollers a busy worker picks tasks up late (BENCHMARKS.md, answer latency)."""
+    if settings.worker_pollers_autoscale:
+        return PollerBehaviorAutoscaling(minimum=1, maximum=max(count, 2), initial=min(5, count))
+    return PollerBehaviorSimpleMaximum(count)
 
 
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor,
@@ -87,7 +96,10 @@ async def main() -> int:
                                       data_converter=data_converter(settings), runtime=runtime)
         await ensure_reconcile_schedule(client, settings.task_queue)  # idempotent: one schedule per namespace
         await ensure_compliance_schedule(client, settings.task_queue)  # daily sweep, idempotent too
-        with ThreadPoolExecutor(max_workers=settings.worker_max_concurrent_activities) as executor:
+        # a thread for every activity slot, local ones included: an answer's local write never waits for a
+        # thread held by a slow DocuSign call
+        threads = settings.worker_max_concurrent_activities + settings.worker_max_concurrent_local_activities
+        with ThreadPoolExecutor(max_workers=threads) as executor:
             worker = build_worker(client, settings, executor, [telemetry.interceptor()])
             running = asyncio.create_task(worker.run())
             telemetry.healthy = lambda: worker.is_running and not running.done() and not stop.is_set()

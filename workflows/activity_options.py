@@ -36,6 +36,11 @@ class ActivityOptions:
         return dict(start_to_close_timeout=self.start_to_close, schedule_to_close_timeout=self.schedule_to_close,
                     heartbeat_timeout=self.heartbeat, retry_policy=self.retry_policy())
 
+    def local_kwargs(self) -> dict:
+        """The same bounds for a local activity (which has no heartbeat)."""
+        return dict(start_to_close_timeout=self.start_to_close, schedule_to_close_timeout=self.schedule_to_close,
+                    retry_policy=self.retry_policy())
+
 
 S, M = timedelta(seconds=1), timedelta(minutes=1)
 
@@ -73,6 +78,11 @@ BY_NAME: dict[str, ActivityOptions] = {
     "offboard_clinic": CLEANUP,  # an engagement that ended must release its capacity: until it happens
     "escalate_adverse_event": EMAIL,
 }
+
+
+#: Short database writes a person's answer (update or signal) waits on: run as local activities in new
+#: runs (patch ``answer-writes-local-v1``): idempotent, seconds at most, no heartbeat.
+ANSWER_WRITES = frozenset({"record_decision", "reserve_physician", "check_eligibility", "record_offer"})
 
 
 def options_for(name: str) -> ActivityOptions:

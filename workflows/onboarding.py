@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import patches
     from workflows import search_attributes as sa
-    from workflows.activity_options import options_for
+    from workflows.activity_options import ANSWER_WRITES, options_for
     from workflows.oversight import OversightWorkflow
 
 MAX_PARALLEL_OFFERS = 10
@@ -94,6 +94,7 @@ class OnboardingWorkflow:
         self._round = 1
         self._reoffer_at_expiry = False  # patch REOFFER_AT_EXPIRY marked: rounds are per physician
         self._burst = False  # patch SLA_BURST marked: widened to offer_burst_max open offers
+        self._local_writes = False  # patch ANSWER_WRITES_LOCAL marked: answer writes are local activities
         self._burst_told = False  # ops were told of the widening (once per onboarding)
         self._offers_version = 0
         self._physician: str | None = None
@@ -1093,8 +1094,7 @@ class OnboardingWorkflow:
         """Run activity ``name`` with its own timeouts and retries (``activity_options``). On the
         stage path a cancel accepted while it ran is honoured as soon as it returns."""
         call_args = args if args is not None else ([] if arg is None else [arg])
-        result = await workflow.execute_activity(
-            name, args=call_args, result_type=result_type, **options_for(name).kwargs())
+        result = await self._execute(name, call_args, result_type)
         if (self._cancel is not None and self._stage != Stage.launched
                 and asyncio.current_task() is self._stages_task and workflow.patched(patches.RACE_FREE)):
             raise OnboardingCancelled(self._cancel.reason)
@@ -1103,11 +1103,26 @@ class OnboardingWorkflow:
     async def _best_effort(self, name: str, arg: Any) -> bool:
         """An activity whose failure must not stop the onboarding (it is noted on the timeline)."""
         try:
-            await workflow.execute_activity(name, arg, **options_for(name).kwargs())
+            await self._execute(name, [arg], None)
             return True
         except ActivityError as err:
             self._note(f"{name} failed and was skipped: {_failure_reason(err)}")
             return False
+
+    def _execute(self, name: str, call_args: list[Any], result_type: Any) -> Any:
+        """Schedule ``name``. The short writes a person's answer waits on run as local activities once
+        patched (ANSWER_WRITES_LOCAL): no trip through the task queue, where they queued behind other
+        onboardings' document and e-sign work (BENCHMARKS.md, answer latency)."""
+        options = options_for(name)
+        if name in ANSWER_WRITES and self._answer_writes_local():
+            return workflow.execute_local_activity(name, args=call_args, result_type=result_type,
+                                                   **options.local_kwargs())
+        return workflow.execute_activity(name, args=call_args, result_type=result_type, **options.kwargs())
+
+    def _answer_writes_local(self) -> bool:
+        if not self._local_writes and workflow.patched(patches.ANSWER_WRITES_LOCAL):
+            self._local_writes = True
+        return self._local_writes
 
     async def _notify(self, notice: Notice) -> None:
         """E-mail a party; a notice that cannot be sent never fails a placement."""

@@ -44,3 +44,6 @@ PROTOCOL_PACKET_SIGNED = "protocol-packet-signed-v1"
 #: not yet offered is offered too, up to ``Timing.offer_burst_max`` open offers (fresh before re-offers);
 #: ops are told once (``offers_widened`` audit entry). Checked only at an expiry with a cap set.
 SLA_BURST = "sla-burst-v1"
+#: The short database writes an answer waits on (``activity_options.ANSWER_WRITES``) run as local activities,
+#: so an answer no longer queues behind other onboardings' activities on the task queue.
+ANSWER_WRITES_LOCAL = "answer-writes-local-v1"
