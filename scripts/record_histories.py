@@ -630,6 +630,34 @@ async def protocol_packet_signed(r: Rec) -> WorkflowHistory:
     return history
 
 
+# ---------------------------------------------------------------- release 4: answer writes as local activities (issue 12)
+def local_activity_types(history: WorkflowHistory) -> list[str]:
+    """The activity types of the history's local-activity markers (``core_local_activity``)."""
+    found = []
+    for e in history.events:
+        a = e.marker_recorded_event_attributes
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and a.marker_name == "core_local_activity":
+            found += [json.loads(p.data).get("activity_type", "") for p in a.details["data"].payloads]
+    return found
+
+
+async def answer_writes_local(r: Rec) -> WorkflowHistory:
+    """Peak Denver (ops approve the plan), two offers: one physician declines, the other accepts, the
+    protocols approved, the pharmacies confirm: every write those answers wait on (record_decision,
+    reserve_physician, record_offer) runs as a local activity -> launched."""
+    wf = await r.start("peak-denver", "peak-denver-local-writes", fanout=2)
+    st = await r.play(wf, lambda s: len(offers(s, "open")) == 2, silent=("physician",))
+    await r.post(f"/onboardings/{wf}/offers/{offers(st, 'open')[0]['npi']}/decline")
+    history = await r.launched(wf)
+    local = local_activity_types(history)
+    check({"record_decision", "reserve_physician", "record_offer"} <= set(local), f"local writes: {local}")
+    remote = {e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
+              if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
+    check(not remote & {"record_decision", "reserve_physician", "record_offer"}, f"none on the queue: {remote}")
+    check(patches.ANSWER_WRITES_LOCAL in patch_markers(history), "patch answer-writes-local marked")
+    return history
+
+
 # ---------------------------------------------------------------- release 3: oversight after launch (issue 9)
 #: A New Hampshire director (the demo roster has nobody there) whose licence a re-import shows lapsed.
 NH_NPI = npi_with_check_digit("160300501")
@@ -850,6 +878,8 @@ SCENARIOS = [
     Scenario(("onboarding_reoffer_at_expiry",), reoffer_at_expiry, releases=V4),
     # release 4: at the first expired offer the offers widen up to Timing.offer_burst_max (issue 13)
     Scenario(("onboarding_sla_burst",), sla_burst, releases=V4),
+    # release 4: the writes an answer waits on run as local activities (issue 12)
+    Scenario(("onboarding_answer_writes_local",), answer_writes_local, releases=V4),
     # release 4: the protocol packet signed through the e-sign envelope machinery (issue 11)
     Scenario(("onboarding_protocol_packet_signed",), protocol_packet_signed, releases=V4),
     # release 4: the sweep starts the replacement placement itself (issue 9); the sweep covers every live
