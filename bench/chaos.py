@@ -56,6 +56,17 @@ AUDIT_ACTIVITIES = {
     "record_envelope": lambda req: f"envelope_{req['status']}",
     "launch_clinic": lambda req: "clinic_launched" if not req.get("replaces") else "director_replaced",
 }
+#: expected_audit's key for the decisions recorded by local activities (answer-writes-local-v1): a local
+#: activity's marker carries no input, so they are counted against every decision entry together
+LOCAL_DECISIONS = "decisions recorded by local activities"
+NOT_DECISIONS = ("onboarding_started", "plan_assessed", "clinic_launched", "director_replaced")
+
+
+def is_decision(action: str) -> bool:
+    """Whether an audit action comes from ``record_decision`` (everything the other writers don't name)."""
+    return not (action in NOT_DECISIONS or action.startswith(("stage_", "offer_", "envelope_")))
+
+
 CORE_AUDIT = ("onboarding_started", "plan_assessed", "offer_accepted", "protocols_approved", "pharmacy_confirmed",
               "envelope_sent", "envelope_completed", "clinic_launched", "stage_launched")
 
@@ -85,7 +96,12 @@ def violations(snap: dict) -> list[str]:
                 out.append(f"{wf}: stray envelope {e['id']} ({e['kind']}, {e['status']})")
         have = Counter(a["action"] for a in ob["audit"])
         for action, n in ob["expected_audit"].items():
-            if have[action] < n:
+            if action == LOCAL_DECISIONS:
+                remote = sum(k for a, k in ob["expected_audit"].items() if a != LOCAL_DECISIONS and is_decision(a))
+                decided = sum(k for a, k in have.items() if is_decision(a))
+                if decided < n + remote:
+                    out.append(f"{wf}: audit has {decided} decision entries, its history completed {n + remote}")
+            elif have[action] < n:
                 out.append(f"{wf}: audit has {have[action]} {action} entries, its history completed {n}")
         for action in CORE_AUDIT:
             if not have[action]:
@@ -122,6 +138,14 @@ def expected_audit(history, inputs: dict[int, dict]) -> Counter:
             decisions[action] += 1
         else:
             keyed.add((action, req.get("envelope_id", ""), req.get("npi", ""), req.get("round", 1)))
+    local = Counter()
+    for e in history.events:  # local activities (answer-writes-local-v1): a marker, its data plain JSON
+        m = e.marker_recorded_event_attributes
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and m.marker_name == "core_local_activity" \
+                and not m.HasField("failure"):
+            local.update(json.loads(p.data).get("activity_type") for p in m.details["data"].payloads)
+    if local["record_decision"]:
+        decisions[LOCAL_DECISIONS] = local["record_decision"]
     return decisions + Counter(a for a, *_ in keyed)
 
 

@@ -50,15 +50,22 @@ def history_figures(history) -> dict:
 
     kinds = Counter(EventType.Name(e.event_type).removeprefix("EVENT_TYPE_") for e in history.events)
     batches: Counter[int] = Counter()
+    local = 0
     for e in history.events:
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             batches[e.activity_task_scheduled_event_attributes.workflow_task_completed_event_id] += 1
+        # a local activity (answer-writes-local-v1) is still an activity of the run: the floor does it too
+        elif e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED and \
+                e.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            batches[e.marker_recorded_event_attributes.workflow_task_completed_event_id] += 1
+            local += 1
     order = sorted(batches)
     return {
         "events": len(history.events),
         "history_bytes": sum(e.ByteSize() for e in history.events),
         "payload_bytes": sum(_payload_bytes(e) for e in history.events),
-        "activities": kinds["ACTIVITY_TASK_SCHEDULED"],
+        "activities": kinds["ACTIVITY_TASK_SCHEDULED"] + local,
+        "local_activities": local,
         "activity_batches": [batches[k] for k in order],
         "signals": kinds["WORKFLOW_EXECUTION_SIGNALED"],
         "updates": kinds["WORKFLOW_EXECUTION_UPDATE_ACCEPTED"],

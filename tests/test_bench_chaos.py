@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import copy
 
-from bench.chaos import kill_plan, violations
+import json
+from pathlib import Path
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+
+from bench.chaos import AUDIT_ACTIVITIES, LOCAL_DECISIONS, expected_audit, kill_plan, violations
+from mdco_temporal.client import converter_for_keys
+from tests.test_replay import RECORDED_KEYS
 
 CORE = ["onboarding_started", "plan_assessed", "offer_accepted", "protocols_approved", "pharmacy_confirmed",
         "envelope_sent", "envelope_completed", "clinic_launched", "stage_launched"]
@@ -46,6 +54,8 @@ def test_each_broken_invariant_is_named():
         "the e-sign server completed e2": lambda s: ob(s)["agreements"][0].update(envelope_id="e1"),
         "stray envelope e1": lambda s: ob(s)["envelopes"][0].update(status="sent"),
         "its history completed 2": lambda s: ob(s)["expected_audit"].update(envelope_completed=2),
+        "audit has 2 decision entries, its history completed 3":
+            lambda s: ob(s)["expected_audit"].update({LOCAL_DECISIONS: 3}),
         "no clinic_launched entry": lambda s: ob(s)["audit"].remove({"action": "clinic_launched"}),
         "active_clinics 3 != seeded 2 + placements 0": lambda s: s["physicians"]["1"].update(placements=0),
         "1 unreleased reservations, 0 placements": lambda s: s["physicians"]["2"].update(
@@ -60,3 +70,19 @@ def test_server_kills_are_spread_among_worker_kills():
     assert kill_plan(10, 2) == ["worker"] * 3 + ["temporal"] + ["worker"] * 3 + ["temporal"] + ["worker"] * 4
     assert sorted(kill_plan(0, 2)) == ["temporal", "temporal"]
     assert kill_plan(3, 0) == ["worker"] * 3
+
+
+async def test_decisions_written_by_local_activities_are_expected():
+    """A run whose answers' writes were local activities (answer-writes-local-v1): their markers carry no
+    input, so the decisions they recorded are expected as a count (plan, decline, protocols, pharmacies)."""
+    path = Path(__file__).parent / "histories" / "onboarding_answer_writes_local_v4.json"
+    history = WorkflowHistory.from_json("wf", json.loads(path.read_text()))
+    codec = converter_for_keys(RECORDED_KEYS).payload_codec  # recorded encrypted, with the test-only key
+    inputs = {}
+    for e in history.events:
+        a = e.activity_task_scheduled_event_attributes
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED and a.activity_type.name in AUDIT_ACTIVITIES:
+            inputs[e.event_id] = json.loads((await codec.decode(list(a.input.payloads)))[0].data)
+    expected = expected_audit(history, inputs)
+    assert expected[LOCAL_DECISIONS] >= 3  # plan approved, protocols approved, a pharmacy confirmed at least
+    assert "protocols_approved" not in expected  # its input is not in the history any more
