@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_ui_port: int = 8233
     temporal_ui: bool = True  # embedded stack only: MDCO_TEMPORAL_UI=0 starts the dev server headless
+    # embedded stack only: the dev server's SQLite file in WAL mode with synchronous=normal (the CLI's default is a
+    # rollback journal that syncs every commit several times); WAL stays durable when a process is killed, and
+    # loses at most the last commits on a power cut. Empty: the CLI's defaults.
+    temporal_sqlite_pragmas: str = "journal_mode=wal,synchronous=normal"
     task_queue: str = TASK_QUEUE
 
     database_url: str = ""  # empty -> sqlite under var_dir

@@ -128,6 +128,8 @@ def service_argv(name: str, settings: Settings) -> list[str]:
                 "--ui-port", str(settings.temporal_ui_port), "--db-filename", str(settings.var_dir / "temporal.db"),
                 "--namespace", settings.temporal_namespace, "--log-level", "warn"]
         argv += ["--ui-disable-news-fetch"] if settings.temporal_ui else ["--headless"]
+        for pragma in filter(None, (p.strip() for p in settings.temporal_sqlite_pragmas.split(","))):
+            argv += ["--sqlite-pragma", pragma]
         if settings.temporal_ui:  # the UI decrypts payloads through the loopback-only codec listener
             argv += ["--ui-codec-endpoint", codec_endpoint(settings)]
         return argv + dev_server_flags()

@@ -85,6 +85,10 @@ def test_children_get_absolute_paths_and_every_port(tmp_path, monkeypatch):
     registered = {argv[i + 1].split("=")[0] for i, a in enumerate(argv) if a == "--search-attribute"}
     assert registered == {key.name for key in sa.ALL}
     assert "--headless" not in service_argv("temporal", stack_settings(tmp_path, temporal_ui=True))
+    pragmas = [argv[i + 1] for i, a in enumerate(argv) if a == "--sqlite-pragma"]
+    assert pragmas == ["journal_mode=wal", "synchronous=normal"]  # the dev server's file in WAL mode
+    bare = service_argv("temporal", stack_settings(tmp_path, temporal_ui=False, temporal_sqlite_pragmas=""))
+    assert "--sqlite-pragma" not in bare
 
 
 @pytest.mark.parametrize("service, field, label, variable", [
