@@ -22,7 +22,7 @@ from domain.codes import oversight_id_for
 from domain.intake import Intake
 from domain.messages import ChartReviewRequest, Notice
 from domain.oversight import (AdverseEventWatch, ComplianceAlert, OffboardRecord, ReviewBasis, SweepRequest,
-                              SweepSummary, review_basis)
+                              SweepSummary, cycle_days, reported_for_cycle, review_basis)
 from domain.renewals import LAPSED, Credential
 from store import agreements, audit, exclusions, onboardings, oversight, roster
 from store.tables import now_utc
@@ -73,6 +73,46 @@ def dated_credentials(engine: Engine, clinics: list[dict], *,
     return creds, by_clinic
 
 
+def last_cycle_start(engine: Engine, clinic_key: str, before_cycle: int | None = None) -> datetime | None:
+    """When the clinic's current chart-review cycle began: the last review opened (before ``before_cycle``),
+    else the clinic going live; None for a clinic never live."""
+    opened = [r["opened_at"] for r in oversight.list_reviews(engine, clinic_key)
+              if before_cycle is None or r["cycle"] < before_cycle]
+    if opened:
+        return max(opened)
+    return (onboardings.get_clinic(engine, clinic_key) or {}).get("activated_at")
+
+
+def chart_count_period(engine: Engine, clinic_key: str, today: date, period_start: date | None = None,
+                       period_end: date | None = None) -> tuple[date, date]:
+    """The period of a chart-count report: what was given, the rest the current review cycle's, from the
+    day the last review opened (or the clinic went live) to ``today``; an end given before the cycle began
+    alone is that one day."""
+    end = period_end or today
+    if period_start is not None:
+        return period_start, end
+    began = last_cycle_start(engine, clinic_key)
+    return min(began.date(), end) if began else end, end
+
+
+def report_chart_count(engine: Engine, clinic_key: str, charts: int, period_start: date | None,
+                       period_end: date | None, actor: str, at: datetime) -> dict:
+    """A clinic (or ops for it) reports its chart count for a period (:func:`chart_count_period`): stored
+    (a re-report of the period replaces it) and audited with the actor and the count replaced, a repeat of
+    the same count changing nothing. The row, with ``previous`` (the count replaced, None) and ``changed``.
+    Refused as ``store.oversight.report_chart_count`` is."""
+    start, end = chart_count_period(engine, clinic_key, at.date(), period_start, period_end)
+    row, before = oversight.report_chart_count(engine, clinic_key, charts, start, end, actor, at)
+    changed = before != charts
+    if changed:
+        wf = oversight_id_for(clinic_key)
+        audit.audit(engine, wf, actor, "chart_count_reported" if before is None else "chart_count_replaced", at=at,
+                    detail={"period_start": start.isoformat(), "period_end": end.isoformat(), "charts": charts,
+                            "previous": before},
+                    idem_key=f"{wf}:chart-count:{start.isoformat()}:{end.isoformat()}:{at.isoformat()}")
+    return {**row, "previous": before, "changed": changed}
+
+
 class OversightActivities:
     def __init__(self, onboarding: OnboardingActivities):
         self._onb = onboarding
@@ -90,13 +130,26 @@ class OversightActivities:
         opened = activity.info().started_time if activity.in_activity() else now_utc()
         monthly = int((onboardings.get_clinic(self.engine, req.clinic_key) or {}).get("monthly_patients") or 0)
         basis = self.chart_review_basis(req.clinic_key, req.sample_percent)
-        charts = renewals.policy().chart_review.sample_charts(monthly, basis.percent)
+        rule = renewals.policy().chart_review
+        first, last = cycle_days(last_cycle_start(self.engine, req.clinic_key, req.cycle), opened)
+        reported = reported_for_cycle(oversight.chart_counts(self.engine, req.clinic_key), first, last)
+        if reported is not None:  # the clinic reported its charts for (part of) this cycle
+            sample_basis, charts = "reported", rule.sample_of_reported(reported[0], basis.percent)
+            of = f"{reported[0]} charts reported for " + ", ".join(
+                f"{r['period_start'].isoformat()} to {r['period_end'].isoformat()}" for r in reported[1])
+        else:
+            sample_basis, charts = "patient_volume", rule.sample_charts(monthly, basis.percent)
+            of = f"about {monthly} patients a month"
         oversight.open_review(self.engine, review_id, req.clinic_key, req.physician_npi, req.cycle, basis.percent,
-                              min(opened, req.due_at), req.due_at, sample_charts=charts)
+                              min(opened, req.due_at), req.due_at, sample_charts=charts, sample_basis=sample_basis)
         # the oversight's Timing sets when the annual protocol review opens (the sweep reads it per clinic)
         oversight.set_protocol_review_every(self.engine, req.clinic_key, req.protocol_review_every)
         audit.audit(self.engine, wf, "oversight", "chart_review_opened",
                    detail={"cycle": req.cycle, "sample_percent": basis.percent, "sample_charts": charts,
+                           "sample_basis": sample_basis, "cycle_days": [first.isoformat(), last.isoformat()],
+                           "reported_charts": reported[0] if reported else None,
+                           "reported_periods": [[r["period_start"].isoformat(), r["period_end"].isoformat()]
+                                                for r in reported[1]] if reported else [],
                            "monthly_patients": monthly, "due": req.due_at.isoformat(),
                            "basis": basis.model_dump(exclude={"percent"})},
                    idem_key=f"{wf}:chart-review:{req.cycle}")
@@ -106,8 +159,8 @@ class OversightActivities:
         self._onb._mail(Notice(
             workflow_id=wf, key=f"chart-review-{req.cycle}", to_role="physician", to_id=req.physician_npi,
             subject=f"Chart review {req.cycle} for clinic {req.clinic_key}",
-            body=(f"{why}Please review {charts} charts ({basis.percent}% of about {monthly} patients a month, at "
-                  f"least {renewals.policy().chart_review.min_sample_charts}) by {req.due_at.date().isoformat()}.\n\n"
+            body=(f"{why}Please review {charts} charts ({basis.percent}% of {of}, at "
+                  f"least {rule.min_sample_charts}) by {req.due_at.date().isoformat()}.\n\n"
                   "Record the charts reviewed, the deficiencies and your notes here:\n"
                   f"{links.review_url(self._onb.settings, req.clinic_key, review_id, req.physician_npi, req.due_at)}\n"
                   f"(or: mdco reviews submit {review_id} --npi {req.physician_npi} --charts N "
@@ -201,6 +254,7 @@ class OversightActivities:
                                             "status": oversight.corrective_action_status(a, now)})
         reviews = [{**{k: r[k] for k in ("review_id", "cycle", "due_at", "sample_percent", "sample_charts",
                                           "charts_reviewed", "deficiencies", "notes", "submitted_at", "escalated")},
+                    "sample_basis": r["sample_basis"] or "patient_volume",  # NULL: opened before it was kept
                     "status": oversight.review_status(r, now), "corrective_actions": actions[r["review_id"]]}
                    for r in oversight.list_reviews(self.engine, clinic_key)]
         events = [{k: e[k] for k in ("event_id", "severity", "status", "reported_at", "ack_due_at", "acked_at")}

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import date
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -26,6 +27,7 @@ from api.idempotency import IdempotencyKeyMiddleware
 from config import Settings, get_settings
 from domain.codes import SlaStatus, Stage, normalize_workflow_id
 from domain.intake import Intake, Problem, parse_intake
+from domain.limits import CHART_COUNT_MAX
 from domain.messages import AccountNumber
 from domain.onboarding import OfferAnswer, OnboardingStatus
 from esign.connect import verify_signature
@@ -94,6 +96,36 @@ class AssignBody(BaseModel):
 
 class ReasonBody(BaseModel):
     reason: str = Field(min_length=1, max_length=1000, description="why; kept in the audit log")
+
+
+class ChartCountBody(BaseModel):
+    charts: int = Field(ge=0, le=CHART_COUNT_MAX, description="charts (patient encounters) the clinic had in the period")
+    period_start: date | None = Field(default=None, description="first day, YYYY-MM-DD (default: the day the "
+                                                                "clinic's last chart review opened)")
+    period_end: date | None = Field(default=None, description="last day, YYYY-MM-DD, not after today (default today)")
+
+    @field_validator("charts", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):  # lax pydantic would take "90"
+            raise ValueError("must be a whole number")
+        return value  # 90.0 is JSON's 90; 9.5 is refused as not a whole number
+
+    @field_validator("period_start", "period_end", mode="before")
+    @classmethod
+    def _iso_date(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):  # lax pydantic would take 0 as 1970-01-01
+            raise ValueError("must be a date YYYY-MM-DD")
+        return value
+
+
+class ChartCountAnswer(BaseModel):
+    clinic_key: str
+    period_start: date
+    period_end: date
+    charts: int
+    previous: int | None = Field(description="the count this report replaced (None: the period is new)")
+    status: Literal["reported", "replaced", "unchanged"]
 
 
 class ConfirmBody(BaseModel):
@@ -430,6 +462,22 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
                                                  body.reason, actor=auth.current_actor())
         return JSONResponse(status_code=202 if result.status == "started" else 200,
                             content={"workflow_id": result.workflow_id, "status": result.status})
+
+    @app.post("/clinics/{clinic_key}/chart-counts", tags=["ops"], response_model=ChartCountAnswer,
+              summary="The clinic's chart count for a period (default: its current chart-review cycle); the next "
+                      "chart review samples the plan's percentage of it. A re-report of the period replaces it",
+              responses={404: {"description": "unknown clinic"}, 409: {"description": "clinic not under oversight"}})
+    async def report_chart_count(body: ChartCountBody,
+                                 clinic_key: str = Path(pattern=r"^[a-z0-9-]{3,64}$")) -> ChartCountAnswer:
+        from store.db import engine_from_settings
+
+        actor = auth.own_clinic_actor(clinic_key)  # ops, or the clinic's own token
+        row = await asyncio.to_thread(service.report_chart_count, engine_from_settings(settings), clinic_key,
+                                      body.charts, body.period_start, body.period_end, actor=actor)
+        return ChartCountAnswer(**{k: row[k] for k in ("clinic_key", "period_start", "period_end", "charts",
+                                                       "previous")},
+                                status="unchanged" if not row["changed"] else
+                                "reported" if row["previous"] is None else "replaced")
 
     @app.get("/clinics/{clinic_key}/audit-packet", tags=["ops"], response_class=Response,
              summary="The clinic's inspection-ready audit packet (zip: manifest.json with SHA-256s, index.html, ...)",

@@ -5,7 +5,8 @@
   key set, so a provider's key rotation needs no restart).
 - The embedded stack runs a local issuer: an ES256 key generated on first use under
   ``var/auth/issuer.pem`` (mode 0600); ``mdco token issue`` signs with it.
-- Roles: ``sales`` may start and read onboardings; ``ops`` may do everything. ``GET /healthz``,
+- Roles: ``sales`` may start and read onboardings; ``clinic`` may report its own chart counts (the
+  token's subject is the clinic key); ``ops`` may do everything. ``GET /healthz``,
   ``POST /webhooks/docusign`` (HMAC) and the answer links under ``/a/`` need no token.
 There is no switch that turns this off. The token's subject becomes the actor of the decisions made
 with it (``ops:<sub>``), see :func:`current_actor`.
@@ -36,7 +37,7 @@ from api.errors import send_problem
 LOCAL_ISSUER = "mdco-local"
 DEFAULT_AUDIENCE = "mdco-api"
 LOCAL_ALGORITHM = "ES256"
-ROLES = ("sales", "ops")
+ROLES = ("sales", "ops", "clinic")
 #: what an OIDC provider may sign with (never "none", never an HMAC algorithm with a public key)
 OIDC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"]
 LEEWAY_S = 30
@@ -47,6 +48,8 @@ PUBLIC_ROUTES = {("GET", "/healthz"), ("POST", "/webhooks/docusign")}
 PUBLIC_PREFIXES = ("/a/",)
 #: what the sales role may do; everything else needs ops
 SALES_ROUTES = {("POST", "/onboardings"), ("GET", "/onboardings"), ("GET", "/onboardings/{workflow_id}")}
+#: what the clinic role may do, for its own clinic only (the route checks :func:`own_clinic_actor`)
+CLINIC_ROUTES = {("POST", "/clinics/{clinic_key}/chart-counts")}
 
 
 class AuthError(Exception):
@@ -62,7 +65,7 @@ class Principal:
 
     @property
     def role(self) -> str:
-        return "ops" if "ops" in self.roles else "sales"
+        return next((r for r in ("ops", "sales", "clinic") if r in self.roles), "sales")
 
     @property
     def actor(self) -> str:
@@ -83,6 +86,19 @@ def current_actor() -> str:
     if principal is None:  # cannot happen behind AuthMiddleware; refuse rather than record "unknown"
         raise AuthError(401, "no authenticated caller")
     return principal.actor
+
+
+def own_clinic_actor(clinic_key: str) -> str:
+    """The actor of a clinic route (:data:`CLINIC_ROUTES`): ops act for any clinic; a clinic token only for
+    the clinic its subject names (``clinic:<key>``), else 403."""
+    principal = _principal.get()
+    if principal is None:
+        raise AuthError(401, "no authenticated caller")
+    if "ops" in principal.roles:
+        return principal.actor
+    if "clinic" not in principal.roles or principal.subject != clinic_key:
+        raise AuthError(403, f"a clinic token acts for its own clinic only (its subject), not {clinic_key}")
+    return f"clinic:{clinic_key}"
 
 
 # ---------------------------------------------------------------- files only their owner reads
@@ -244,7 +260,8 @@ def is_public(method: str, path: str, template: str | None) -> bool:
 
 
 def required_role(method: str, template: str | None) -> str:
-    return "sales" if (method, template) in SALES_ROUTES else "ops"
+    route = (method, template)
+    return "sales" if route in SALES_ROUTES else "clinic" if route in CLINIC_ROUTES else "ops"
 
 
 def allowed(principal: Principal, role: str) -> bool:
@@ -286,7 +303,7 @@ class AuthMiddleware:
             principal = await self._authenticate(headers.get("authorization", ""))
             role = required_role(method, template)
             if not principal.roles:
-                raise AuthError(403, "the token carries no mdco role (sales or ops)")
+                raise AuthError(403, f"the token carries no mdco role ({', '.join(ROLES)})")
             if not allowed(principal, role):
                 raise AuthError(403, f"this needs the {role} role")
         except AuthError as exc:
@@ -323,7 +340,8 @@ def document(schema: dict) -> dict:
     """The OpenAPI document with the bearer scheme and each operation's role, 401 and 403."""
     schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
         "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-        "description": "OIDC access token (or `mdco token issue` in the embedded stack); roles: sales, ops"}
+        "description": "OIDC access token (or `mdco token issue` in the embedded stack); roles: sales, ops, "
+                       "clinic (its subject the clinic key)"}
     for path, ops in schema.get("paths", {}).items():
         for method, op in ops.items():
             if not isinstance(op, dict) or method.upper() not in ("GET", "POST", "PUT", "PATCH", "DELETE"):

@@ -282,6 +282,33 @@ def protocols_shown(engine: Any, id_or_key: str) -> list[dict]:
         raise NotFound(str(exc)) from None
 
 
+def report_chart_count(engine: Any, clinic_key: str, charts: int, period_start: Any, period_end: Any, *,
+                       actor: str, at: datetime | None = None) -> dict:
+    """``POST /clinics/{clinic_key}/chart-counts`` and ``mdco reviews charts``: the clinic's chart count for a
+    period (default: the current review cycle's), stored and audited by
+    ``activities.oversight.report_chart_count``. ``Invalid`` (every problem by field), ``NotFound`` (no such
+    clinic), ``Rejected`` (not under oversight); nothing changed then. From the store alone (Temporal may
+    be down)."""
+    from activities.oversight import chart_count_period
+    from activities.oversight import report_chart_count as report
+    from domain.oversight import chart_count_problems
+    from store import onboardings
+    from store.oversight import Refused
+
+    at = at or datetime.now(timezone.utc)
+    start, end = chart_count_period(engine, clinic_key, at.date(), period_start, period_end)
+    problems = chart_count_problems(charts, start, end, at.date())
+    if problems:
+        raise Invalid([Problem(field=f, reason=r) for f, r in problems])
+    clinic = onboardings.get_clinic(engine, clinic_key)
+    if clinic is None:
+        raise NotFound(f"no clinic {clinic_key}")
+    try:
+        return report(engine, clinic_key, charts, start, end, actor, at)
+    except Refused as exc:
+        raise Rejected(str(exc)) from None
+
+
 def audit_packet(engine: Any, id_or_key: str) -> bytes:
     """``GET /clinics/{clinic_key}/audit-packet``: the zip ``mdco audit-packet`` writes
     (``activities.audit_packet.build_packet``), from the store (readable while Temporal is down)."""

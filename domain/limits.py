@@ -74,6 +74,11 @@ LEGACY_NAME_MAX = 200
 LEGACY_CITY_MAX = 100
 LICENSE_NUMBER_MAX = 40
 ACCOUNT_NUMBER_MAX = 64  # a pharmacy's prescriber account number
+#: The most charts (patient encounters) a clinic may report for one period (``mdco reviews charts``,
+#: ``POST /oversight/{clinic_key}/chart-counts``): a bound against typos and overflow, not a business rule.
+#: A very large med spa sees a few hundred encounters a day; a million per period leaves room for a
+#: multi-site clinic reporting a whole year while catching an extra digit or a pasted id.
+CHART_COUNT_MAX = 1_000_000
 
 assert CLINIC_KEY_MAX >= CLINIC_KEY_MIN
 assert COMPACT_EXTERNAL_ID_MAX <= DOCUSIGN_TEXT_CUSTOM_FIELD_MAX, (

@@ -3,7 +3,7 @@ states, credential kinds and dates only)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -78,6 +78,52 @@ def review_basis(state_reviews: dict[str, dict], planned_percent: int, planned_c
     return ReviewBasis(percent=percent, cadence_days=cadence, states=own,
                        percent_set_by=[st for st, r in own.items() if r["percent"] == percent],
                        cadence_set_by=[st for st, r in own.items() if r["cadence_days"] == cadence])
+
+
+SampleBasis = Literal["reported", "patient_volume"]
+
+
+def chart_count_problems(charts: object, period_start: date, period_end: date, today: date) -> list[tuple[str, str]]:
+    """What is wrong with a clinic's chart-count report, as ``(field, reason)`` (empty: fine): ``charts`` a
+    whole number from 0 to ``limits.CHART_COUNT_MAX``, the period's start not after its end, nor its end
+    after ``today`` (charts not seen yet cannot be counted)."""
+    from domain.limits import CHART_COUNT_MAX
+
+    problems = []
+    if isinstance(charts, bool) or not isinstance(charts, int):
+        problems.append(("charts", f"{charts!r} is not a whole number"))
+    elif not 0 <= charts <= CHART_COUNT_MAX:
+        problems.append(("charts", f"{charts} is not between 0 and {CHART_COUNT_MAX:,}"))
+    if period_start > period_end:
+        problems.append(("period_start", f"{period_start.isoformat()} is after period_end {period_end.isoformat()}"))
+    if period_end > today:
+        problems.append(("period_end", f"{period_end.isoformat()} is after today ({today.isoformat()})"))
+    return problems
+
+
+def cycle_days(previous_opened: datetime | None, opened: datetime) -> tuple[date, date]:
+    """The days a chart-review cycle opened at ``opened`` covers: from the day the previous review opened
+    (or the clinic went live, ``previous_opened``) up to the day before this one opens (that day itself
+    when both fall on one day), so consecutive cycles share no day."""
+    first = (previous_opened or opened).date()
+    return first, max(first, opened.date() - timedelta(days=1))
+
+
+def reported_for_cycle(reports: list[dict], first: date, last: date) -> tuple[int, list[dict]] | None:
+    """The charts a clinic reported for the cycle ``first``..``last`` (days, inclusive) and the reports
+    counted: those whose period overlaps the cycle, the latest reported first, leaving out any whose
+    period overlaps one already counted (no chart counted twice); None when no report overlaps.
+    ``reports``: rows with ``period_start``, ``period_end``, ``charts``, ``reported_at``."""
+    overlapping = sorted((r for r in reports if r["period_start"] <= last and r["period_end"] >= first),
+                         key=lambda r: (r["reported_at"], r["period_start"], r["period_end"]), reverse=True)
+    counted: list[dict] = []
+    for r in overlapping:
+        if all(r["period_end"] < c["period_start"] or r["period_start"] > c["period_end"] for c in counted):
+            counted.append(r)
+    if not counted:
+        return None
+    counted.sort(key=lambda r: r["period_start"])
+    return sum(r["charts"] for r in counted), counted
 
 
 class OffboardRecord(BaseModel):

@@ -149,6 +149,12 @@ class ChartReviewPolicy(_Sourced):
         wanted = max(share, self.min_sample_charts)
         return min(wanted, monthly_patients) if monthly_patients > 0 else self.min_sample_charts
 
+    def sample_of_reported(self, charts: int, percent: int) -> int:
+        """Charts to review in a cycle the clinic reported ``charts`` for: ``percent`` of them, rounded up, at
+        least the policy minimum, never more than were reported (none reported: nothing to review)."""
+        share = -(-max(charts, 0) * max(percent, 0) // 100)
+        return min(max(share, self.min_sample_charts), max(charts, 0))
+
 
 class ProtocolReviewPolicy(_Sourced):
     """The annual protocol review: re-approval ``interval_days`` after the last approval, due ``due_days``

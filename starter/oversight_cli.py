@@ -1,5 +1,5 @@
 """The oversight verbs of ``mdco`` (CONTRACT.md): ``renewals``, ``oversight sweep|status``, ``reviews
-submit``, ``events report|ack``, ``offboard``, ``audit-packet``.
+submit|charts``, ``events report|ack``, ``offboard``, ``audit-packet``.
 
 Mounted in ``starter/cli.py`` with one line, ``register(app)``. ``ID`` is the clinic key or
 ``oversight-<clinic_key>``. Exit codes: 0 done, 1 failed (Temporal or the database down), 2 refused or
@@ -220,6 +220,36 @@ def reviews_submit(review_id: str, npi: str = typer.Option(..., "--npi"), charts
         action = row["corrective_action"]
         out.print(f"corrective action {action['action_id']} opened, due {action['due_at'].date().isoformat()}",
                   highlight=False)
+
+
+@reviews_app.command("charts")
+def reviews_charts(id: str, charts: int = typer.Option(..., "--charts", help="charts (patient encounters) in the "
+                                                                            "period, 0 or more"),
+                   period_start: Optional[str] = typer.Option(None, "--period-start", help="YYYY-MM-DD (default: "
+                                                              "the day the last chart review opened)"),
+                   period_end: Optional[str] = typer.Option(None, "--period-end", help="YYYY-MM-DD (default today)"),
+                   as_json: bool = typer.Option(False, "--json")) -> None:
+    """The clinic (ops for it) reports its chart count for a period (default: the current review cycle's):
+    the next chart review samples the plan's percentage of it instead of the monthly patient volume. A
+    re-report of the same period replaces the count; both are audited."""
+    from api import service
+    from store.common import NotFound
+
+    start = _day(period_start, "--period-start") if period_start else None
+    end = _day(period_end, "--period-end") if period_end else None
+    try:
+        row = service.report_chart_count(_engine(), clinic_key_of(id), charts, start, end, actor="ops:cli")
+    except service.Invalid as exc:
+        _fail("; ".join(f"--{p.field.replace('_', '-')}: {p.reason}" for p in exc.problems))
+    except (service.NotFound, service.Rejected, NotFound, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        _json({k: row[k] for k in ("clinic_key", "period_start", "period_end", "charts", "previous", "changed")})
+        return
+    what = ("unchanged" if not row["changed"] else "reported" if row["previous"] is None
+            else f"replaced {row['previous']}")
+    out.print(f"{row['clinic_key']}: {row['charts']} charts from {row['period_start'].isoformat()} to "
+              f"{row['period_end'].isoformat()} ({what})", highlight=False)
 
 
 @reviews_app.command("close-action")

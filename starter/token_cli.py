@@ -25,7 +25,7 @@ def token_group() -> None:
 
 
 @token_app.command("issue")
-def issue(role: str = typer.Option(..., "--role", help="sales | ops"),
+def issue(role: str = typer.Option(..., "--role", help="sales | ops | clinic (--subject: the clinic key)"),
           subject: Optional[str] = typer.Option(None, "--subject", help="who (the actor in the audit trail)"),
           ttl: str = typer.Option("8h", "--ttl", help="lifetime: 90s, 30m, 8h, 7d (at most 30d)")) -> None:
     """Print a token signed by the local issuer key (``Authorization: Bearer <token>``)."""

@@ -22,6 +22,7 @@ from store.common import NotFound, one_of, require, retry_race, row_dict, sql_ta
 from store.db import insert_for, run
 
 SEVERITIES = frozenset({"minor", "serious", "sentinel"})
+SAMPLE_BASES = frozenset({"reported", "patient_volume"})  # domain.oversight.SampleBasis
 
 
 class Refused(ValueError):
@@ -216,10 +217,13 @@ def review_status(row: dict, now: datetime) -> str:
 
 
 def open_review(engine: Engine, review_id: str, clinic_key: str, physician_npi: str, cycle: int,
-                sample_percent: int, opened_at: datetime, due_at: datetime, sample_charts: int | None = None) -> bool:
-    """Open a chart-review cycle (``sample_charts``: how many charts to review); a retried open changes
-    nothing. True when this call opened it."""
+                sample_percent: int, opened_at: datetime, due_at: datetime, sample_charts: int | None = None,
+                sample_basis: str | None = None) -> bool:
+    """Open a chart-review cycle (``sample_charts``: how many charts to review, ``sample_basis``: of what,
+    ``reported`` or ``patient_volume``); a retried open changes nothing. True when this call opened it."""
     require(review_id, "review_id")
+    if sample_basis is not None:
+        one_of(sample_basis, SAMPLE_BASES, "sample_basis")
     if due_at < opened_at:
         raise ValueError("due_at: must not be before opened_at")
     if sample_charts is not None and sample_charts < 0:
@@ -230,11 +234,50 @@ def open_review(engine: Engine, review_id: str, clinic_key: str, physician_npi: 
         stmt = insert_for(s)(cr).values(review_id=review_id, clinic_key=clinic_key, physician_npi=physician_npi,
                                         cycle=cycle, sample_percent=sample_percent, opened_at=opened_at,
                                         due_at=due_at, status="open", notes="", escalated="",
-                                        sample_charts=sample_charts)
+                                        sample_charts=sample_charts, sample_basis=sample_basis)
         return s.exec(stmt.on_conflict_do_nothing(index_elements=[cr.c.review_id])
                       .returning(cr.c.review_id)).first() is not None
 
     return run(engine, work, retry_on=retry_race)
+
+
+def report_chart_count(engine: Engine, clinic_key: str, charts: int, period_start: date, period_end: date,
+                       reported_by: str, at: datetime) -> tuple[dict, int | None]:
+    """The clinic reports how many charts (patient encounters) it had from ``period_start`` to ``period_end``
+    (days, inclusive). One row per clinic and period: a re-report replaces the count (and who reported it,
+    when); the same count again changes nothing. Returns the row and the count it had before (None: new).
+    ``ValueError`` naming the field for a bad count or period, ``NotFound`` for no such clinic, ``Refused``
+    for a clinic not under oversight; nothing written then."""
+    from domain.oversight import chart_count_problems
+
+    problems = chart_count_problems(charts, period_start, period_end, at.date())
+    if problems:
+        raise ValueError("; ".join(f"{f}: {r}" for f, r in problems))
+    require(reported_by, "reported_by")
+
+    def work(s: Session) -> tuple[dict, int | None]:
+        clinic = s.get(t.Clinic, clinic_key)
+        if clinic is None:
+            raise NotFound(f"clinic_key {clinic_key}: no such clinic")
+        if clinic.status != "active":
+            raise Refused(f"clinic_key: clinic {clinic_key} is not under oversight (status {clinic.status})")
+        row = s.get(t.ChartCount, (clinic_key, period_start, period_end), with_for_update=True)
+        before = row.charts if row is not None else None
+        if row is None:
+            row = t.ChartCount(clinic_key=clinic_key, period_start=period_start, period_end=period_end,
+                               charts=charts, reported_at=at, reported_by=reported_by)
+        elif row.charts != charts:
+            row.charts, row.reported_at, row.reported_by = charts, at, reported_by
+        s.add(row)
+        s.flush()
+        return row_dict(row), before
+
+    return run(engine, work, retry_on=retry_race)
+
+
+def chart_counts(engine: Engine, clinic_key: str) -> list[dict]:
+    """The chart counts the clinic reported, by period."""
+    return _clinic_rows(engine, t.ChartCount, clinic_key, t.ChartCount.period_start, t.ChartCount.period_end)
 
 
 def get_review(engine: Engine, review_id: str) -> dict | None:
@@ -552,7 +595,8 @@ def _clinic_rows(engine: Engine, model: type, clinic_key: str, *order) -> list[d
 __all__ = ["Refused", "live_clinics", "launched_onboarding", "mark_offboarded", "sent_notices", "record_notice",
            "list_notices", "suspend", "lift", "suspensions", "pharmacy_licenses", "suspend_pharmacy",
            "lift_pharmacy", "pharmacy_suspensions", "review_status", "open_review", "get_review",
-           "submit_review", "corrective_actions", "corrective_action_status", "list_reviews",
+           "submit_review", "report_chart_count", "chart_counts", "corrective_actions", "corrective_action_status",
+           "list_reviews",
            "count_overdue_reviews", "overdue_reviews", "mark_review_escalated", "close_action", "overdue_actions",
            "mark_action_escalated", "open_protocol_review", "protocol_reviews", "overdue_protocol_reviews",
            "mark_protocol_review_escalated", "reapprove_protocols", "set_protocol_review_every",

@@ -385,6 +385,25 @@ class ChartReviewRecord(SQLModel, table=True):
     escalated: str = ""  # "" | director | ops: how far an overdue review has been escalated
     # added later, nullable (store.db.add_missing_columns): charts to review (NULL: opened before it was kept)
     sample_charts: int | None = None
+    # added later, nullable: what the sample was taken of, ``reported`` (the clinic's chart count for a period
+    # overlapping the cycle, table chart_counts) or ``patient_volume`` (the intake's monthly patients); NULL:
+    # opened before it was kept (the patient volume)
+    sample_basis: str | None = None
+
+
+class ChartCount(SQLModel, table=True):
+    """The number of charts (patient encounters) a clinic reported for a period (``mdco reviews charts``);
+    one row per clinic and period, a re-report of the same period replaces its count. A chart review
+    samples the plan's percentage of the counts reported for periods overlapping its cycle."""
+
+    __tablename__ = "chart_counts"
+
+    clinic_key: str = Field(primary_key=True, max_length=64)
+    period_start: date = Field(primary_key=True)
+    period_end: date = Field(primary_key=True)
+    charts: int
+    reported_at: datetime = Field(sa_type=UtcDateTime)
+    reported_by: str  # the actor: ops:<sub>, clinic:<key>, cli:<user>
 
 
 class CorrectiveAction(SQLModel, table=True):
