@@ -641,20 +641,22 @@ def local_activity_types(history: WorkflowHistory) -> list[str]:
     return found
 
 
-async def answer_writes_local(r: Rec) -> WorkflowHistory:
+async def answer_writes_queued(r: Rec) -> WorkflowHistory:
     """Peak Denver (ops approve the plan), two offers: one physician declines, the other accepts, the
-    protocols approved, the pharmacies confirm: every write those answers wait on (record_decision,
-    reserve_physician, record_offer) runs as a local activity -> launched."""
-    wf = await r.start("peak-denver", "peak-denver-local-writes", fanout=2)
+    protocols approved, the pharmacies confirm. A new run records answer-writes-queued-v2, so the writes
+    those answers wait on are ordinary activities again (onboarding_answer_writes_local_v4, recorded from
+    a5389d9, holds the withdrawn local-activity path) -> launched."""
+    wf = await r.start("peak-denver", "peak-denver-queued-writes", fanout=2)
     st = await r.play(wf, lambda s: len(offers(s, "open")) == 2, silent=("physician",))
     await r.post(f"/onboardings/{wf}/offers/{offers(st, 'open')[0]['npi']}/decline")
     history = await r.launched(wf)
-    local = local_activity_types(history)
-    check({"record_decision", "reserve_physician", "record_offer"} <= set(local), f"local writes: {local}")
+    check(not local_activity_types(history), f"no local activity: {local_activity_types(history)}")
     remote = {e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
               if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
-    check(not remote & {"record_decision", "reserve_physician", "record_offer"}, f"none on the queue: {remote}")
-    check(patches.ANSWER_WRITES_LOCAL in patch_markers(history), "patch answer-writes-local marked")
+    check({"record_decision", "reserve_physician", "record_offer"} <= remote, f"on the queue: {remote}")
+    markers = patch_markers(history)
+    check(patches.ANSWER_WRITES_QUEUED in markers and patches.ANSWER_WRITES_LOCAL not in markers,
+          f"answer-writes-queued-v2 marked, answer-writes-local-v1 not: {markers}")
     return history
 
 
@@ -878,8 +880,9 @@ SCENARIOS = [
     Scenario(("onboarding_reoffer_at_expiry",), reoffer_at_expiry, releases=V4),
     # release 4: at the first expired offer the offers widen up to Timing.offer_burst_max (issue 13)
     Scenario(("onboarding_sla_burst",), sla_burst, releases=V4),
-    # release 4: the writes an answer waits on run as local activities (issue 12)
-    Scenario(("onboarding_answer_writes_local",), answer_writes_local, releases=V4),
+    # release 4: the writes an answer waits on queued again (answer-writes-queued-v2, issue 12); the withdrawn
+    # local-activity path's history (onboarding_answer_writes_local_v4) was recorded from commit a5389d9
+    Scenario(("onboarding_answer_writes_queued",), answer_writes_queued, releases=V4),
     # release 4: the protocol packet signed through the e-sign envelope machinery (issue 11)
     Scenario(("onboarding_protocol_packet_signed",), protocol_packet_signed, releases=V4),
     # release 4: the sweep starts the replacement placement itself (issue 9); the sweep covers every live

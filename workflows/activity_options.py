@@ -80,8 +80,8 @@ BY_NAME: dict[str, ActivityOptions] = {
 }
 
 
-#: Short database writes a person's answer (update or signal) waits on: run as local activities in new
-#: runs (patch ``answer-writes-local-v1``): idempotent, seconds at most, no heartbeat.
+#: Short database writes a person's answer (update or signal) waits on: local activities only in the runs
+#: that recorded patch ``answer-writes-local-v1`` (superseded by ``answer-writes-queued-v2``).
 ANSWER_WRITES = frozenset({"record_decision", "reserve_physician", "check_eligibility", "record_offer"})
 
 

@@ -94,7 +94,7 @@ class OnboardingWorkflow:
         self._round = 1
         self._reoffer_at_expiry = False  # patch REOFFER_AT_EXPIRY marked: rounds are per physician
         self._burst = False  # patch SLA_BURST marked: widened to offer_burst_max open offers
-        self._local_writes = False  # patch ANSWER_WRITES_LOCAL marked: answer writes are local activities
+        self._local_writes: bool | None = None  # answer writes as local activities (ANSWER_WRITES_LOCAL runs)
         self._burst_told = False  # ops were told of the widening (once per onboarding)
         self._offers_version = 0
         self._physician: str | None = None
@@ -1110,9 +1110,8 @@ class OnboardingWorkflow:
             return False
 
     def _execute(self, name: str, call_args: list[Any], result_type: Any) -> Any:
-        """Schedule ``name``. The short writes a person's answer waits on run as local activities once
-        patched (ANSWER_WRITES_LOCAL): no trip through the task queue, where they queued behind other
-        onboardings' document and e-sign work (BENCHMARKS.md, answer latency)."""
+        """Schedule ``name`` on the task queue; in runs that recorded ANSWER_WRITES_LOCAL the short writes a
+        person's answer waits on are local activities (withdrawn: ANSWER_WRITES_QUEUED)."""
         options = options_for(name)
         if name in ANSWER_WRITES and self._answer_writes_local():
             return workflow.execute_local_activity(name, args=call_args, result_type=result_type,
@@ -1120,8 +1119,10 @@ class OnboardingWorkflow:
         return workflow.execute_activity(name, args=call_args, result_type=result_type, **options.kwargs())
 
     def _answer_writes_local(self) -> bool:
-        if not self._local_writes and workflow.patched(patches.ANSWER_WRITES_LOCAL):
-            self._local_writes = True
+        """Only in runs that recorded ANSWER_WRITES_LOCAL (and not its successor ANSWER_WRITES_QUEUED)."""
+        if self._local_writes is None:
+            self._local_writes = (not workflow.patched(patches.ANSWER_WRITES_QUEUED)
+                                  and workflow.patched(patches.ANSWER_WRITES_LOCAL))
         return self._local_writes
 
     async def _notify(self, notice: Notice) -> None:

@@ -45,5 +45,12 @@ PROTOCOL_PACKET_SIGNED = "protocol-packet-signed-v1"
 #: ops are told once (``offers_widened`` audit entry). Checked only at an expiry with a cap set.
 SLA_BURST = "sla-burst-v1"
 #: The short database writes an answer waits on (``activity_options.ANSWER_WRITES``) run as local activities,
-#: so an answer no longer queues behind other onboardings' activities on the task queue.
+#: so an answer no longer queues behind other onboardings' activities on the task queue. Superseded by
+#: ANSWER_WRITES_QUEUED before it was deployed: only runs that recorded this marker still take it.
 ANSWER_WRITES_LOCAL = "answer-writes-local-v1"
+#: Supersedes ANSWER_WRITES_LOCAL: the answer writes are ordinary activities again. A worker killed while an
+#: update handler's local activity shared a workflow task with other commands could not replay it (core:
+#: "Update machine does not handle this event: UpsertWorkflowSearchAttributes", found by bench.chaos).
+#: Checked first: a new run records this marker and queues; a run that recorded only answer-writes-local-v1
+#: keeps its local activities (this check is False while it replays, and stays so for the run).
+ANSWER_WRITES_QUEUED = "answer-writes-queued-v2"
