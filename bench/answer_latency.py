@@ -101,6 +101,28 @@ def figures(samples: list[dict]) -> dict:
             "answer_call_p50_ms": round(statistics.median(s["call_ms"] for s in samples), 1)}
 
 
+#: the worker's SDK metrics that say where an answer waits: task pick-up and the server's replies
+TASK_METRICS = {"workflow_task_schedule_to_start": "temporal_workflow_task_schedule_to_start_latency",
+                "activity_schedule_to_start": "temporal_activity_schedule_to_start_latency",
+                "respond_workflow_task_completed": 'operation="RespondWorkflowTaskCompleted"',
+                "respond_activity_task_completed": 'operation="RespondActivityTaskCompleted"',
+                "respond_query_task_completed": 'operation="RespondQueryTaskCompleted"'}
+
+
+def worker_task_latency(settings) -> dict:
+    """Mean milliseconds (and counts) of ``TASK_METRICS`` from the worker's /metrics, over the whole run."""
+    text = httpx.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics", timeout=10).text
+    out = {}
+    for name, needle in TASK_METRICS.items():
+        sums = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if needle in line and not line.startswith("#") and ("_sum{" in line or "_sum " in line)]
+        counts = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                  if needle in line and not line.startswith("#") and ("_count{" in line or "_count " in line)]
+        if counts and sum(counts):
+            out[name] = {"mean_ms": round(sum(sums) / sum(counts), 1), "count": int(sum(counts))}
+    return out
+
+
 def measure(n: int, timeout: float, poll_s: float, busy: int) -> dict:
     from starter.humans import Humans, demo_intakes
 
@@ -120,6 +142,7 @@ def measure(n: int, timeout: float, poll_s: float, busy: int) -> dict:
         elapsed = time.monotonic() - started
         progress(f"{n} launched in {elapsed:.1f} s, {len(driver.samples)} answers timed")
         load_after = load_average()
+        tasks = worker_task_latency(settings)
     busy_samples = [s for s in driver.samples if s["in_flight"] >= busy]
     kinds = sorted({s["kind"] for s in driver.samples})
     return {
@@ -129,6 +152,7 @@ def measure(n: int, timeout: float, poll_s: float, busy: int) -> dict:
         "by_kind": {k: figures([s for s in driver.samples if s["kind"] == k]) for k in kinds},
         f"by_kind_with_at_least_{busy}_in_flight": {k: figures([s for s in busy_samples if s["kind"] == k])
                                                     for k in kinds},
+        "worker_task_latency": tasks,
         "not_seen_in_time": driver.unseen[:20], "not_launched_in_time": stuck,
         "load_average": {"before": load_before, "after": load_after},
     }
