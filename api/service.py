@@ -8,6 +8,7 @@ clinic, a human answer is an update whose validator may refuse it (``Rejected``)
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -460,6 +461,24 @@ def _workflow_id_from_external(external_id: str | None) -> str | None:
     return wf_id if wf_id.startswith("onboarding-") and len(wf_id) > len("onboarding-") else None
 
 
+#: The status last forwarded per envelope (this API process; most recent last). Connect sends the same
+#: envelope status several times (one delivery per recipient event plus the envelope's own); the workflow
+#: applies a status once, so forwarding each (envelope, status) once spares it a signal and a task each.
+_FORWARDED: "OrderedDict[str, str]" = OrderedDict()
+FORWARDED_MAX = 20_000
+
+
+def _already_forwarded(envelope_id: str, status: str) -> bool:
+    return _FORWARDED.get(envelope_id) == status
+
+
+def _forwarded(envelope_id: str, status: str) -> None:
+    _FORWARDED[envelope_id] = status
+    _FORWARDED.move_to_end(envelope_id)
+    while len(_FORWARDED) > FORWARDED_MAX:
+        _FORWARDED.popitem(last=False)
+
+
 async def handle_connect(client: Client, settings: Settings, body: bytes,
                          headers: Mapping[str, str]) -> ConnectOutcome:
     """Verify a Connect delivery and pass it to its onboarding as an ``envelope_event`` signal.
@@ -477,6 +496,8 @@ async def handle_connect(client: Client, settings: Settings, body: bytes,
     if wf_id is None:
         log.info("Connect event for envelope %s ignored: no onboarding external_id", event.envelope_id)
         return ConnectOutcome("ignored", event.envelope_id, reason="envelope has no onboarding external_id")
+    if _already_forwarded(event.envelope_id, event.status):
+        return ConnectOutcome("ignored", event.envelope_id, wf_id, reason=f"status {event.status} already forwarded")
     try:
         await client.get_workflow_handle(wf_id).signal(
             OnboardingWorkflow.envelope_event,
@@ -486,5 +507,6 @@ async def handle_connect(client: Client, settings: Settings, body: bytes,
             raise
         log.info("Connect event for envelope %s ignored: %s is not running", event.envelope_id, wf_id)
         return ConnectOutcome("ignored", event.envelope_id, wf_id, reason="onboarding not running")
+    _forwarded(event.envelope_id, event.status)
     log.info("Connect event %s for envelope %s signalled to %s", event.status, event.envelope_id, wf_id)
     return ConnectOutcome("signalled", event.envelope_id, wf_id)

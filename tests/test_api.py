@@ -213,6 +213,11 @@ async def test_walk_to_launch_through_http_with_signed_webhooks(api: Api, unique
     assert r.status_code == 200 and r.json()["status"] == "signalled" and r.json()["workflow_id"] == wf_id
     await api.until(wf_id, lambda s: any(e["envelope_id"] == first["envelope_id"] and e["status"] == "completed"
                                          for e in s["envelopes"]))
+    # the same envelope status again (Connect sends one per recipient event too): acknowledged, not signalled
+    again = connect_body(first["envelope_id"], "completed", f"{wf_id}:{first['agreement_kind']}:v1",
+                         now + timedelta(milliseconds=5))
+    r = await api.http.post("/webhooks/docusign", content=again, headers=signature_headers(again, HMAC_KEYS))
+    assert r.status_code == 200 and r.json()["status"] == "ignored" and "already forwarded" in r.json()["reason"]
     for i, env in enumerate(envelopes[1:], 1):
         body = connect_body(env["envelope_id"], "completed", f"{wf_id}:{env['agreement_kind']}:v1",
                             now + timedelta(seconds=i))
