@@ -99,7 +99,8 @@ def report_chart_count(engine: Engine, clinic_key: str, charts: int, period_star
                        period_end: date | None, actor: str, at: datetime) -> dict:
     """A clinic (or ops for it) reports its chart count for a period (:func:`chart_count_period`): stored
     (a re-report of the period replaces it) and audited with the actor and the count replaced, a repeat of
-    the same count changing nothing. The row, with ``previous`` (the count replaced, None) and ``changed``.
+    the same count changing nothing. The row, with ``previous`` (the count replaced, None), ``changed`` and
+    ``status`` (``reported`` | ``replaced`` | ``unchanged``).
     Refused as ``store.oversight.report_chart_count`` is."""
     start, end = chart_count_period(engine, clinic_key, at.date(), period_start, period_end)
     row, before = oversight.report_chart_count(engine, clinic_key, charts, start, end, actor, at)
@@ -110,7 +111,8 @@ def report_chart_count(engine: Engine, clinic_key: str, charts: int, period_star
                     detail={"period_start": start.isoformat(), "period_end": end.isoformat(), "charts": charts,
                             "previous": before},
                     idem_key=f"{wf}:chart-count:{start.isoformat()}:{end.isoformat()}:{at.isoformat()}")
-    return {**row, "previous": before, "changed": changed}
+    status = "unchanged" if not changed else "reported" if before is None else "replaced"
+    return {**row, "previous": before, "changed": changed, "status": status}
 
 
 class OversightActivities:
@@ -483,7 +485,8 @@ class OversightActivities:
                 continue
             approvals = [r["approved_at"] for r in reviews if r["approved_at"]] or \
                 [d["approved_at"] for d in docs if d["approved_at"]] or [launched["launched_at"] or now]
-            opens = rule.opens_at(max(approvals), oversight.protocol_review_every(clinic))
+            last = max(approvals)
+            opens = rule.opens_at(last, oversight.protocol_review_every(clinic))
             if now < opens:
                 continue
             review_id = f"{clinic['key']}-pr-{len(reviews) + 1}"
@@ -495,13 +498,13 @@ class OversightActivities:
             wf = oversight_id_for(clinic["key"])
             audit.audit(self.engine, wf, "compliance-sweep", "protocol_review_opened",
                        detail={"review_id": review_id, "sha256s": sha256s, "due": due.isoformat(),
-                               "last_approved": max(approvals).isoformat(), "interval_days": (opens - max(approvals)) / timedelta(days=1)},
+                               "last_approved": last.isoformat(), "interval_days": (opens - last) / timedelta(days=1)},
                        idem_key=f"{wf}:{review_id}:opened")
             listing = "".join(f"  {d['service']} {d['template_version']} sha256 {d['sha256']}\n" for d in docs)
             self._onb._mail(Notice(
                 workflow_id=wf, key=f"protocol-review-{review_id}", to_role="physician", to_id=director,
                 subject=f"Annual protocol review for clinic {clinic['key']}: re-approve by {due.date().isoformat()}",
-                body=(f"The protocols of clinic {clinic['key']} were last approved on {max(approvals).date().isoformat()}: "
+                body=(f"The protocols of clinic {clinic['key']} were last approved on {last.date().isoformat()}: "
                       f"their annual review is due. Read them "
                       f"(mdco protocols show {launched['workflow_id']}) and re-approve these texts:\n{listing}"
                       f"mdco oversight reapprove-protocols {clinic['key']} --npi {director}\n")))

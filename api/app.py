@@ -475,9 +475,7 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
         row = await asyncio.to_thread(service.report_chart_count, engine_from_settings(settings), clinic_key,
                                       body.charts, body.period_start, body.period_end, actor=actor)
         return ChartCountAnswer(**{k: row[k] for k in ("clinic_key", "period_start", "period_end", "charts",
-                                                       "previous")},
-                                status="unchanged" if not row["changed"] else
-                                "reported" if row["previous"] is None else "replaced")
+                                                       "previous", "status")})
 
     @app.get("/clinics/{clinic_key}/audit-packet", tags=["ops"], response_class=Response,
              summary="The clinic's inspection-ready audit packet (zip: manifest.json with SHA-256s, index.html, ...)",

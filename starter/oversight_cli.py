@@ -246,8 +246,7 @@ def reviews_charts(id: str, charts: int = typer.Option(..., "--charts", help="ch
     if as_json:
         _json({k: row[k] for k in ("clinic_key", "period_start", "period_end", "charts", "previous", "changed")})
         return
-    what = ("unchanged" if not row["changed"] else "reported" if row["previous"] is None
-            else f"replaced {row['previous']}")
+    what = f"replaced {row['previous']}" if row["status"] == "replaced" else row["status"]
     out.print(f"{row['clinic_key']}: {row['charts']} charts from {row['period_start'].isoformat()} to "
               f"{row['period_end'].isoformat()} ({what})", highlight=False)
 

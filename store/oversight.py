@@ -9,6 +9,7 @@ is written then.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import get_args
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, func, select, update
@@ -16,13 +17,14 @@ from sqlmodel import Session
 from sqlmodel import select as select_rows
 
 from domain.codes import workflow_id_for
+from domain.oversight import SampleBasis
 from domain.renewals import Credential, NoticeRecord, Step, parse_step, policy
 from store import tables as t
 from store.common import NotFound, one_of, require, retry_race, row_dict, sql_table
 from store.db import insert_for, run
 
 SEVERITIES = frozenset({"minor", "serious", "sentinel"})
-SAMPLE_BASES = frozenset({"reported", "patient_volume"})  # domain.oversight.SampleBasis
+SAMPLE_BASES = frozenset(get_args(SampleBasis))
 
 
 class Refused(ValueError):

@@ -347,7 +347,7 @@ class OnboardingWorkflow:
     def _widened_per_expiry(self) -> int:
         """The fan-out plus one for every offer that expired unanswered (up to MAX_PARALLEL_OFFERS), so a
         quiet roster widens the search before the SLA (the rule before patch SLA_BURST, or without a cap)."""
-        expired = sum(o.status == "expired" for o in self._all_offers())
+        expired = self._expired_offers()
         return min(MAX_PARALLEL_OFFERS, self._inp.offer_fanout + expired)
 
     def _sla_burst(self) -> bool:
@@ -356,7 +356,7 @@ class OnboardingWorkflow:
         histories without an expiry (or recorded before the patch) replay unchanged; once marked, it stays."""
         if self._burst:
             return True
-        if not self._timing.offer_burst_max or not any(o.status == "expired" for o in self._all_offers()):
+        if not self._timing.offer_burst_max or not self._expired_offers():
             return False
         if not workflow.patched(patches.SLA_BURST):
             return False
@@ -367,7 +367,7 @@ class OnboardingWorkflow:
         """The burst sent more offers than one per expired offer would have: ops are told once (the
         e-mail of a new round) and the audit log gets one ``offers_widened`` entry. Counts only, no NPI."""
         self._burst_told = True
-        expired = sum(o.status == "expired" for o in self._all_offers())
+        expired = self._expired_offers()
         what = (f"an offer expired unanswered, so the placement SLA is at risk: offers widened to {open_now} "
                 f"open at once (cap {self._timing.offer_burst_max})")
         self._note(what)
@@ -384,6 +384,10 @@ class OnboardingWorkflow:
 
     def _all_offers(self) -> list[OfferView]:
         return self._past_offers + list(self._offers.values())
+
+    def _expired_offers(self) -> int:
+        """Offers of this onboarding (every round) that expired unanswered."""
+        return sum(o.status == "expired" for o in self._all_offers())
 
     def _not_to_ask(self) -> list[str]:
         """Physicians this round must not be offered: everyone asked already, except those whose
@@ -614,7 +618,7 @@ class OnboardingWorkflow:
         """What ops can do when the SLA is at risk in matching: assign by hand (offers may still be open)."""
         if self._stage != Stage.matching:
             return ""
-        silent = sum(o.status == "expired" for o in self._all_offers())
+        silent = self._expired_offers()
         return (f"\n\nOffer round {self._round}; {silent} offer(s) expired unanswered so far. Ranked candidates and "
                 f"each offer's round: `mdco match {self._wf_id} --explain`. Assign a physician by hand: "
                 f"`mdco assign {self._wf_id} --npi NPI --reason ...`.")
