@@ -9,10 +9,20 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from domain.codes import PharmacyKind, Service, SlaStatus, Stage
 from domain.intake import Intake
+
+
+OFFER_TTL = timedelta(hours=4)
+#: Default of ``Timing.offer_widen_after`` (issue 13): the largest of 15/30/45/60 min whose event model gives a
+#: median time to match <= 2 h at fan-out 3 and pool 20 both with the response history known (1.69 h) and
+#: without any (1.85 h); 60 min gives 1.87 / 2.06 h. The price: offers per onboarding at pool 20 go from 8.7 to
+#: 15.1, of which 13.3 instead of 6.1 are withdrawn at the accept (physicians who get an "offer withdrawn");
+#: placed within 12 h 99.96 % -> 99.99 %. At pool 5, 5.5 -> 6.7 offers (2.1 -> 3.1 withdrawn), median
+#: 2.78 -> 2.57 h. ``bench.sla_model --pool 5 20 --fanout 3 --burst 15 --widen-after 15 30 45 60`` (BENCHMARKS.md).
+OFFER_WIDEN_AFTER = timedelta(minutes=45)
 
 
 class Timing(BaseModel):
@@ -21,7 +31,7 @@ class Timing(BaseModel):
 
     sla_at_risk: timedelta = timedelta(hours=12)
     sla_breach: timedelta = timedelta(hours=24)
-    offer_ttl: timedelta = timedelta(hours=4)
+    offer_ttl: timedelta = OFFER_TTL
     roster_retry: timedelta = timedelta(hours=1)
     plan_review_reminder: timedelta = timedelta(hours=8)
     reminder_every: timedelta = timedelta(hours=24)
@@ -40,6 +50,11 @@ class Timing(BaseModel):
     #: 0 or None: no burst (one more open offer per expired one, up to 10). 15: the smallest of 10/15/20 whose
     #: event model places >= 99.9 % within 12 h at fan-out 3 and pool 20 (BENCHMARKS.md, issue 13)
     offer_burst_max: int | None = Field(default=15, ge=0, le=100)
+    #: Early SLA-pressure widening (patch sla-widen-early-v1): when nobody accepted this long after the first
+    #: offer went out, widen to ``offer_burst_max`` open offers at once, as at the first expiry (needs a cap;
+    #: None: only at the first expiry). Default: OFFER_WIDEN_AFTER. Must be shorter than ``offer_ttl``; a
+    #: default that is not (an input with a short TTL, e.g. one recorded before the field existed) is off.
+    offer_widen_after: timedelta | None = Field(default=OFFER_WIDEN_AFTER, ge=timedelta(0))
     #: the director's deadline to acknowledge an adverse event, by severity; a severity not given takes
     #: the policy's (oversight_policy.yaml: minor 72 h, serious 24 h, sentinel 1 h)
     event_ack: dict[Literal["minor", "serious", "sentinel"], timedelta] = Field(default_factory=dict)
@@ -47,12 +62,26 @@ class Timing(BaseModel):
     #: None -> the policy's interval (oversight_policy.yaml protocol_review.interval_days: a year)
     protocol_review_every: timedelta | None = None
 
+    @model_validator(mode="after")
+    def _widen_before_expiry(self) -> "Timing":
+        """An early widening given explicitly must come before the first offer expires (the burst at expiry
+        covers the rest); the default is off when the TTL is that short."""
+        if self.offer_widen_after is not None and self.offer_widen_after >= self.offer_ttl:
+            if "offer_widen_after" in self.model_fields_set:
+                raise ValueError(f"offer_widen_after ({self.offer_widen_after}) must be shorter than offer_ttl "
+                                 f"({self.offer_ttl}); None turns the early widening off")
+            self.offer_widen_after = None
+        return self
+
     @classmethod
     def demo(cls) -> "Timing":
         """The demo's compressed clock: hours become seconds."""
+        demo_ttl = timedelta(seconds=60)
         return cls(
             sla_at_risk=timedelta(seconds=120), sla_breach=timedelta(seconds=240),
-            offer_ttl=timedelta(seconds=60), roster_retry=timedelta(seconds=10),
+            offer_ttl=demo_ttl, roster_retry=timedelta(seconds=10),
+            # the same share of the offer's lifetime as in production (45 min of 4 h: 11.25 s of 60 s)
+            offer_widen_after=demo_ttl * (OFFER_WIDEN_AFTER / OFFER_TTL),
             plan_review_reminder=timedelta(seconds=30), reminder_every=timedelta(seconds=30),
             agreement_expiry=timedelta(seconds=600), reconcile_after=timedelta(seconds=60),
             reconcile_min_gap=timedelta(seconds=15), chart_review_every=timedelta(seconds=60),

@@ -63,6 +63,14 @@ def _sha256s(protocols: Any) -> list[str]:
     return sorted(p.sha256 for p in protocols)
 
 
+def _span(t: timedelta) -> str:
+    """A delay as people read it: "45 min", "1 h 30 min", "11.25 s" (the demo's clock)."""
+    if t < timedelta(minutes=1):
+        return f"{t.total_seconds():g} s"
+    hours, minutes = divmod(round(t.total_seconds() / 60), 60)
+    return " ".join(p for p in (f"{hours} h" if hours else "", f"{minutes} min" if minutes else "") if p)
+
+
 def _failure_reason(err: FailureError) -> str:
     """The innermost message of a failure chain (the business reason, not 'activity task failed')."""
     cause: BaseException | None = err
@@ -96,6 +104,8 @@ class OnboardingWorkflow:
         self._burst = False  # patch SLA_BURST marked: widened to offer_burst_max open offers
         self._local_writes: bool | None = None  # answer writes as local activities (ANSWER_WRITES_LOCAL runs)
         self._burst_told = False  # ops were told of the widening (once per onboarding)
+        self._widen_early_asked = False  # patch SLA_WIDEN_EARLY asked (once per run): the early widening's moment
+        self._widened_early = False  # the widening came from offer_widen_after, not from an expiry
         self._offers_version = 0
         self._physician: str | None = None
         self._protocols: list[ProtocolView] = []
@@ -317,12 +327,19 @@ class OnboardingWorkflow:
                         continue
                     await self._wait_for_roster(result)
                     continue
+            widen_at = self._widen_at()
+            if widen_at is not None and workflow.now() >= widen_at:  # its moment passed while offers went out
+                self._widen_early()
+                continue
             self._wait_for("physician", f"{len(open_offers)} offer(s) open")
             seen = self._offers_version
             next_expiry = min(o.expires_at for o in open_offers)
+            wake = next_expiry if widen_at is None else min(next_expiry, widen_at)  # one wait, one timer
             await self._wait_at_most(
                 lambda: self._physician is not None or self._offers_version != seen,
-                max(next_expiry - workflow.now(), timedelta(seconds=1)))
+                max(wake - workflow.now(), timedelta(seconds=1)))
+            if widen_at is not None and self._physician is None and workflow.now() >= widen_at:
+                self._widen_early()
             await self._expire_due_offers()
         async with self._answer_lock():
             await self._withdraw_open_offers()
@@ -363,22 +380,49 @@ class OnboardingWorkflow:
         self._burst = True
         return True
 
+    def _widen_at(self) -> datetime | None:
+        """When the early widening is due (``Timing.offer_widen_after`` after this onboarding's first
+        offer), or None: off (no delay or no burst cap), already widened, asked already in this run, or
+        not before the first offer expires (the burst at expiry covers that)."""
+        after = self._timing.offer_widen_after
+        if after is None or not self._timing.offer_burst_max or self._burst or self._widen_early_asked \
+                or after >= self._timing.offer_ttl:
+            return None
+        sent = [o.sent_at for o in self._all_offers()]
+        return min(sent) + after if sent else None
+
+    def _widen_early(self) -> None:
+        """Nobody accepted ``offer_widen_after`` after the first offer: with patch SLA_WIDEN_EARLY the
+        SLA burst starts now (``_parallel_offers`` gives the cap; the loop sends the offers and tells ops
+        once). Asked once per run; a history without the marker (recorded before) keeps its commands."""
+        self._widen_early_asked = True
+        if workflow.patched(patches.SLA_WIDEN_EARLY):
+            self._burst = self._widened_early = True
+
     async def _tell_widened(self, open_now: int) -> None:
         """The burst sent more offers than one per expired offer would have: ops are told once (the
         e-mail of a new round) and the audit log gets one ``offers_widened`` entry. Counts only, no NPI."""
         self._burst_told = True
         expired = self._expired_offers()
-        what = (f"an offer expired unanswered, so the placement SLA is at risk: offers widened to {open_now} "
-                f"open at once (cap {self._timing.offer_burst_max})")
+        cap = self._timing.offer_burst_max
+        if self._widened_early and not expired:
+            after = self._timing.offer_widen_after
+            why = f"no physician accepted within {_span(after)} of the first offer"
+            what = f"{why}, so the placement SLA is at risk: offers widened to {open_now} open at once (cap {cap})"
+            told = f"{why}; offers widened to {open_now} open at once (cap {cap})"
+        else:
+            why = "the first offer expired unanswered"
+            what = (f"an offer expired unanswered, so the placement SLA is at risk: offers widened to {open_now} "
+                    f"open at once (cap {cap})")
+            told = f"{expired} offer(s) expired unanswered; {what}"
         self._note(what)
         await self._act("record_decision", DecisionRecord(
             workflow_id=self._wf_id, actor="workflow", action="offers_widened", at=workflow.now(),
-            reason="the first offer expired unanswered",
-            detail={"open_offers": open_now, "cap": self._timing.offer_burst_max, "expired": expired}))
+            reason=why, detail={"open_offers": open_now, "cap": cap, "expired": expired}))
         await self._notify(Notice(
             workflow_id=self._wf_id, key="offers-widened", to_role="ops",
             subject=f"Offers widened for {self._wf_id}",
-            body=(f"{expired} offer(s) expired unanswered; {what}. The first accept wins and the other offers "
+            body=(f"{told}. The first accept wins and the other offers "
                   f"are withdrawn. Ranked candidates: `mdco match {self._wf_id} --explain`. "
                   "Ops may still assign a physician by hand.")))
 

@@ -44,6 +44,11 @@ PROTOCOL_PACKET_SIGNED = "protocol-packet-signed-v1"
 #: not yet offered is offered too, up to ``Timing.offer_burst_max`` open offers (fresh before re-offers);
 #: ops are told once (``offers_widened`` audit entry). Checked only at an expiry with a cap set.
 SLA_BURST = "sla-burst-v1"
+#: Early SLA-pressure widening: when nobody accepted ``Timing.offer_widen_after`` after the first offer went
+#: out, the offers widen as SLA_BURST does at the first expiry (same cap, ops told once, ``offers_widened``
+#: audit entry). The matching wait's timer ends at that moment; asked only when it does (or that moment has
+#: passed while nobody accepted), once per run, so a history without the marker keeps its old commands.
+SLA_WIDEN_EARLY = "sla-widen-early-v1"
 #: The short database writes an answer waits on (``activity_options.ANSWER_WRITES``) run as local activities,
 #: so an answer no longer queues behind other onboardings' activities on the task queue. Superseded by
 #: ANSWER_WRITES_QUEUED before it was deployed: only runs that recorded this marker still take it.
