@@ -21,16 +21,25 @@ Each fan-out runs once per variant on the same clinics and the same draws: *befo
 (``Timing(offer_rounds_max=1, offer_burst_max=0)``: once everyone expired, the onboarding waits on the
 roster), *no-burst* (``Timing(offer_burst_max=0)``: later offer rounds re-offer the silent, each as soon
 as their offer expires and nobody fresh is left, patch ``reoffer-at-expiry-v1``; one more open offer per
-expired one) and *after* (``Timing()``: the same plus, since patch ``sla-burst-v1``, up to
-``offer_burst_max`` open offers from the first expiry). Default: before and after. Reported per
-scenario: share placed within 12 h and 24 h, median and p95 time to match (of the matched), share never
-matched by the 26 h horizon. Goals for fan-out 3 (after): ≥ 99.9 % within 12 h, median ≤ 2 h.
+expired one), *burst-at-expiry* (``Timing(offer_widen_after=None)``: the same plus, patch
+``sla-burst-v1``, up to ``offer_burst_max`` open offers from the first expiry) and *after* (``Timing()``:
+the same plus, patch ``sla-widen-early-v1``, that widening already ``offer_widen_after`` after the first
+offer when nobody accepted). Default: before and after. Reported per scenario: share placed within 12 h
+and 24 h, median and p95 time to match (of the matched), share never matched by the 26 h horizon, offers
+sent and withdrawn per onboarding, and the one-sided 95 % Clopper-Pearson upper bound on the share not
+placed within 12 h. Goals for fan-out 3 (after): ≥ 99.9 % within 12 h, median ≤ 2 h.
+
+A long run stalls on the time-skipping server now and then; for thousands of onboardings run several
+processes of ≤ 500 with different ``--seed`` (each scenario on a fresh server), each with ``--json``, and
+merge them: ``--merge a.json b.json ...`` pools the per-onboarding figures the files hold (``hours``,
+``offers``, ``withdrawn``) per fan-out and variant and prints the same table.
 
 Capacity is unlimited (the race for slots is ``tests/test_matching_concurrency.py``); the other
 stage activities are the fakes of ``tests/fake_activities.py``.
 
     .venv/bin/python -m bench.sla_sim                 # 500 onboardings, fan-out 1 and 3, seed 7
     .venv/bin/python -m bench.sla_sim --onboardings 300 --fanout 3 --json out.json
+    .venv/bin/python -m bench.sla_sim --merge s7.json s8.json s9.json   # pooled figures of several runs
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import threading
 import time
@@ -77,7 +87,7 @@ GOAL_MEDIAN_H_FANOUT3 = 2.0
 #: before: one round of offers (the old behaviour); no-burst: re-offer at expiry without the SLA burst
 #: (the "after" of commit 73fb703); after: the default Timing (later rounds and the burst).
 VARIANTS = {"before": Timing(offer_rounds_max=1, offer_burst_max=0), "no-burst": Timing(offer_burst_max=0),
-            "after": Timing()}
+            "burst-at-expiry": Timing(offer_widen_after=None), "after": Timing()}
 DEFAULT_VARIANTS = ["before", "after"]
 #: pydantic's e-mail validation imports these lazily; inside the sandbox hundreds of workflows
 #: starting at once then contend for the import lock (deadlock detector). Pass them through.
@@ -219,8 +229,9 @@ async def advance(env: WorkflowEnvironment, span: timedelta, step: timedelta = t
 
 
 async def run_batch(env: WorkflowEnvironment, task_queue: str, fanout: int, timing: Timing, label: str,
-                    keys: list[str], sims: set[str]) -> list[float | None]:
-    """Start the batch, let the clock run to ``HORIZON``, return hours-to-match (None = unmatched)."""
+                    keys: list[str], sims: set[str]) -> list[tuple[float | None, int, int]]:
+    """Start the batch, let the clock run to ``HORIZON``, return per onboarding (hours to match or None,
+    offers sent, offers withdrawn)."""
     client = env.client
     handles = []
     for key in keys:
@@ -229,10 +240,11 @@ async def run_batch(env: WorkflowEnvironment, task_queue: str, fanout: int, timi
             OnboardingWorkflow.run, OnboardingInput(intake=intake, timing=timing, offer_fanout=fanout),
             id=f"onboarding-{key}-{label}", task_queue=task_queue, task_timeout=TASK_TIMEOUT))
     await advance(env, HORIZON)
-    out: list[float | None] = []
+    out: list[tuple[float | None, int, int]] = []
     for h in handles:
         st = await h.query(OnboardingWorkflow.status, result_type=OnboardingStatus)
-        out.append((st.matched_at - st.started_at).total_seconds() / 3600 if st.matched_at and st.started_at else None)
+        hours = (st.matched_at - st.started_at).total_seconds() / 3600 if st.matched_at and st.started_at else None
+        out.append((hours, len(st.offers), sum(o.status == "withdrawn" for o in st.offers)))
     # Physicians still thinking would answer onboardings that no longer exist: end them first.
     for sim_id in sorted(sims):
         try:
@@ -245,16 +257,37 @@ async def run_batch(env: WorkflowEnvironment, task_queue: str, fanout: int, timi
     return out
 
 
-def shares(hours: list[float | None]) -> dict:
+def upper_95(k: int, n: int) -> float:
+    """One-sided 95 % Clopper-Pearson upper bound on a share seen ``k`` times in ``n``: the p at which
+    P(X <= k | n, p) = 0.05 (bisection on the binomial CDF; 0 of n gives 1 - 0.05^(1/n) ≈ 3/n)."""
+    if k >= n:
+        return 1.0
+
+    def cdf(p: float) -> float:
+        return sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                            + i * math.log(p) + (n - i) * math.log1p(-p)) for i in range(k + 1))
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) > 0.05 else (lo, mid)
+    return hi
+
+
+def shares(hours: list[float | None], offers: list[int] | None = None, withdrawn: list[int] | None = None) -> dict:
     n = len(hours)
     matched = sorted(h for h in hours if h is not None)
+    unplaced_12h = n - sum(h <= 12 for h in matched)
     return {
         "onboardings": n,
         "matched_12h": round(sum(h <= 12 for h in matched) / n, 4),
+        "unplaced_12h": unplaced_12h,
+        "unplaced_12h_upper95": round(upper_95(unplaced_12h, n), 5),
         "matched_24h": round(sum(h <= 24 for h in matched) / n, 4),
         "never_matched": round((n - len(matched)) / n, 4),  # by the 26 h horizon
         "median_hours": round(matched[len(matched) // 2], 2) if matched else None,  # of the matched
         "p95_hours": round(matched[min(len(matched) - 1, int(0.95 * len(matched)))], 2) if matched else None,
+        "offers_per_onboarding": round(sum(offers) / n, 2) if offers else None,
+        "withdrawn_per_onboarding": round(sum(withdrawn) / n, 2) if withdrawn else None,
     }
 
 
@@ -276,18 +309,26 @@ async def run_scenario(roster: Roster, onboardings: int, fanout: int, label: str
                           workflow_runner=RUNNER), \
                 Worker(env.client, task_queue=sim_queue, workflows=[PhysicianSim], activities=physician_acts,
                        max_concurrent_activities=1000, workflow_runner=RUNNER):
-            hours: list[float | None] = []
+            per: list[tuple[float | None, int, int]] = []
             for b in range(0, onboardings, batch):
                 keys = [f"sim-f{fanout}-{i:05d}" for i in range(b, min(onboardings, b + batch))]
-                hours += await run_batch(env, task_queue, fanout, VARIANTS[label], label, keys, sims)
+                per += await run_batch(env, task_queue, fanout, VARIANTS[label], label, keys, sims)
     finally:
         await env.shutdown()
-    r = shares(hours)
+    hours, offers, withdrawn = ([p[i] for p in per] for i in range(3))
+    r = shares(hours, offers, withdrawn)
     r["wall_s"] = round(time.perf_counter() - started, 1)
-    print(f"fan-out {fanout} {label:6}: {r['onboardings']} onboardings, within 12 h {r['matched_12h']:.1%}, "
-          f"within 24 h {r['matched_24h']:.1%}, never {r['never_matched']:.1%} (median {r['median_hours']} h, "
-          f"p95 {r['p95_hours']} h; {r['wall_s']} s)", flush=True)
+    print_scenario(fanout, label, r)
+    r.update(hours=[None if h is None else round(h, 4) for h in hours], offers=offers, withdrawn=withdrawn)
     return r
+
+
+def print_scenario(fanout: int | str, label: str, r: dict) -> None:
+    print(f"fan-out {fanout} {label:6}: {r['onboardings']} onboardings, within 12 h {r['matched_12h']:.1%} "
+          f"({r['unplaced_12h']} unplaced, 95 % upper bound {r['unplaced_12h_upper95']:.3%}), "
+          f"within 24 h {r['matched_24h']:.1%}, never {r['never_matched']:.1%} (median {r['median_hours']} h, "
+          f"p95 {r['p95_hours']} h; offers {r['offers_per_onboarding']}, withdrawn {r['withdrawn_per_onboarding']} "
+          f"per onboarding; {r['wall_s']} s)", flush=True)
 
 
 async def simulate(onboardings: int, fanouts: list[int], seed: int, batch: int, *, roster_size: int = ROSTER,
@@ -302,6 +343,11 @@ async def simulate(onboardings: int, fanouts: list[int], seed: int, batch: int, 
     for fanout in fanouts:
         results["fanouts"][str(fanout)] = {
             label: await run_scenario(roster, onboardings, fanout, label, batch) for label in variants}
+    add_goals(results)
+    return results
+
+
+def add_goals(results: dict) -> None:
     top = results["fanouts"].get("3", {}).get("after")
     if top:
         results["goals_fanout3_after"] = {
@@ -310,19 +356,53 @@ async def simulate(onboardings: int, fanouts: list[int], seed: int, batch: int, 
             "ratio_matched_12h": round(top["matched_12h"] / GOAL_12H_FANOUT3, 4),
             "ratio_median": round(GOAL_MEDIAN_H_FANOUT3 / top["median_hours"], 4) if top["median_hours"] else None,
         }
-    return results
+
+
+def merge(paths: list[Path]) -> dict:
+    """Pool the per-onboarding figures of several ``--json`` files (same pool and model, other seeds)."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    for key in ("pool", "roster", "silent_share", "answer_hours", "p_accept"):
+        if len({json.dumps(r.get(key)) for r in runs}) > 1:
+            raise SystemExit(f"--merge: the files differ in {key}; pool only runs of the same model")
+    out: dict = {k: runs[0][k] for k in ("answer_hours", "p_accept", "offer_ttl_hours", "roster", "pool",
+                                          "silent_share")}
+    out.update(seeds=[r["seed"] for r in runs], files=[str(p) for p in paths], offer_rounds_max={},
+               offer_burst_max={}, fanouts={})
+    for r in runs:
+        out["offer_rounds_max"].update(r["offer_rounds_max"])
+        out["offer_burst_max"].update(r["offer_burst_max"])
+        for fanout, per_variant in r["fanouts"].items():
+            for label, sc in per_variant.items():
+                if "hours" not in sc:
+                    raise SystemExit(f"--merge: {fanout}/{label} in a file without per-onboarding figures")
+                acc = out["fanouts"].setdefault(fanout, {}).setdefault(
+                    label, {"hours": [], "offers": [], "withdrawn": [], "wall_s": 0.0})
+                for k in ("hours", "offers", "withdrawn"):
+                    acc[k] += sc[k]
+                acc["wall_s"] += sc["wall_s"]
+    for fanout, per_variant in out["fanouts"].items():
+        for label, acc in per_variant.items():
+            r = shares(acc["hours"], acc["offers"], acc["withdrawn"])
+            r["wall_s"] = round(acc["wall_s"], 1)
+            per_variant[label] = r
+            print_scenario(fanout, label, r)
+    add_goals(out)
+    return out
 
 
 def table(results: dict) -> str:
-    rows = ["| fan-out | rounds | placed ≤ 12 h | placed ≤ 24 h | median / p95 to match | never (26 h) | wall |",
-            "|---|---|---:|---:|---:|---:|---:|"]
+    rows = ["| fan-out | rounds | placed ≤ 12 h | unplaced at 12 h (95 % upper bound) | placed ≤ 24 h | "
+            "median / p95 to match | never (26 h) | offers (withdrawn) per onboarding | wall |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for fanout, per_variant in results["fanouts"].items():
         for label, r in per_variant.items():
             burst = results.get("offer_burst_max", {}).get(label, 0)
             rows.append(f"| {fanout} | {label} (max {results['offer_rounds_max'][label]}"
-                        f"{f', burst {burst}' if burst else ''}) | {r['matched_12h']:.1%} | "
+                        f"{f', burst {burst}' if burst else ''}) | {r['matched_12h']:.2%} | "
+                        f"{r.get('unplaced_12h', '?')} of {r['onboardings']} (≤ {r.get('unplaced_12h_upper95', 0):.3%}) | "
                         f"{r['matched_24h']:.1%} | {r['median_hours']} h / {r['p95_hours']} h | "
-                        f"{r['never_matched']:.1%} | {r['wall_s']} s |")
+                        f"{r['never_matched']:.1%} | {r.get('offers_per_onboarding')} "
+                        f"({r.get('withdrawn_per_onboarding')}) | {r['wall_s']} s |")
     goals = results.get("goals_fanout3_after")
     if goals:
         rows.append(f"\nfan-out 3 after vs goals: ≤ 12 h ratio {goals['ratio_matched_12h']} (goal "
@@ -342,9 +422,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--silent-share", type=float, default=SILENT_SHARE, help="share of the roster that never answers")
     ap.add_argument("--variant", action="append", choices=list(VARIANTS),
                     help="repeatable; default before (offer_rounds_max=1, no burst) and after (default Timing); "
-                         "no-burst: re-offer at expiry without the burst (offer_burst_max=0)")
+                         "no-burst: re-offer at expiry without the burst (offer_burst_max=0); burst-at-expiry: "
+                         "the burst only at the first expiry (offer_widen_after=None)")
     ap.add_argument("--json", dest="json_path", type=Path)
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
+                    help="pool the figures of these --json files (runs of other seeds) instead of simulating")
     args = ap.parse_args(argv)
+    if args.merge:
+        results = merge(args.merge)
+        print(table(results))
+        if args.json_path:
+            args.json_path.write_text(json.dumps(results, indent=2) + "\n")
+        return results
     results = asyncio.run(simulate(args.onboardings, args.fanout or [1, 3], args.seed, args.batch,
                                    roster_size=args.roster, pool=args.pool, silent_share=args.silent_share,
                                    variants=args.variant))

@@ -29,3 +29,27 @@ def test_sla_sim_runs_before_and_after(tmp_path):
         assert 0 <= r["matched_12h"] <= r["matched_24h"] <= 1 - r["never_matched"] + 1e-9
     assert results["offer_rounds_max"] == {"before": 1, "after": 3}
     assert set(results["goals_fanout3_after"]) >= {"ratio_matched_12h", "ratio_median"}
+
+
+def test_upper_bound_on_the_unplaced_share():
+    from bench.sla_sim import upper_95
+    assert abs(upper_95(0, 3000) - (1 - 0.05 ** (1 / 3000))) < 1e-6  # 0 of 3,000: just under 0.1 %
+    assert upper_95(0, 3000) < 0.001 < upper_95(1, 3000)  # one unplaced of 3,000 no longer shows 99.9 %
+    assert abs(upper_95(2, 500) - 0.01252) < 5e-5  # 2 of 500 (BENCHMARKS: <= 1.3 %)
+
+
+def test_merge_pools_runs_of_other_seeds(tmp_path):
+    import json
+
+    def run(seed: int, hours: list, offers: list, withdrawn: list) -> str:
+        path = tmp_path / f"s{seed}.json"
+        path.write_text(json.dumps({
+            "seed": seed, "answer_hours": [0.5, 8.0], "p_accept": 0.6, "offer_ttl_hours": 4.0, "roster": 60,
+            "pool": 20, "silent_share": 0.25, "offer_rounds_max": {"after": 3}, "offer_burst_max": {"after": 15},
+            "fanouts": {"3": {"after": {"hours": hours, "offers": offers, "withdrawn": withdrawn, "wall_s": 1.0}}}}))
+        return str(path)
+    results = main(["--merge", run(7, [1.0, 13.0], [3, 9], [2, 0]), run(8, [None, 2.0], [15, 4], [0, 3])])
+    r = results["fanouts"]["3"]["after"]
+    assert r["onboardings"] == 4 and r["unplaced_12h"] == 2 and r["matched_12h"] == 0.5
+    assert r["offers_per_onboarding"] == 7.75 and r["withdrawn_per_onboarding"] == 1.25
+    assert results["seeds"] == [7, 8]
