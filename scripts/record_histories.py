@@ -610,6 +610,38 @@ async def sla_burst(r: Rec) -> WorkflowHistory:
     return history
 
 
+# ---------------------------------------------------------------- release 4: early SLA-pressure widening (issue 13)
+#: Five Rhode Island physicians (the demo roster has nobody there) for the early-widening path.
+RI_NPIS = tuple(npi_with_check_digit(f"140100{i}01") for i in range(1, 6))
+
+
+async def sla_widen_early(r: Rec) -> WorkflowHistory:
+    """A Rhode Island clinic, fan-out 1, five eligible physicians, ``offer_burst_max`` 3 and
+    ``offer_widen_after`` 4 s (the offer lives 10 min): nobody answers the first offer, so 4 s after it the
+    offers widen to 3 open (the cap) without any expiry, ops told once; one of them accepts, the other two
+    are withdrawn -> launched."""
+    await import_roster(r, roster_csv([
+        f"{npi},Roe{i},Ocean,MD,roe{i}.ocean@md.example,+1401555010{i},RI,RI:RI4010{i}:2029-10-31,,"
+        "neurotoxins;dermal_fillers;laser,5,0,2029-06-30,dermatology,true," for i, npi in enumerate(RI_NPIS)]))
+    raw = clinic_in("RI", "ocean-state-widen-early", "Ocean State Aesthetics LLC", "Providence", "02903")
+    t = BASE.model_copy(update={"offer_burst_max": 3, "offer_widen_after": timedelta(seconds=4)})
+    wf = await r.start_intake(raw, t, fanout=1)
+    st = await r.play(wf, lambda s: len(offers(s, "open")) == 3, silent=("physician",))
+    check(not offers(st, "expired") and len(st["offers"]) == 3, f"widened to the cap, nothing expired: {st['offers']}")
+    winner = offers(st, "open")[-1]["npi"]
+    await r.post(f"/onboardings/{wf}/offers/{winner}/accept")
+    history = await r.launched(wf)
+    st = await r.status(wf)
+    check(st["physician_npi"] == winner and len(offers(st, "withdrawn")) == 2, "one accept withdrew the other two")
+    check(noted(st, "no physician accepted within 4 s of the first offer"), "the early widening is on the timeline")
+    told = [s.strip() for s in subjects(r)]
+    check(told.count("Offers widened for " + wf) == 1, "ops told once")
+    check(told.count(f"Offer withdrawn: {raw['clinic_name']}") >= 2, "the withdrawn physicians told")
+    markers = patch_markers(history)
+    check(patches.SLA_WIDEN_EARLY in markers and patches.SLA_BURST not in markers, "sla-widen-early marked, no expiry")
+    return history
+
+
 # ---------------------------------------------------------------- release 4: the protocol packet signed (issue 11)
 async def protocol_packet_signed(r: Rec) -> WorkflowHistory:
     """The Austin clinic with its NP's e-mail: once the protocols are approved the protocol packet goes
@@ -880,6 +912,8 @@ SCENARIOS = [
     Scenario(("onboarding_reoffer_at_expiry",), reoffer_at_expiry, releases=V4),
     # release 4: at the first expired offer the offers widen up to Timing.offer_burst_max (issue 13)
     Scenario(("onboarding_sla_burst",), sla_burst, releases=V4),
+    # release 4: the same widening when nobody accepted Timing.offer_widen_after after the first offer (issue 13)
+    Scenario(("onboarding_sla_widen_early",), sla_widen_early, releases=V4),
     # release 4: the writes an answer waits on queued again (answer-writes-queued-v2, issue 12); the withdrawn
     # local-activity path's history (onboarding_answer_writes_local_v4) was recorded from commit a5389d9
     Scenario(("onboarding_answer_writes_queued",), answer_writes_queued, releases=V4),
