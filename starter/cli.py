@@ -487,6 +487,60 @@ def reconcile() -> None:
     _print_json(_run(go()).model_dump(mode="json"))
 
 
+@app.command()
+def repair(id: Optional[str] = typer.Argument(None, help="a workflow id (default: every run the server reports stuck)"),
+           apply: bool = typer.Option(False, "--apply", help="reset the repairable runs (default: only show)"),
+           reason: str = typer.Option("workflow task fails on replay (nondeterminism)", "--reason"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Find onboardings/oversights whose workflow task fails on every attempt with a nondeterminism and
+    reset each to the task before the divergence (README, "Repairing a stuck workflow"). Audited."""
+    from temporalio.service import RPCError
+
+    from domain.codes import normalize_workflow_id
+    from mdco_temporal import repair as rp
+    from store.audit import audit
+    from worker import WORKFLOWS
+
+    if id is not None and not id.strip():
+        _fail("id: must not be empty", 2)
+    rp.quiet_replays()
+
+    async def go():
+        client = await _client()
+        if id is None:
+            ids = await rp.stuck_workflow_ids(client, [w.__name__ for w in WORKFLOWS])
+        else:
+            ids = [id if id.startswith(("onboarding-", "oversight-")) else normalize_workflow_id(id)]
+        plans, engine = [], _engine()
+        for wf in ids:
+            try:
+                plan = await rp.diagnose(client, wf, WORKFLOWS)
+            except RPCError as exc:
+                if id is not None and "not found" in str(exc).lower():
+                    _fail(f"id: no workflow {wf}", 2)
+                raise
+            row = {"workflow_id": wf, "run_id": plan.run_id, "plan": plan.summary(), "new_run_id": ""}
+            if apply and plan.repairable:
+                row["new_run_id"] = await rp.reset(client, plan, reason, identity="mdco repair")
+                audit(engine, wf, "ops:cli", "workflow_repaired", reason=reason, idem_key=f"repair-{plan.run_id}",
+                      detail={"run_id": plan.run_id, "new_run_id": row["new_run_id"],
+                              "diverging_event_id": plan.diverging_event_id, "reset_to_event_id": plan.reset_to_event_id,
+                              "activities_rerun": len(plan.activities_rerun), "signals_reapplied": plan.signals_reapplied,
+                              "updates_reapplied": plan.updates_reapplied})
+            plans.append(row)
+        return plans
+
+    rows = _run(go())
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        out.print("no stuck workflow")
+    for row in rows:
+        done = f" -> reset, new run {row['new_run_id']}" if row["new_run_id"] else ""
+        out.print(f"{row['workflow_id']}: {row['plan']}{done}", highlight=False)
+
+
 # ---------------------------------------------------------------------------- embedded stack
 @app.command()
 def up(detach: bool = typer.Option(False, "--detach", help="return once every service is healthy")) -> None:

@@ -1,0 +1,154 @@
+"""Repair a run whose workflow task fails on every attempt with a nondeterminism error (``mdco repair``).
+
+Why this exists: temporalio 1.35 (its Rust core) can write a history that its own replay rejects. A
+status query the server dispatches while no worker polls waits in matching; if an activity completes
+meanwhile and a fresh worker picks the query up first, core applies that completion while answering it,
+so the main loop's next commands are already queued when the workflow task carrying an update (an answer
+sent meanwhile) arrives, and the update is accepted *after* them. Replay applies updates first, so every
+later replay fails ("Update machine does not handle this event: ... UpsertWorkflowSearchAttributes") and
+the onboarding stops on the next worker restart. Nothing is lost: the history is intact.
+
+Temporal's remedy, done here: reset the run to the workflow task that wrote the first diverging command.
+The new run keeps the history before it, re-executes from there with the deployed code (activities are
+idempotent), and the server re-applies the signals and updates that arrived after it. The diagnosis is
+the deployed code's own replay of the history, so a run that replays cleanly is never reset.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.worker import Replayer
+
+#: running runs the server reports as having a problem (workflow tasks failing again and again)
+STUCK_QUERY = "ExecutionStatus = 'Running' AND TemporalReportedProblems IS NOT NULL"
+_EVENT_ID = re.compile(r"HistoryEvent\(id: (\d+)")
+_T = EventType
+
+
+@dataclass
+class RepairPlan:
+    """What ``mdco repair`` found for one run and would do (``refused`` non-empty: it will not)."""
+
+    workflow_id: str
+    run_id: str
+    failure: str  # the deployed code's replay failure ("" when it replays cleanly)
+    diverging_event_id: int | None = None
+    reset_to_event_id: int | None = None  # the WORKFLOW_TASK_COMPLETED the new run resets to
+    signals_reapplied: int = 0
+    updates_reapplied: int = 0
+    activities_rerun: list[str] = field(default_factory=list)
+    refused: str = ""
+
+    @property
+    def repairable(self) -> bool:
+        return self.reset_to_event_id is not None and not self.refused
+
+    def summary(self) -> str:
+        if not self.failure:
+            return "replays cleanly with the deployed code: nothing to repair"
+        if self.refused:
+            return f"not repaired: {self.refused}"
+        return (f"diverges at event {self.diverging_event_id}; reset to event {self.reset_to_event_id}: "
+                f"{len(self.activities_rerun)} activities re-run, {self.signals_reapplied} signal(s) and "
+                f"{self.updates_reapplied} update(s) re-applied")
+
+
+def _is_nondeterminism(failure: str) -> bool:
+    return "Nondeterminism" in failure or "TMPRL1100" in failure
+
+
+def plan_from_history(workflow_id: str, run_id: str, events: Iterable[HistoryEvent], failure: str) -> RepairPlan:
+    """The reset point for a replay ``failure`` (pure): the workflow task whose completion wrote the first
+    event replay could not match. Refused when the failure is not a nondeterminism naming an event, or when
+    a child workflow was started after that point (re-running it would start the child again)."""
+    plan = RepairPlan(workflow_id=workflow_id, run_id=run_id, failure=failure)
+    if not failure:
+        return plan
+    if not _is_nondeterminism(failure):
+        plan.refused = f"the replay fails for another reason than nondeterminism: {failure[:200]}"
+        return plan
+    match = _EVENT_ID.search(failure)
+    if match is None:
+        plan.refused = f"the nondeterminism names no event to reset before: {failure[:200]}"
+        return plan
+    diverging = plan.diverging_event_id = int(match.group(1))
+    events = list(events)
+    completed = [e.event_id for e in events
+                 if e.event_type == _T.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and e.event_id < diverging]
+    if not completed:
+        plan.refused = f"no completed workflow task precedes event {diverging}"
+        return plan
+    plan.reset_to_event_id = completed[-1]
+    scheduled = {e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+                 for e in events if e.event_type == _T.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED}
+    for e in events:
+        if e.event_id <= plan.reset_to_event_id:
+            continue
+        if e.event_type == _T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            plan.signals_reapplied += 1
+        elif e.event_type in (_T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
+                              _T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED):
+            plan.updates_reapplied += 1
+        elif e.event_type == _T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            plan.activities_rerun.append(scheduled.get(e.activity_task_completed_event_attributes.scheduled_event_id, "?"))
+        elif e.event_type == _T.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+            child = e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+            plan.refused = (f"child workflow {child} was started after event {plan.reset_to_event_id}; a reset "
+                            "would start it again: ops decide (temporal workflow reset)")
+    return plan
+
+
+def quiet_replays() -> None:
+    """Keep the core's per-replay warning ("Failing workflow task ... Nondeterminism") out of a command's
+    output: the failure is what the plan reports. Call before the first client is made."""
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(
+        filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")))), error_if_already_set=False)
+
+
+async def replay_failure(client: Client, history: WorkflowHistory, workflows: list[type]) -> str:
+    """The deployed code's replay of ``history``: "" when it replays, else the failure's message."""
+    replayer = Replayer(workflows=workflows, data_converter=client.data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return "" if result.replay_failure is None else str(result.replay_failure)
+
+
+async def diagnose(client: Client, workflow_id: str, workflows: list[type]) -> RepairPlan:
+    """Fetch the current run's history and plan its repair from the deployed code's replay of it."""
+    handle = client.get_workflow_handle(workflow_id)
+    desc = await handle.describe()
+    history = await client.get_workflow_handle(workflow_id, run_id=desc.run_id).fetch_history()
+    failure = await replay_failure(client, history, workflows)
+    return plan_from_history(workflow_id, desc.run_id, history.events, failure)
+
+
+async def stuck_workflow_ids(client: Client, workflow_types: Iterable[str]) -> list[str]:
+    """Running runs of these types whose workflow tasks the server reports failing (visibility)."""
+    types = " OR ".join(f"WorkflowType = '{t}'" for t in workflow_types)
+    return sorted({wf.id async for wf in client.list_workflows(f"{STUCK_QUERY} AND ({types})")})
+
+
+async def reset(client: Client, plan: RepairPlan, reason: str, identity: str) -> str:
+    """Reset the run as planned (signals and updates after the point are re-applied); the new run id.
+    Only while the planned run is still the workflow's current, running one: the server would reset a
+    closed run again, starting yet another run, so a second repair of the same plan is refused."""
+    if not plan.repairable:
+        raise ValueError(f"{plan.workflow_id}: {plan.summary()}")
+    current = await client.get_workflow_handle(plan.workflow_id).describe()
+    if current.run_id != plan.run_id or current.status != WorkflowExecutionStatus.RUNNING:
+        raise ValueError(f"{plan.workflow_id}: run {plan.run_id} is no longer the running one "
+                         f"(current run {current.run_id}): already repaired or closed")
+    response = await client.workflow_service.reset_workflow_execution(ResetWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_execution=WorkflowExecution(workflow_id=plan.workflow_id, run_id=plan.run_id),
+        reason=reason[:500], workflow_task_finish_event_id=plan.reset_to_event_id,
+        request_id=f"repair-{plan.run_id}-{plan.reset_to_event_id}", identity=identity))
+    return response.run_id
