@@ -53,3 +53,34 @@ def test_merge_pools_runs_of_other_seeds(tmp_path):
     assert r["onboardings"] == 4 and r["unplaced_12h"] == 2 and r["matched_12h"] == 0.5
     assert r["offers_per_onboarding"] == 7.75 and r["withdrawn_per_onboarding"] == 1.25
     assert results["seeds"] == [7, 8]
+
+
+async def test_a_stuck_clock_is_released_and_counted(monkeypatch):
+    """A step that does not come back in time releases one time-skipping lock, then the step is re-asked."""
+    import asyncio
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    import bench.sla_sim as sim
+
+    class Env:
+        def __init__(self):
+            self.now, self.locks, self.unlocks = datetime(2026, 1, 1), 1, 0
+            self.client = SimpleNamespace(test_service=SimpleNamespace(unlock_time_skipping=self.unlock))
+
+        async def unlock(self, _request):
+            self.unlocks += 1
+            self.locks -= 1
+
+        async def get_current_time(self):
+            return self.now
+
+        async def sleep(self, span):
+            while self.locks:  # a leaked lock: the clock does not skip
+                await asyncio.sleep(0.01)
+            self.now += span
+
+    monkeypatch.setattr(sim, "STUCK_AFTER_S", 0.05)
+    env, stats = Env(), {}
+    await sim.advance(env, timedelta(hours=3), stats=stats)
+    assert env.now == datetime(2026, 1, 1, 3) and env.unlocks == 1 and stats == {"clock_unstuck": 1}
