@@ -27,7 +27,7 @@ from activities.oversight import OversightActivities
 from activities.reconcile import reconcile_registrations
 from activities.replacement import ReplacementActivities
 from config import Settings, get_settings
-from mdco_temporal.client import data_converter
+from mdco_temporal.client import STICKY_QUEUE_TIMEOUT, data_converter
 from mdco_temporal.schedules import ensure_compliance_schedule, ensure_reconcile_schedule
 from observability.logging import configure_logging
 from observability.worker import WorkerTelemetry
@@ -76,7 +76,8 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
                   + ReplacementActivities(onboarding, client).all(), activity_executor=executor,
                   **worker_tuning(settings),
                   interceptors=[*interceptors, BusinessFailureInterceptor()],
-                  graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s))
+                  graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
+                  sticky_queue_schedule_to_start_timeout=STICKY_QUEUE_TIMEOUT)
 
 
 async def main() -> int:

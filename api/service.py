@@ -34,6 +34,7 @@ from domain.messages import (
 from domain.onboarding import EnvelopeEvent, OfferAnswer, OnboardingInput, OnboardingStatus, Replacement, Timing
 from domain.oversight import AdverseEventWatch
 from esign.connect import parse_connect_event, verify_signature
+from mdco_temporal.client import STATUS_QUERY_TIMEOUT
 from workflows import search_attributes as sa
 from workflows.onboarding import OnboardingWorkflow
 from workflows.oversight import OversightWorkflow
@@ -203,13 +204,17 @@ def _is_not_found(err: RPCError) -> bool:
 
 
 async def get_status(client: Client, id_or_key: str) -> OnboardingStatus:
-    """The onboarding's live status (the workflow's ``status`` query)."""
+    """The onboarding's live status (the workflow's ``status`` query), given up after STATUS_QUERY_TIMEOUT."""
     handle = _handle(client, id_or_key)
     try:
-        return await handle.query(OnboardingWorkflow.status, result_type=OnboardingStatus)
+        return await handle.query(OnboardingWorkflow.status, result_type=OnboardingStatus,
+                                  rpc_timeout=STATUS_QUERY_TIMEOUT)
     except RPCError as err:
         if _is_not_found(err):
             raise NotFound(f"no onboarding with id {handle.id}") from None
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            raise Unavailable(f"status of {handle.id}: no worker answered within "
+                              f"{STATUS_QUERY_TIMEOUT.total_seconds():g} s (restarting?); retry") from None
         raise
     except WorkflowQueryFailedError as err:
         raise Rejected(f"status of {handle.id} unavailable: {err}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -17,6 +18,15 @@ from workflows import search_attributes as sa
 
 
 LOCAL_KEY_ID = "local1"
+
+#: How long the server keeps a run's tasks and queries on its worker's sticky queue before giving them to any
+#: worker (the SDK's default, made explicit because STATUS_QUERY_TIMEOUT depends on it).
+STICKY_QUEUE_TIMEOUT = timedelta(seconds=10)
+#: How long a status query may wait for a worker. Shorter than STICKY_QUEUE_TIMEOUT on purpose: a query sent to
+#: a crashed worker's sticky queue then gives up instead of being handed, with the full history, to a fresh
+#: worker, which is how temporalio 1.35 comes to write a history it cannot replay (mdco_temporal/repair.py).
+#: Without any worker a query is dropped after this long too, which bounds the same window.
+STATUS_QUERY_TIMEOUT = timedelta(seconds=5)
 
 
 def payload_key_path(settings: Settings) -> Path:

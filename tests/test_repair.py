@@ -32,7 +32,8 @@ from domain.intake import Intake
 from domain.messages import PhysicianAnswer
 from domain.onboarding import OnboardingInput, OnboardingStatus, Timing
 from mdco_temporal import repair
-from mdco_temporal.client import ensure_search_attributes
+from api import service
+from mdco_temporal.client import STATUS_QUERY_TIMEOUT, STICKY_QUEUE_TIMEOUT, ensure_search_attributes
 from starter.binaries import temporal_cli
 from tests.fake_activities import FakeWorld, sample_intake
 from tests.test_workflow_onboarding import play_to_launch, until
@@ -82,12 +83,17 @@ async def _killable_worker(address: str, queue: str, sticky_s: float) -> subproc
     return proc
 
 
-async def _wedge(env: WorkflowEnvironment, queue: str, key: str):
+async def _raw_status(handle) -> OnboardingStatus:
+    return await handle.query(OnboardingWorkflow.status, result_type=OnboardingStatus)
+
+
+async def _wedge(env: WorkflowEnvironment, queue: str, key: str, sticky: float = 3.0, ask_status=_raw_status):
     """Drive the platform bug as a worker crash does (the sticky timeouts order it): the workflow worker is
     SIGKILLed; a status query waits on its sticky queue; the SLA at-risk timer fires and its task waits
     there too; an accept is sent; the query times out to the normal queue first, where a fresh worker
-    answers it from the full history (applying the timer), then takes the task carrying the accept."""
-    client, sticky, at_risk = env.client, 3.0, timedelta(seconds=10)
+    answers it from the full history (applying the timer), then takes the task carrying the accept.
+    Returns the handle, the accepted NPI and what the status query gave (a status or the error)."""
+    client, at_risk = env.client, timedelta(seconds=10)
     timing = Timing(sla_at_risk=at_risk, offer_ttl=timedelta(hours=1))
     intake = Intake.model_validate(sample_intake(key))
     proc = await _killable_worker(client.service_client.config.target_host, queue, sticky)
@@ -102,33 +108,37 @@ async def _wedge(env: WorkflowEnvironment, queue: str, key: str):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    query = asyncio.create_task(handle.query(OnboardingWorkflow.status, result_type=OnboardingStatus))
+    query = asyncio.create_task(ask_status(handle))
     async with _worker(client, queue):
         await asyncio.sleep(2.0)  # the timer fired 1 s ago; its task and the query wait on the dead sticky queue
         accept = asyncio.create_task(handle.execute_update(OnboardingWorkflow.accept_offer,
                                                            PhysicianAnswer(npi=st.offers[0].npi)))
-        await asyncio.wait_for(query, 30)
+        asked = (await asyncio.gather(asyncio.wait_for(query, 30), return_exceptions=True))[0]
         assert (await asyncio.wait_for(accept, 30)).accepted
-    return handle, st.offers[0].npi
+    return handle, st.offers[0].npi, asked
 
 
-@pytest.mark.integration
-@pytest.mark.timeout(240)
-async def test_repair_resets_a_wedged_onboarding_which_then_launches():
+@pytest.fixture
+async def dev():
+    """A dev server of its own, a task queue and the fake activities polling it (no workflow worker)."""
     env = await WorkflowEnvironment.start_local(data_converter=pydantic_data_converter,
                                                 dev_server_existing_path=temporal_cli())
     try:
         queue, world = f"tq-{uuid.uuid4().hex[:10]}", FakeWorld()
         await ensure_search_attributes(env.client)
         async with _worker(env.client, queue, world):
-            await _wedge_then_repair(env, queue, world)
+            yield env, queue, world
     finally:
         await env.shutdown()
 
 
-async def _wedge_then_repair(env: WorkflowEnvironment, queue: str, world: FakeWorld) -> None:
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+async def test_repair_resets_a_wedged_onboarding_which_then_launches(dev):
+    env, queue, world = dev
     client = env.client
-    handle, npi = await _wedge(env, queue, f"clinic-{uuid.uuid4().hex[:8]}")
+    handle, npi, asked = await _wedge(env, queue, f"clinic-{uuid.uuid4().hex[:8]}")
+    assert isinstance(asked, OnboardingStatus), asked
     failure = await repair.replay_failure(client, await handle.fetch_history(), WORKFLOWS)
     assert "Nondeterminism" in failure, (
         "temporalio no longer writes a history its replay rejects in this scenario: revisit "
@@ -159,6 +169,24 @@ async def _wedge_then_repair(env: WorkflowEnvironment, queue: str, world: FakeWo
         final = await play_to_launch(None, fresh, npi, accept=False)
         assert final.stage == "launched"
     assert await repair.replay_failure(client, await fresh.fetch_history(), WORKFLOWS) == ""
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+async def test_the_api_status_gives_up_before_the_query_could_wedge_the_run(dev):
+    """The same crash through ``service.get_status`` (what the API and CLI call), with the worker's real sticky
+    timeout: the query gives up (503) before the server hands it to a fresh worker, so the accept is applied
+    with the timer in one task and the history replays."""
+    assert STATUS_QUERY_TIMEOUT < STICKY_QUEUE_TIMEOUT
+    env, queue, _ = dev
+    handle, npi, asked = await _wedge(env, queue, f"clinic-{uuid.uuid4().hex[:8]}",
+                                      sticky=STICKY_QUEUE_TIMEOUT.total_seconds(),
+                                      ask_status=lambda h: service.get_status(env.client, h.id))
+    assert isinstance(asked, service.Unavailable) and "no worker answered within 5 s" in str(asked), asked
+    assert await repair.replay_failure(env.client, await handle.fetch_history(), WORKFLOWS) == ""
+    async with _worker(env.client, queue):  # a restarted worker replays it and goes on
+        st = await until(handle, lambda s: s.physician_npi == npi and s.stage != "matching")
+    assert [o.status for o in st.offers] == ["accepted"]
 
 
 @pytest.mark.integration
