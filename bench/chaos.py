@@ -19,6 +19,10 @@ exactly one completed envelope on the e-sign server and it is the agreement's; n
 seeded count plus the clinics placed with them (and their unreleased reservations); no lost audit
 entry (each completed audit-writing activity in the run's history has its entry, and the trail has the
 core entries of a launched onboarding).
+
+Ops are on call: ``mdco repair --apply`` runs every ``--repair-every`` seconds, as an operator would when a
+run's workflow task keeps failing after a restart (mdco_temporal/repair.py); ``repairs`` counts the runs
+it reset and the invariants are checked after them.
 """
 
 from __future__ import annotations
@@ -330,8 +334,31 @@ async def chaos(settings, env: dict[str, str], driver, n: int, plan: list[str], 
     return kills
 
 
+async def repairer(env: dict[str, str], every: float, done: asyncio.Event) -> dict[str, list[dict]]:
+    """Ops on call: ``mdco repair --apply --json`` every ``every`` seconds while the onboardings are driven,
+    and once more at the end; the runs it reset, and the stuck ones it would not (``refused``). A round that
+    cannot reach Temporal (a server kill) is skipped."""
+    found: dict[str, list[dict]] = {"repaired": [], "refused": []}
+    while True:
+        try:
+            await asyncio.wait_for(done.wait(), every)
+        except TimeoutError:
+            pass
+        try:
+            rows = json.loads((await asyncio.to_thread(mdco, env, "repair", "--apply", "--json", timeout=120)).stdout)
+        except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+            progress(f"repair round skipped: {str(exc)[:200]}")
+            rows = []
+        for row in rows:
+            found["repaired" if row["new_run_id"] else "refused"].append({k: row[k] for k in ("workflow_id", "plan")})
+            progress(f"repair: {row['workflow_id']}: {row['plan']}")
+        if done.is_set():
+            return found
+
+
 def run(n: int, worker_kills: int, server_kills: int, error_rate: float, timeout: float, min_gap: float,
-        database_url: str = "", seed: int = 12, keep: str = "", poll_max_s: float = 2.0) -> dict:
+        database_url: str = "", seed: int = 12, keep: str = "", poll_max_s: float = 2.0,
+        repair_every: float = 20.0) -> dict:
     from starter.humans import Driver, Humans, demo_intakes
     from starter.stack import stack_env
 
@@ -354,11 +381,12 @@ def run(n: int, worker_kills: int, server_kills: int, error_rate: float, timeout
             plan = kill_plan(worker_kills, server_kills)
             load_before = load_average()
 
-            box: dict = {"kills": [], "elapsed": 0.0, "error": ""}
+            box: dict = {"kills": [], "elapsed": 0.0, "error": "", "repairs": {"repaired": [], "refused": []}}
 
             async def play() -> None:
                 done = asyncio.Event()
                 killer = asyncio.create_task(chaos(settings, env, driver, n, plan, min_gap, done))
+                ops = asyncio.create_task(repairer(env, repair_every, done)) if repair_every > 0 else None
                 started = time.monotonic()
                 try:
                     await driver.run(intakes, timeout=timeout)
@@ -368,6 +396,8 @@ def run(n: int, worker_kills: int, server_kills: int, error_rate: float, timeout
                     box["elapsed"] = time.monotonic() - started
                     done.set()
                     box["kills"] = await killer
+                    if ops is not None:
+                        box["repairs"] = await ops
 
             asyncio.run(play())
             kills, elapsed, error = box["kills"], box["elapsed"], box["error"]
@@ -394,7 +424,10 @@ def run(n: int, worker_kills: int, server_kills: int, error_rate: float, timeout
         "esign_injected_faults": stats.get("injected_faults"),
         "esign_rest_calls": sum(a["total"] for a in stats.get("accounts", {}).values()),
         "driver": {"polls": driver.tally.polls, "actions": driver.tally.actions,
-                   "transport_errors": driver.tally.transport_errors, "rate_limited": driver.tally.rate_limited},
+                   "transport_errors": driver.tally.transport_errors, "rate_limited": driver.tally.rate_limited,
+                   "status_unavailable": driver.tally.status_unavailable},
+        "repairs": len(box["repairs"]["repaired"]), "repaired": box["repairs"]["repaired"],
+        "stuck_not_repaired": box["repairs"]["refused"],
         "violations": len(found), "violation_list": found[:50], "timeout_error": error,
         "invariants_hold": not found and not error,
         "load": {"before": load_before, "after": load_after},
@@ -413,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-max", type=float, default=2.0, help="seconds between status reads while "
                         "nobody is asked (the driver's queries load the worker: 200 onboardings at 0.5 s are 400/s)")
     parser.add_argument("--keep", default="", help="run in this directory and keep it (logs, state) afterwards")
+    parser.add_argument("--repair-every", type=float, default=20.0, help="seconds between `mdco repair --apply` "
+                        "rounds while the onboardings are driven (ops on call; 0: never)")
     args = parser.parse_args(argv)
     if args.onboardings < 1:
         parser.error("--onboardings: must be at least 1")
@@ -420,8 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--worker-kills/--server-kills: must be 0 or more")
     if not 0.0 <= args.error_rate <= 1.0:
         parser.error("--error-rate: must be between 0 and 1")
+    if args.repair_every < 0:
+        parser.error("--repair-every: must be 0 or more")
     out = run(args.onboardings, args.worker_kills, args.server_kills, args.error_rate, args.timeout, args.min_gap,
-              args.database_url, keep=args.keep, poll_max_s=args.poll_max)
+              args.database_url, keep=args.keep, poll_max_s=args.poll_max, repair_every=args.repair_every)
     print(json.dumps(out, indent=2))
     return 0 if out["invariants_hold"] else 1
 

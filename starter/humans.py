@@ -296,6 +296,7 @@ class Tally:
     polls: int = 0
     rate_limited: int = 0  # answers 429 (waited out, then asked again)
     transport_errors: int = 0  # requests that got no HTTP answer (asked again later)
+    status_unavailable: int = 0  # status reads answered 503 (no worker answered the query in time)
     actions: dict[str, int] = field(default_factory=dict)
     answer_latency_s: list[float] = field(default_factory=list)  # action sent -> status shows it moved on
 
@@ -385,6 +386,8 @@ class Driver:
                 self.tally.rate_limited += 1
                 await asyncio.sleep(_retry_after(r))
                 continue
+            if r.status_code == 503:
+                self.tally.status_unavailable += 1
             if r.status_code == 200:
                 st = self.statuses[wf] = r.json()
                 if self.on_status:
