@@ -220,9 +220,9 @@ def sim_activities(client: Client, roster: Roster, sim_queue: str, sims: set[str
 
 #: Real seconds one hour-step of ``advance`` may take before the clock counts as stuck (a step takes a few
 #: seconds while the clock skips; stuck, it runs in real time: an hour).
-STUCK_AFTER_S = 120.0
+STUCK_AFTER_S = 60.0
 #: How many times a scenario may release a stuck clock before it gives up.
-MAX_UNSTICKS = 20
+MAX_UNSTICKS = 100
 
 
 async def advance(env: WorkflowEnvironment, span: timedelta, step: timedelta = timedelta(hours=1),
