@@ -217,7 +217,21 @@ async def get_status(client: Client, id_or_key: str) -> OnboardingStatus:
                               f"{STATUS_QUERY_TIMEOUT.total_seconds():g} s (restarting?); retry") from None
         raise
     except WorkflowQueryFailedError as err:
+        final = await _final_status(client, handle.id)
+        if final is not None:
+            return final
         raise Rejected(f"status of {handle.id} unavailable: {err}") from None
+
+
+async def _final_status(client: Client, workflow_id: str) -> OnboardingStatus | None:
+    """A completed onboarding's status is its result (the status it returned), read from the history with no
+    replay: the answer when a query cannot replay the run (a history temporalio 1.35 wrote out of order,
+    README "Repairing a stuck workflow"). None while it runs or when it closed without a result."""
+    desc = await client.get_workflow_handle(workflow_id).describe()
+    if desc.status != WorkflowExecutionStatus.COMPLETED:
+        return None
+    return await client.get_workflow_handle(workflow_id, run_id=desc.run_id, result_type=OnboardingStatus).result(
+        follow_runs=False)
 
 
 # ---------------------------------------------------------------- human answers (updates / signals)

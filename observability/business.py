@@ -28,6 +28,7 @@ from domain.codes import SlaStatus, Stage
 from store import tables as t
 from store.common import sql_table
 from store.db import run
+from mdco_temporal.repair import STUCK_QUERY
 from workflows import search_attributes as sa
 
 log = logging.getLogger("mdco.metrics")
@@ -44,7 +45,7 @@ API_METRICS = ("mdco_onboardings_started_total", "mdco_onboardings_launched_tota
                "mdco_onboardings_cancelled_total", "mdco_time_to_match_minutes_bucket",
                "mdco_time_to_match_minutes_sum", "mdco_time_to_match_minutes_count",
                "mdco_sla_breaches_total", "mdco_sla_at_risk_total", "mdco_onboardings_open",
-               "mdco_onboardings_open_by_sla", "mdco_visibility_up", "mdco_renewal_notices_due",
+               "mdco_onboardings_open_by_sla", "mdco_visibility_up", "mdco_workflows_stuck", "mdco_renewal_notices_due",
                "mdco_chart_reviews_overdue", "mdco_api_requests_total", "mdco_api_request_duration_seconds_bucket")
 
 
@@ -153,6 +154,7 @@ class BusinessMetrics:
         self._counts = StoreCounts()
         self._open: tuple[dict[str, int], dict[str, int]] | None = None
         self._visibility_up = 0
+        self._stuck: int | None = None
         self._oversight = OversightCounts(notices_due=dict.fromkeys(ladder_steps(), 0))
         self._oversight_at = float("-inf")
 
@@ -165,7 +167,9 @@ class BusinessMetrics:
                 self._oversight = await asyncio.to_thread(oversight_counts, self._engine())
                 self._oversight_at = time.monotonic()
             try:
-                self._open = await asyncio.wait_for(open_onboardings(await self._client()), 10)
+                client = await self._client()
+                self._open = await asyncio.wait_for(open_onboardings(client), 10)
+                self._stuck = (await asyncio.wait_for(client.count_workflows(STUCK_QUERY), 10)).count
                 self._visibility_up = 1
             except Exception as exc:  # noqa: BLE001 - Temporal down: keep the last counts, say so
                 log.warning("visibility query for metrics failed: %s", type(exc).__name__)
@@ -187,6 +191,10 @@ class BusinessMetrics:
                                                      "onboardings succeeded")
         up.add_metric([], self._visibility_up)
         out.append(up)
+        if self._stuck is not None:
+            out.append(GaugeMetricFamily("mdco_workflows_stuck", "running workflows whose workflow task keeps failing "
+                                         "(TemporalReportedProblems; `mdco repair` for a nondeterminism)",
+                                         value=self._stuck))
         if self._open is not None:
             by_stage, by_sla = self._open
             stage = GaugeMetricFamily("mdco_onboardings_open", "running onboardings by stage", labels=["stage"])

@@ -92,6 +92,7 @@ def test_api_serves_every_business_metric(detached):
     assert set(API_METRICS) <= exposed(response.text), set(API_METRICS) - exposed(response.text)
     assert "mdco_visibility_up 1.0" in response.text
     assert 'mdco_onboardings_open{stage="matching"} 0.0' in response.text
+    assert "mdco_workflows_stuck 0.0" in response.text
 
 
 def test_up_after_a_crash_restarts_only_what_died(detached):

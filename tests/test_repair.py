@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.history.v1 import History
+from temporalio.client import WorkflowQueryFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -87,11 +88,13 @@ async def _raw_status(handle) -> OnboardingStatus:
     return await handle.query(OnboardingWorkflow.status, result_type=OnboardingStatus)
 
 
-async def _wedge(env: WorkflowEnvironment, queue: str, key: str, sticky: float = 3.0, ask_status=_raw_status):
+async def _wedge(env: WorkflowEnvironment, queue: str, key: str, sticky: float = 3.0, ask_status=_raw_status,
+                 then=None):
     """Drive the platform bug as a worker crash does (the sticky timeouts order it): the workflow worker is
     SIGKILLed; a status query waits on its sticky queue; the SLA at-risk timer fires and its task waits
     there too; an accept is sent; the query times out to the normal queue first, where a fresh worker
     answers it from the full history (applying the timer), then takes the task carrying the accept.
+    ``then(handle, npi)`` runs while that worker (which still caches the run) polls.
     Returns the handle, the accepted NPI and what the status query gave (a status or the error)."""
     client, at_risk = env.client, timedelta(seconds=10)
     timing = Timing(sla_at_risk=at_risk, offer_ttl=timedelta(hours=1))
@@ -115,6 +118,8 @@ async def _wedge(env: WorkflowEnvironment, queue: str, key: str, sticky: float =
                                                            PhysicianAnswer(npi=st.offers[0].npi)))
         asked = (await asyncio.gather(asyncio.wait_for(query, 30), return_exceptions=True))[0]
         assert (await asyncio.wait_for(accept, 30)).accepted
+        if then is not None:
+            await then(handle, st.offers[0].npi)
     return handle, st.offers[0].npi, asked
 
 
@@ -187,6 +192,25 @@ async def test_the_api_status_gives_up_before_the_query_could_wedge_the_run(dev)
     async with _worker(env.client, queue):  # a restarted worker replays it and goes on
         st = await until(handle, lambda s: s.physician_npi == npi and s.stage != "matching")
     assert [o.status for o in st.offers] == ["accepted"]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+async def test_a_launched_onboarding_whose_history_cannot_replay_still_has_its_status(dev):
+    """The worker that wrote the out-of-order history still caches the run and plays it to launch; afterwards a
+    query cannot replay it, and the status comes from the run's result instead."""
+    env, queue, _ = dev
+
+    async def launch(handle, npi):
+        typed = env.client.get_workflow_handle_for(OnboardingWorkflow.run, handle.id)
+        assert (await play_to_launch(None, typed, npi, accept=False)).stage == "launched"
+
+    handle, _, _ = await _wedge(env, queue, f"clinic-{uuid.uuid4().hex[:8]}", then=launch)
+    async with _worker(env.client, queue):
+        with pytest.raises(WorkflowQueryFailedError, match="Nondeterminism"):
+            await _raw_status(handle)
+        st = await service.get_status(env.client, handle.id)
+    assert st.stage == "launched" and [o.status for o in st.offers] == ["accepted"]
 
 
 @pytest.mark.integration
