@@ -329,8 +329,9 @@ class OnboardingWorkflow:
                     continue
             widen_at = self._widen_at()
             if widen_at is not None and workflow.now() >= widen_at:  # its moment passed while offers went out
-                self._widen_early()
-                continue
+                if self._widen_early():
+                    continue
+                widen_at = None  # a run from before the patch: wait as it did
             self._wait_for("physician", f"{len(open_offers)} offer(s) open")
             seen = self._offers_version
             next_expiry = min(o.expires_at for o in open_offers)
@@ -391,13 +392,14 @@ class OnboardingWorkflow:
         sent = [o.sent_at for o in self._all_offers()]
         return min(sent) + after if sent else None
 
-    def _widen_early(self) -> None:
+    def _widen_early(self) -> bool:
         """Nobody accepted ``offer_widen_after`` after the first offer: with patch SLA_WIDEN_EARLY the
         SLA burst starts now (``_parallel_offers`` gives the cap; the loop sends the offers and tells ops
         once). Asked once per run; a history without the marker (recorded before) keeps its commands."""
         self._widen_early_asked = True
         if workflow.patched(patches.SLA_WIDEN_EARLY):
             self._burst = self._widened_early = True
+        return self._widened_early
 
     async def _tell_widened(self, open_now: int) -> None:
         """The burst sent more offers than one per expired offer would have: ops are told once (the
