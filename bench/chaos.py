@@ -336,8 +336,8 @@ async def chaos(settings, env: dict[str, str], driver, n: int, plan: list[str], 
 
 async def repairer(env: dict[str, str], every: float, done: asyncio.Event) -> dict[str, list[dict]]:
     """Ops on call: ``mdco repair --apply --json`` every ``every`` seconds while the onboardings are driven,
-    and once more at the end; the runs it reset, and the stuck ones it would not (``refused``). A round that
-    cannot reach Temporal (a server kill) is skipped."""
+    and once more at the end; the runs it reset, and the stuck ones it would not (``refused``; a run reported
+    stuck that replays cleanly is neither). A round that cannot reach Temporal (a server kill) is skipped."""
     found: dict[str, list[dict]] = {"repaired": [], "refused": []}
     while True:
         try:
@@ -349,8 +349,9 @@ async def repairer(env: dict[str, str], every: float, done: asyncio.Event) -> di
         except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
             progress(f"repair round skipped: {str(exc)[:200]}")
             rows = []
-        for row in rows:
-            found["repaired" if row["new_run_id"] else "refused"].append({k: row[k] for k in ("workflow_id", "plan")})
+        for row in rows:  # a run reported stuck that replays cleanly had another, passing problem
+            if row["new_run_id"] or row["plan"].startswith("not repaired"):
+                found["repaired" if row["new_run_id"] else "refused"].append({k: row[k] for k in ("workflow_id", "plan")})
             progress(f"repair: {row['workflow_id']}: {row['plan']}")
         if done.is_set():
             return found
