@@ -367,7 +367,9 @@ def create_app(client: Client | None = None, settings: Settings | None = None) -
                                               sla=sla.value if sla else None)
 
     @app.get("/onboardings/{workflow_id}", tags=["onboardings"], response_model=OnboardingStatus,
-             summary="An onboarding's live status", responses={404: {"description": "unknown id"}})
+             summary="An onboarding's live status", responses={
+                 404: {"description": "unknown id"},
+                 503: {"description": "no worker answered the status query within 5 s (a restart); retry"}})
     async def status(workflow_id: str = _id_path(), client: Client = Depends(temporal)) -> OnboardingStatus:
         return await service.get_status(client, workflow_id)
 
