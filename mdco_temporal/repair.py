@@ -16,14 +16,17 @@ the deployed code's own replay of the history, so a run that replays cleanly is 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, UpdateWorkflowExecutionLifecycleStage, WorkflowTaskFailedCause
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
+from temporalio.api.update.v1 import Meta, WaitPolicy
+from temporalio.api.update.v1 import Request as UpdateRequest
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest, UpdateWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import Replayer
@@ -32,6 +35,7 @@ from temporalio.worker import Replayer
 STUCK_QUERY = "ExecutionStatus = 'Running' AND TemporalReportedProblems IS NOT NULL"
 _EVENT_ID = re.compile(r"HistoryEvent\(id: (\d+)")
 _T = EventType
+_RESET_CAUSE = WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_RESET_WORKFLOW
 
 
 @dataclass
@@ -46,6 +50,8 @@ class RepairPlan:
     signals_reapplied: int = 0
     updates_reapplied: int = 0
     activities_rerun: list[str] = field(default_factory=list)
+    #: the answers (updates) made after the reset point, as their requests: re-sent if the new run rejects them
+    updates: list[UpdateRequest] = field(default_factory=list)
     refused: str = ""
 
     @property
@@ -95,9 +101,12 @@ def plan_from_history(workflow_id: str, run_id: str, events: Iterable[HistoryEve
             continue
         if e.event_type == _T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             plan.signals_reapplied += 1
-        elif e.event_type in (_T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED,
-                              _T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED):
+        elif e.event_type == _T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             plan.updates_reapplied += 1
+            plan.updates.append(e.workflow_execution_update_accepted_event_attributes.accepted_request)
+        elif e.event_type == _T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED:
+            plan.updates_reapplied += 1
+            plan.updates.append(e.workflow_execution_update_admitted_event_attributes.request)
         elif e.event_type == _T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             plan.activities_rerun.append(scheduled.get(e.activity_task_completed_event_attributes.scheduled_event_id, "?"))
         elif e.event_type == _T.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
@@ -152,3 +161,46 @@ async def reset(client: Client, plan: RepairPlan, reason: str, identity: str) ->
         reason=reason[:500], workflow_task_finish_event_id=plan.reset_to_event_id,
         request_id=f"repair-{plan.run_id}-{plan.reset_to_event_id}", identity=identity))
     return response.run_id
+
+
+async def resend_rejected_updates(client: Client, plan: RepairPlan, new_run_id: str, identity: str,
+                                  timeout_s: float = 60.0) -> list[str]:
+    """The server re-applies an answer (update) made after the reset point, but the new run validates it in the
+    same workflow task as the events before it and before them (updates first), so one that needs them (an
+    approval of protocols the task is only now receiving) is rejected and leaves no trace. Once the new run's
+    first task completed, each such answer is sent again with its original payload (a new update id); what
+    each got back, for the audit."""
+    if not plan.updates:
+        return []
+    handle = client.get_workflow_handle(plan.workflow_id, run_id=new_run_id)
+    accepted: set[str] = set()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        events = (await handle.fetch_history()).events
+        reset_at = next((e.event_id for e in events if e.event_type == _T.EVENT_TYPE_WORKFLOW_TASK_FAILED and
+                         e.workflow_task_failed_event_attributes.cause == _RESET_CAUSE), 0)
+        if any(e.event_type == _T.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and e.event_id > reset_at for e in events):
+            accepted = {e.workflow_execution_update_accepted_event_attributes.protocol_instance_id  # the update id
+                        for e in events if e.event_type == _T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED}
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"{plan.workflow_id}: the reset run {new_run_id} completed no workflow task in "
+                               f"{timeout_s:g} s: is a worker running?")
+        await asyncio.sleep(0.5)
+    outcomes = []
+    for request in plan.updates:
+        if request.meta.update_id in accepted:
+            continue
+        again = UpdateRequest()
+        again.CopyFrom(request)
+        again.meta.CopyFrom(Meta(update_id=f"{request.meta.update_id}/repair", identity=identity))
+        response = await client.workflow_service.update_workflow_execution(UpdateWorkflowExecutionRequest(
+            namespace=client.namespace, workflow_execution=WorkflowExecution(workflow_id=plan.workflow_id,
+                                                                             run_id=new_run_id),
+            wait_policy=WaitPolicy(lifecycle_stage=UpdateWorkflowExecutionLifecycleStage
+                                   .UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED),
+            request=again))
+        rejected = response.outcome.HasField("failure")
+        outcomes.append(f"{request.input.name} sent again: "
+                        + (f"rejected ({response.outcome.failure.message})" if rejected else "accepted"))
+    return outcomes

@@ -519,14 +519,18 @@ def repair(id: Optional[str] = typer.Argument(None, help="a workflow id (default
                 if id is not None and "not found" in str(exc).lower():
                     _fail(f"id: no workflow {wf}", 2)
                 raise
-            row = {"workflow_id": wf, "run_id": plan.run_id, "plan": plan.summary(), "new_run_id": ""}
+            row = {"workflow_id": wf, "run_id": plan.run_id, "plan": plan.summary(), "new_run_id": "",
+                   "updates_sent_again": []}
             if apply and plan.repairable:
                 row["new_run_id"] = await rp.reset(client, plan, reason, identity="mdco repair")
+                row["updates_sent_again"] = await rp.resend_rejected_updates(client, plan, row["new_run_id"],
+                                                                             identity="mdco repair")
                 audit(engine, wf, "ops:cli", "workflow_repaired", reason=reason, idem_key=f"repair-{plan.run_id}",
                       detail={"run_id": plan.run_id, "new_run_id": row["new_run_id"],
                               "diverging_event_id": plan.diverging_event_id, "reset_to_event_id": plan.reset_to_event_id,
                               "activities_rerun": len(plan.activities_rerun), "signals_reapplied": plan.signals_reapplied,
-                              "updates_reapplied": plan.updates_reapplied})
+                              "updates_reapplied": plan.updates_reapplied,
+                              "updates_sent_again": row["updates_sent_again"]})
             plans.append(row)
         return plans
 
@@ -538,6 +542,7 @@ def repair(id: Optional[str] = typer.Argument(None, help="a workflow id (default
         out.print("no stuck workflow")
     for row in rows:
         done = f" -> reset, new run {row['new_run_id']}" if row["new_run_id"] else ""
+        done += "".join(f"; {what}" for what in row["updates_sent_again"])
         out.print(f"{row['workflow_id']}: {row['plan']}{done}", highlight=False)
 
 

@@ -16,6 +16,8 @@ from store.tables import now_utc
 
 AGREEMENT_STATUSES = frozenset({"created", "sent", "delivered", "signed", "completed", "declined", "voided",
                                 "terminated"})
+#: an envelope that got this far never goes back to "created"/"sent" (a send repeated by a workflow reset)
+_PAST_SENT = frozenset({"delivered", "signed", "completed", "declined", "voided", "terminated"})
 
 
 def upsert_agreement(engine: Engine, workflow_id: str, kind: str, template_version: str, *,
@@ -24,7 +26,9 @@ def upsert_agreement(engine: Engine, workflow_id: str, kind: str, template_versi
     """Create or update the agreement of ``kind``; ``None`` arguments leave the stored value alone.
 
     Connect events can arrive out of order, so a status older than the stored ``status_at`` is
-    ignored. A new ``envelope_id`` (void and resend) starts the status history afresh.
+    ignored, and a "sent" (a send that found its envelope, e.g. re-run after ``mdco repair`` reset the
+    workflow) never turns an envelope that was delivered or completed back. A new ``envelope_id`` (void and
+    resend) starts the status history afresh.
     """
     require(workflow_id, "workflow_id")
     require(kind, "kind")
@@ -49,7 +53,8 @@ def upsert_agreement(engine: Engine, workflow_id: str, kind: str, template_versi
             row.document_path = document_path
         if sha256 is not None:
             row.sha256 = sha256
-        stale = status_at is not None and row.status_at is not None and status_at < row.status_at
+        stale = (status_at is not None and row.status_at is not None and status_at < row.status_at) or (
+            status in ("created", "sent") and row.status in _PAST_SENT)
         if status is not None and not stale:
             row.status = status
             row.status_at = status_at if status_at is not None else row.status_at

@@ -163,6 +163,8 @@ async def test_repair_resets_a_wedged_onboarding_which_then_launches(dev):
         assert plan.repairable and plan.updates_reapplied == 1, plan
         assert plan.reset_to_event_id < plan.diverging_event_id
         new_run = await repair.reset(client, plan, "test: wedged by the platform", identity="test")
+        assert [u.input.name for u in plan.updates] == ["accept_offer"]
+        assert await repair.resend_rejected_updates(client, plan, new_run, identity="test") == []  # re-applied
         with pytest.raises(ValueError, match="no longer the running one"):  # one reset per plan
             await repair.reset(client, plan, "again", identity="test")
         assert (await handle.describe()).run_id == new_run

@@ -131,6 +131,10 @@ def test_agreements_upsert_by_kind_and_envelope(engine) -> None:
     assert (got["status"], got["envelope_id"], got["sent_at"], got["completed_at"], got["document_path"]) == (
         "completed", "env-1", T0, T0 + timedelta(hours=2), "/d/md.pdf")
     assert agreements.agreement_by_envelope(engine, "env-1")["kind"] == "medical_director"
+    # the same send again, later (a workflow reset re-runs it): the completed envelope stays completed
+    agreements.upsert_agreement(engine, WF, "medical_director", "v3", envelope_id="env-1", status="sent",
+                                status_at=T0 + timedelta(days=2))
+    assert agreements.get_agreement(engine, WF, "medical_director")["status"] == "completed"
 
     agreements.upsert_agreement(engine, WF, "collaborative_practice_TX", "v1", envelope_id="env-2", status="sent", status_at=T0)
     with pytest.raises(ValueError, match="envelope_id env-2: already belongs"):
