@@ -88,7 +88,7 @@ async def _raw_status(handle) -> OnboardingStatus:
     return await handle.query(OnboardingWorkflow.status, result_type=OnboardingStatus)
 
 
-async def _wedge(env: WorkflowEnvironment, queue: str, key: str, sticky: float = 3.0, ask_status=_raw_status,
+async def _wedge(env: WorkflowEnvironment, queue: str, key: str, sticky: float = 4.0, ask_status=_raw_status,
                  then=None):
     """Drive the platform bug as a worker crash does (the sticky timeouts order it): the workflow worker is
     SIGKILLed; a status query waits on its sticky queue; the SLA at-risk timer fires and its task waits
@@ -106,14 +106,15 @@ async def _wedge(env: WorkflowEnvironment, queue: str, key: str, sticky: float =
             id=workflow_id_for(key), task_queue=queue)
         st = await until(handle, lambda s: s.offers and s.waiting_on == "physician")
         fires_in = (st.started_at + at_risk - datetime.now(timezone.utc)).total_seconds()
-        assert fires_in > 1.5, "the onboarding took too long to send its offer"
-        await asyncio.sleep(fires_in - 1.0)
+        assert fires_in > 2.5, "the onboarding took too long to send its offer"
+        await asyncio.sleep(fires_in - 2.0)  # kill at T, the timer fires at T + 2 s
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     query = asyncio.create_task(ask_status(handle))
     async with _worker(client, queue):
-        await asyncio.sleep(2.0)  # the timer fired 1 s ago; its task and the query wait on the dead sticky queue
+        await asyncio.sleep(3.0)  # the timer fired 1 s ago; its task (until T + 6 s) and the query (T + 4 s) wait
+        # on the dead sticky queue: 2 s margins either way
         accept = asyncio.create_task(handle.execute_update(OnboardingWorkflow.accept_offer,
                                                            PhysicianAnswer(npi=st.offers[0].npi)))
         asked = (await asyncio.gather(asyncio.wait_for(query, 30), return_exceptions=True))[0]
@@ -225,7 +226,7 @@ def test_mdco_repair_leaves_healthy_runs_alone_and_refuses_bad_ids(stack, tmp_pa
     wf = json.loads(mdco(env, "onboard", str(intake_file(tmp_path, "glow-austin", key)), "--json").stdout)["workflow_id"]
     assert wf == workflow_id_for(key)
     rows = json.loads(mdco(env, "repair", key, "--apply", "--json").stdout)
-    assert rows == [{"workflow_id": wf, "run_id": rows[0]["run_id"], "new_run_id": "",
+    assert rows == [{"workflow_id": wf, "run_id": rows[0]["run_id"], "new_run_id": "", "updates_sent_again": [],
                      "plan": "replays cleanly with the deployed code: nothing to repair"}]
     assert wf not in mdco(env, "repair").stdout  # not reported stuck by the server either
     for bad, why in (("", "id: must not be empty"), ("onboarding-nobody-here", "id: no workflow onboarding-nobody-here")):
