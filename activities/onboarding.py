@@ -281,11 +281,15 @@ class OnboardingActivities:
         signers = [Signer(name=s.name, email=s.email, routing_order=s.routing_order,
                           recipient_id=str(i), anchor=s.anchor) for i, s in enumerate(signer_specs, start=1)]
         activity.heartbeat(external_id)
+        # a first attempt skips the look-up (it cannot have created anything) unless this agreement has an
+        # envelope already: a send re-run after `mdco repair` reset the workflow, which must find it
+        prior = agreements.get_agreement(self.engine, req.workflow_id, req.spec.agreement_kind)
+        look_up = (activity.info().attempt > 1 or self.settings.esign_always_look_up
+                   or bool(prior and prior.get("envelope_id")))
         with _esign_errors("send_agreement"):
             envelope_id = self.esign.send_envelope(
                 external_id, req.spec.title[:100], docs, signers, self.settings.resolved_connect_url,
-                look_up_first=activity.info().attempt > 1 or self.settings.esign_always_look_up,
-                custom_fields=fields)
+                look_up_first=look_up, custom_fields=fields)
         agreements.upsert_agreement(self.engine, req.workflow_id, req.spec.agreement_kind, req.spec.template_version,
                               envelope_id=envelope_id, status="sent", status_at=activity.info().started_time)
         audit.audit(self.engine, req.workflow_id, "workflow", "envelope_sent",

@@ -125,6 +125,15 @@ def test_stage_activities_persist_and_are_idempotent(world, engine, esign_server
     stored = agreements.get_agreement(engine, wf, "medical_director")
     assert stored["status"] == "completed" and len(stored["sha256"]) == 64
     assert open(stored["document_path"], "rb").read(5) == b"%PDF-"
+    # the send re-run as a first attempt (a run `mdco repair` reset): it finds the completed envelope, creates
+    # none, and the agreement stays completed
+    rerun = run(acts.send_agreement, req)
+    assert rerun.envelope_id == first.envelope_id
+    with httpx.Client(base_url=base_url, verify=ssl.create_default_context(
+            cafile=esign_settings.resolved_docusign_ca_cert)) as admin:
+        ours = admin.get("/admin/envelopes", params={"external_id_prefix": wf}).json()["envelopes"]
+    assert [e["envelopeId"] for e in ours] == [first.envelope_id]
+    assert agreements.get_agreement(engine, wf, "medical_director")["status"] == "completed"
 
     # cancelling voids what is unsigned and releases the reserved capacity
     if len(specs) > 1:
