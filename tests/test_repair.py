@@ -232,3 +232,46 @@ def test_mdco_repair_leaves_healthy_runs_alone_and_refuses_bad_ids(stack, tmp_pa
     for bad, why in (("", "id: must not be empty"), ("onboarding-nobody-here", "id: no workflow onboarding-nobody-here")):
         proc = mdco(env, "repair", bad, check=False)
         assert proc.returncode == 2 and why in proc.stderr, proc.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(240)
+async def test_repair_sends_again_an_answer_the_reset_run_rejected(dev):
+    """The protocols are prepared while the worker is dead; a query answered by a fresh worker shows them (it
+    applied the activity's completion early), so the physician approves; the history cannot replay. After the
+    reset the server re-applies the approval, but the new run validates it before the protocols arrive in the
+    same task and rejects it: the repair sends it again, and it is accepted."""
+    env, queue, world = dev
+    client, key = env.client, f"clinic-{uuid.uuid4().hex[:8]}"
+    world.delays["prepare_protocols"] = 2.0
+    intake = Intake.model_validate(sample_intake(key))
+    handle = await client.start_workflow(
+        OnboardingWorkflow.run, OnboardingInput(intake=intake, timing=Timing(), offer_fanout=1),
+        id=workflow_id_for(key), task_queue=queue)
+    proc = await _killable_worker(client.service_client.config.target_host, queue, 4.0)
+    try:
+        st = await until(handle, lambda s: s.offers and s.waiting_on == "physician")
+        npi = st.offers[0].npi
+        assert (await handle.execute_update(OnboardingWorkflow.accept_offer, PhysicianAnswer(npi=npi))).accepted
+        for _ in range(100):  # prepare_protocols started: the task that scheduled it is done, none is pending
+            if world.called("prepare_protocols"):
+                break
+            await asyncio.sleep(0.05)
+    finally:  # killed at T while prepare_protocols runs (it completes at about T + 2 s)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    query = asyncio.create_task(_raw_status(handle))  # on the dead sticky queue until T + 4 s
+    async with _worker(client, queue):
+        shown = await asyncio.wait_for(query, 30)
+        assert shown.protocols, "the fresh worker did not apply the completion to answer the query"
+        await handle.execute_update(OnboardingWorkflow.approve_protocols, PhysicianAnswer(npi=npi))
+    assert "Nondeterminism" in await repair.replay_failure(client, await handle.fetch_history(), WORKFLOWS)
+
+    async with _worker(client, queue):
+        plan = await repair.diagnose(client, handle.id, WORKFLOWS)
+        assert plan.repairable and [u.input.name for u in plan.updates] == ["approve_protocols"], plan
+        new_run = await repair.reset(client, plan, "test", identity="test")
+        assert await repair.resend_rejected_updates(client, plan, new_run, identity="test") == [
+            "approve_protocols sent again: accepted"]
+        st = await until(handle, lambda s: s.stage not in ("protocol_setup", "matching"), timeout=60)
+    assert st.physician_npi == npi
