@@ -29,6 +29,7 @@ from temporalio.api.update.v1 import Request as UpdateRequest
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest, UpdateWorkflowExecutionRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
 #: running runs the server reports as having a problem (workflow tasks failing again and again)
@@ -139,10 +140,22 @@ async def diagnose(client: Client, workflow_id: str, workflows: list[type]) -> R
     return plan_from_history(workflow_id, desc.run_id, history.events, failure)
 
 
-async def stuck_workflow_ids(client: Client, workflow_types: Iterable[str]) -> list[str]:
-    """Running runs of these types whose workflow tasks the server reports failing (visibility)."""
+async def stuck_workflow_ids(client: Client, workflow_types: Iterable[str], problems: str = STUCK_QUERY) -> list[str]:
+    """Running runs of these types whose workflow tasks the server reports failing (visibility). A server
+    without ``TemporalReportedProblems`` (before 1.28, e.g. docker-compose's 1.27) rejects that query: then
+    every running run of the types is described and those whose pending task has failed before are listed."""
     types = " OR ".join(f"WorkflowType = '{t}'" for t in workflow_types)
-    return sorted({wf.id async for wf in client.list_workflows(f"{STUCK_QUERY} AND ({types})")})
+    try:
+        return sorted({wf.id async for wf in client.list_workflows(f"{problems} AND ({types})")})
+    except RPCError as err:
+        if err.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+    stuck = set()
+    async for wf in client.list_workflows(f"ExecutionStatus = 'Running' AND ({types})"):
+        pending = (await client.get_workflow_handle(wf.id, run_id=wf.run_id).describe()).raw_description
+        if pending.pending_workflow_task.attempt >= 2:
+            stuck.add(wf.id)
+    return sorted(stuck)
 
 
 async def reset(client: Client, plan: RepairPlan, reason: str, identity: str) -> str:

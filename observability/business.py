@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from sqlalchemy import Engine, func, select
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain import renewals
 from domain.codes import SlaStatus, Stage
@@ -128,6 +129,17 @@ async def open_onboardings(client: Client) -> tuple[dict[str, int], dict[str, in
     return by_stage, by_sla
 
 
+async def stuck_count(client: Client) -> int | None:
+    """Running workflows whose task keeps failing, or None on a server without ``TemporalReportedProblems``
+    (before 1.28): then the gauge is left out rather than reported as 0."""
+    try:
+        return (await client.count_workflows(STUCK_QUERY)).count
+    except RPCError as err:
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:
+            return None
+        raise
+
+
 def _histogram(values: list[float]) -> HistogramMetricFamily:
     buckets, running = [], 0
     ordered = sorted(values)
@@ -169,8 +181,8 @@ class BusinessMetrics:
             try:
                 client = await self._client()
                 self._open = await asyncio.wait_for(open_onboardings(client), 10)
-                self._stuck = (await asyncio.wait_for(client.count_workflows(STUCK_QUERY), 10)).count
                 self._visibility_up = 1
+                self._stuck = await asyncio.wait_for(stuck_count(client), 10)
             except Exception as exc:  # noqa: BLE001 - Temporal down: keep the last counts, say so
                 log.warning("visibility query for metrics failed: %s", type(exc).__name__)
                 self._visibility_up = 0

@@ -159,6 +159,8 @@ async def test_repair_resets_a_wedged_onboarding_which_then_launches(dev):
                 break
             await asyncio.sleep(0.3)
         assert stuck == [handle.id]
+        old_server = "ExecutionStatus = 'Running' AND MdcoNoSuchAttribute IS NOT NULL"  # rejected, as by 1.27
+        assert await repair.stuck_workflow_ids(client, [w.__name__ for w in WORKFLOWS], old_server) == [handle.id]
 
         plan = await repair.diagnose(client, handle.id, WORKFLOWS)
         assert plan.repairable and plan.updates_reapplied == 1, plan
