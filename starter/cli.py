@@ -503,6 +503,8 @@ def repair(id: Optional[str] = typer.Argument(None, help="a workflow id (default
 
     if id is not None and not id.strip():
         _fail("id: must not be empty", 2)
+    if not reason.strip():
+        _fail("reason: must not be empty (it goes into the audit trail)", 2)
     rp.quiet_replays()
 
     async def go():

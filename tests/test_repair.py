@@ -231,8 +231,10 @@ def test_mdco_repair_leaves_healthy_runs_alone_and_refuses_bad_ids(stack, tmp_pa
     assert rows == [{"workflow_id": wf, "run_id": rows[0]["run_id"], "new_run_id": "", "updates_sent_again": [],
                      "plan": "replays cleanly with the deployed code: nothing to repair"}]
     assert wf not in mdco(env, "repair").stdout  # not reported stuck by the server either
-    for bad, why in (("", "id: must not be empty"), ("onboarding-nobody-here", "id: no workflow onboarding-nobody-here")):
-        proc = mdco(env, "repair", bad, check=False)
+    for args, why in ((("",), "id: must not be empty"),
+                      (("onboarding-nobody-here",), "id: no workflow onboarding-nobody-here"),
+                      ((key, "--apply", "--reason", " "), "reason: must not be empty")):
+        proc = mdco(env, "repair", *args, check=False)
         assert proc.returncode == 2 and why in proc.stderr, proc.stderr
 
 
