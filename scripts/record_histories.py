@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
 import os
 import re
@@ -45,6 +47,7 @@ from api import service  # noqa: E402
 from api.auth import auth_headers  # noqa: E402
 from config import Settings  # noqa: E402
 from domain.intake import Intake  # noqa: E402
+from domain.messages import PharmacyConfirmation  # noqa: E402
 from domain.onboarding import OversightStatus, Timing  # noqa: E402
 from esign.sandbox import admin_client, list_envelopes, sign_all  # noqa: E402
 from bench.esign_calls import set_faults  # noqa: E402
@@ -662,6 +665,24 @@ async def protocol_packet_signed(r: Rec) -> WorkflowHistory:
     return history
 
 
+# ---------------------------------------------------------------- release 4: a confirmation before its packet (issue 12)
+async def early_confirm(r: Rec) -> WorkflowHistory:
+    """The Austin clinic; every demo pharmacy's confirmation is signalled right after the start, before any
+    packet (as a workflow reset re-applies them ahead of the sends it re-runs): the pharmacy the onboarding
+    asks is confirmed when its packet goes out, with no answer after it; the others' stay unused -> launched."""
+    raw = {**json.loads((DEMO_DIR / "intakes" / "glow-austin.json").read_text()), "clinic_key": "glow-austin-early"}
+    wf = await r.start_intake(raw)
+    ids = [row["pharmacy_id"] for row in csv.DictReader(io.StringIO((DEMO_DIR / "pharmacies.csv").read_text()))]
+    handle = r.client.get_workflow_handle(wf)
+    for pharmacy_id in ids:
+        await handle.signal(OnboardingWorkflow.confirm_pharmacy, PharmacyConfirmation(pharmacy_id=pharmacy_id))
+    history = await r.launched(wf)
+    st = await r.status(wf)
+    check(st["pharmacies"] and all(p["status"] == "confirmed" for p in st["pharmacies"]), f"confirmed: {st['pharmacies']}")
+    check(patches.EARLY_CONFIRM_KEPT in patch_markers(history), "patch early-confirm-kept marked")
+    return history
+
+
 # ---------------------------------------------------------------- release 4: answer writes as local activities (issue 12)
 def local_activity_types(history: WorkflowHistory) -> list[str]:
     """The activity types of the history's local-activity markers (``core_local_activity``)."""
@@ -922,6 +943,8 @@ SCENARIOS = [
     # release 4: the sweep starts the replacement placement itself (issue 9); the sweep covers every live
     # clinic: a stack of its own
     Scenario(("compliance_sweep_starts_replacement",), sweep_starts_replacement, releases=V4, own_stack=True),
+    # release 4: a pharmacy's confirmation before its packet is kept (early-confirm-kept-v1, issue 12: mdco repair)
+    Scenario(("onboarding_early_confirm",), early_confirm, releases=V4),
 ]
 
 

@@ -102,3 +102,26 @@ async def test_decline_refused_when_not_asked(harness: Harness, unique_key):
     markers = await patch_markers(handle)
     assert patches.RACE_FREE in markers and patches.PHARMACY_DECLINE not in markers  # no decline: no new commands
     await finish(handle)
+
+
+async def test_a_confirmation_before_the_packet_is_kept_until_the_packet_goes_out(harness: Harness, unique_key):
+    """A pharmacy's confirmation that arrives before its packet was recorded as sent (a signal a workflow reset
+    re-applies ahead of the sends it re-runs) is applied when the packet goes out (patch early-confirm-kept-v1);
+    a pharmacy never asked keeps its early confirmation unused."""
+    handle = await harness.start(unique_key)
+    for early in ("austin-rx", "never-asked-rx"):
+        await handle.signal(OnboardingWorkflow.confirm_pharmacy, PharmacyConfirmation(pharmacy_id=early,
+                                                                                      account_number="RX-77"))
+    st = await until(handle, lambda s: s.stage == "matching" and s.offers)
+    npi = st.offers[0].npi
+    await handle.execute_update(OnboardingWorkflow.accept_offer, PhysicianAnswer(npi=npi))
+    await until(handle, lambda s: s.stage == "protocol_setup" and s.protocols)
+    await handle.execute_update(OnboardingWorkflow.approve_protocols, PhysicianAnswer(npi=npi))
+    st = await until(handle, lambda s: s.stage == "agreements")  # no confirmation was sent after the packet
+    assert {p.pharmacy_id: (p.status, p.account_number) for p in st.pharmacies} == {"austin-rx": ("confirmed", "RX-77")}
+    confirmed = [d for d in harness.world.called("record_decision") if d.action == "pharmacy_confirmed"]
+    assert len(confirmed) == 1 and confirmed[0].actor == "pharmacy:austin-rx"
+    markers = [str(e.marker_recorded_event_attributes) async for e in handle.fetch_history_events()
+               if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    assert any(patches.EARLY_CONFIRM_KEPT in m for m in markers)
+    assert (await finish(handle)).stage == "launched"

@@ -113,6 +113,9 @@ class OnboardingWorkflow:
         self._pharmacies: dict[str, PharmacyAssignment] = {}
         self._envelopes: dict[str, EnvelopeView] = {}
         self._envelope_events: list[EnvelopeEvent] = []
+        #: pharmacy confirmations that came before that pharmacy's packet went out (a signal re-applied by a
+        #: workflow reset, or a pharmacy quicker than the task recording the send): applied when it goes out
+        self._early_confirms: dict[str, PharmacyConfirmation] = {}
         self._specs: dict[str, AgreementSpec] = {}
         self._checked_at: dict[str, datetime] = {}
         self._resend_requested = False
@@ -819,6 +822,9 @@ class OnboardingWorkflow:
             assignment=assignment, revision=revision))
         self._pharmacies[assignment.pharmacy_id] = assignment
         self._note(f"prescriber packet sent to pharmacy {assignment.pharmacy_id}")
+        early = self._early_confirms.pop(assignment.pharmacy_id, None)
+        if early is not None and assignment.status == "packet_sent" and workflow.patched(patches.EARLY_CONFIRM_KEPT):
+            await self._apply_confirm(assignment, early)
 
     def _declined_pharmacies(self) -> list[str]:
         return [p.pharmacy_id for p in self._pharmacies.values() if p.status == "declined"]
@@ -866,8 +872,14 @@ class OnboardingWorkflow:
     @workflow.signal
     async def confirm_pharmacy(self, confirmation: PharmacyConfirmation) -> None:
         assignment = self._pharmacies.get(confirmation.pharmacy_id)
+        if assignment is None and self._stage != Stage.launched:
+            self._early_confirms[confirmation.pharmacy_id] = confirmation  # applied when its packet is sent
+            return
         if assignment is None or assignment.status != "packet_sent":
-            return  # unknown, repeated or declined-then-confirmed answers change nothing
+            return  # repeated or declined-then-confirmed answers change nothing
+        await self._apply_confirm(assignment, confirmation)
+
+    async def _apply_confirm(self, assignment: PharmacyAssignment, confirmation: PharmacyConfirmation) -> None:
         assignment.status = "confirmed"
         assignment.account_number = confirmation.account_number
         self._note(f"pharmacy {confirmation.pharmacy_id} confirmed the prescriber account")

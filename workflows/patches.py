@@ -59,3 +59,7 @@ ANSWER_WRITES_LOCAL = "answer-writes-local-v1"
 #: Checked first: a new run records this marker and queues; a run that recorded only answer-writes-local-v1
 #: keeps its local activities (this check is False while it replays, and stays so for the run).
 ANSWER_WRITES_QUEUED = "answer-writes-queued-v2"
+#: Stage 4: a pharmacy's confirmation that arrives before its prescriber packet was recorded as sent (a signal
+#: a workflow reset re-applies ahead of the sends it re-runs, or a pharmacy quicker than the workflow task) is
+#: kept and applied when the packet goes out, instead of being dropped. Asked only when such a confirmation waits.
+EARLY_CONFIRM_KEPT = "early-confirm-kept-v1"
