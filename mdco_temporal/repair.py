@@ -49,11 +49,14 @@ class RepairPlan:
     diverging_event_id: int | None = None
     reset_to_event_id: int | None = None  # the WORKFLOW_TASK_COMPLETED the new run resets to
     signals_reapplied: int = 0
-    updates_reapplied: int = 0
     activities_rerun: list[str] = field(default_factory=list)
     #: the answers (updates) made after the reset point, as their requests: re-sent if the new run rejects them
     updates: list[UpdateRequest] = field(default_factory=list)
     refused: str = ""
+
+    @property
+    def updates_reapplied(self) -> int:
+        return len(self.updates)
 
     @property
     def repairable(self) -> bool:
@@ -103,10 +106,8 @@ def plan_from_history(workflow_id: str, run_id: str, events: Iterable[HistoryEve
         if e.event_type == _T.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             plan.signals_reapplied += 1
         elif e.event_type == _T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
-            plan.updates_reapplied += 1
             plan.updates.append(e.workflow_execution_update_accepted_event_attributes.accepted_request)
         elif e.event_type == _T.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ADMITTED:
-            plan.updates_reapplied += 1
             plan.updates.append(e.workflow_execution_update_admitted_event_attributes.request)
         elif e.event_type == _T.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             plan.activities_rerun.append(scheduled.get(e.activity_task_completed_event_attributes.scheduled_event_id, "?"))
