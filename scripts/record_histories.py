@@ -600,16 +600,22 @@ async def sla_burst(r: Rec) -> WorkflowHistory:
     st = await r.play(wf, lambda s: len(offers(s, "open")) == 3, silent=("physician",))
     check(len(offers(st, "expired")) == 1 and len(st["offers"]) == 4, f"widened to the cap: {st['offers']}")
     check(len({o["npi"] for o in st["offers"]}) == 4, "nobody offered twice while fresh physicians were left")
-    winner = offers(st, "open")[0]["npi"]
+    history = await accept_widened(r, wf, raw, offers(st, "open")[0]["npi"], "offers widened to 3 open at once (cap 3)")
+    check(patches.SLA_BURST in patch_markers(history), "patch sla-burst marked")
+    return history
+
+
+async def accept_widened(r: Rec, wf: str, raw: dict, winner: str, timeline_note: str) -> WorkflowHistory:
+    """One of the widened offers is accepted -> launched; the other two withdrawn (each physician told), the
+    widening on the timeline (``timeline_note``) and ops told once. The launched run's history."""
     await r.post(f"/onboardings/{wf}/offers/{winner}/accept")
     history = await r.launched(wf)
     st = await r.status(wf)
     check(st["physician_npi"] == winner and len(offers(st, "withdrawn")) == 2, "one accept withdrew the other two")
-    check(noted(st, "offers widened to 3 open at once (cap 3)"), "the widening is on the timeline")
+    check(noted(st, timeline_note), "the widening is on the timeline")
     told = [s.strip() for s in subjects(r)]
     check(told.count("Offers widened for " + wf) == 1, "ops told once")
     check(told.count(f"Offer withdrawn: {raw['clinic_name']}") >= 2, "the withdrawn physicians told")
-    check(patches.SLA_BURST in patch_markers(history), "patch sla-burst marked")
     return history
 
 
@@ -631,15 +637,8 @@ async def sla_widen_early(r: Rec) -> WorkflowHistory:
     wf = await r.start_intake(raw, t, fanout=1)
     st = await r.play(wf, lambda s: len(offers(s, "open")) == 3, silent=("physician",))
     check(not offers(st, "expired") and len(st["offers"]) == 3, f"widened to the cap, nothing expired: {st['offers']}")
-    winner = offers(st, "open")[-1]["npi"]
-    await r.post(f"/onboardings/{wf}/offers/{winner}/accept")
-    history = await r.launched(wf)
-    st = await r.status(wf)
-    check(st["physician_npi"] == winner and len(offers(st, "withdrawn")) == 2, "one accept withdrew the other two")
-    check(noted(st, "no physician accepted within 4 s of the first offer"), "the early widening is on the timeline")
-    told = [s.strip() for s in subjects(r)]
-    check(told.count("Offers widened for " + wf) == 1, "ops told once")
-    check(told.count(f"Offer withdrawn: {raw['clinic_name']}") >= 2, "the withdrawn physicians told")
+    history = await accept_widened(r, wf, raw, offers(st, "open")[-1]["npi"],
+                                   "no physician accepted within 4 s of the first offer")
     markers = patch_markers(history)
     check(patches.SLA_WIDEN_EARLY in markers and patches.SLA_BURST not in markers, "sla-widen-early marked, no expiry")
     return history
